@@ -1,0 +1,52 @@
+"""Reading disturbances off series: the one definition of "node k departs at step t".
+
+Ground truth (on the noise-free twin), oracle solvers (on the numbers in a prompt) and
+reference rationales all use these functions, so a question's gold answer and its
+verification agree by construction.
+
+A node departs at the first step s >= the baseline window where its relative deviation
+from the baseline median exceeds `TAU` at s and at s + 1. Events never start inside the
+baseline window (the first `BASELINE_FRAC` of the series).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TAU = 0.1
+"""Relative deviation that counts as a departure (events move a node by 25-60%)."""
+BASELINE_FRAC = 0.3
+VISIBLE = 2 * TAU
+"""A node 'responds' when its noise-free peak deviation reaches this."""
+QUIET = 0.4 * TAU
+"""A node 'stays quiet' when its noise-free peak deviation stays below this."""
+
+
+@dataclass(frozen=True)
+class Departures:
+    onset: np.ndarray  # (N,) int, -1 where the node never departs
+    peak: np.ndarray  # (N,) max |relative deviation| after the baseline window
+    sign: np.ndarray  # (N,) sign of the deviation at its peak
+    baseline: np.ndarray  # (N,) baseline median in the series' units
+
+
+def baseline_len(length: int) -> int:
+    return max(6, int(length * BASELINE_FRAC))
+
+
+def departures(x: np.ndarray) -> Departures:
+    """Departure analysis of series x of shape (N, T)."""
+    w = baseline_len(x.shape[1])
+    base = np.median(x[:, :w], axis=1)
+    d = (x - base[:, None]) / np.maximum(np.abs(base[:, None]), 1e-9)
+    post = np.abs(d[:, w:])
+    above = post > TAU
+    both = above[:, :-1] & above[:, 1:]
+    has = both.any(axis=1)
+    onset = np.where(has, both.argmax(axis=1) + w, -1)
+    k = post.argmax(axis=1)
+    peak = post[np.arange(len(x)), k]
+    sign = np.sign(d[np.arange(len(x)), k + w])
+    return Departures(onset, peak, sign, base)

@@ -1,0 +1,126 @@
+"""The STReasoner prompt shape: writing prompts, and reading them back.
+
+    You are a spatial temporal analysis expert. Node 0 time series with length of 48: <ts>;
+    ...; Graph Structure: Node 0->Node 2; Node 1->Node 2, please analyze the spatial
+    temporal data and answer the following question: <question>
+
+The series body is either the numbers inline (`[20.29, 19.07, ...]` at a chosen precision,
+for text-only models) or the `<ts><ts/>` placeholder with the numbers in a separate array
+(the STReasoner / ST-Test format). The graph-free prompt for S-GRPO is the same text with
+the `; Graph Structure: ...` clause removed.
+
+`parse_prompt` reads a prompt back into series, edges, question and options. The oracle
+solvers use only it, which is what makes them honest: they see what a model sees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+PREAMBLE = "You are a spatial temporal analysis expert. "
+ASK = ", please analyze the spatial temporal data and answer the following question: "
+PLACEHOLDER = "<ts><ts/>"
+GRAPH_CLAUSE = "; Graph Structure: "
+FORMAT_INSTRUCTION = (
+    "Think step by step inside <think></think>, then give only the final answer inside "
+    "<answer></answer>: a single option letter for multiple choice, a list [v1, v2, ...] "
+    "for a forecast, or a short description when asked to describe."
+)
+"""System instruction used with every prompt (training and serving)."""
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def format_series(row: np.ndarray, precision: int) -> str:
+    """Numbers of one series as `[v1, v2, ...]` with `precision` decimals."""
+    fmt = f"%.{precision}f"
+    return "[" + ", ".join([fmt] * len(row)) % tuple(row.tolist()) + "]"
+
+
+def build_prompt(
+    series: np.ndarray,
+    edges: list[tuple[int, int]],
+    question: str,
+    *,
+    inline: bool = True,
+    precision: int = 2,
+    with_graph: bool = True,
+) -> str:
+    """The STReasoner-shaped prompt for series (N, T) in shown-label order."""
+    n, t_len = series.shape
+    bodies = ([format_series(r, precision) for r in series] if inline
+              else [PLACEHOLDER] * n)
+    parts = [f"Node {i} time series with length of {t_len}: {b}" for i, b in enumerate(bodies)]
+    text = PREAMBLE + "; ".join(parts)
+    if with_graph:
+        text += GRAPH_CLAUSE + "; ".join(f"Node {u}->Node {v}" for u, v in edges)
+    return text + ASK + question
+
+
+def format_options(options: list[str]) -> str:
+    """`Options: A. first B. second ...` as in ST-Bench."""
+    return "Options: " + " ".join(f"{_LETTERS[i]}. {o}" for i, o in enumerate(options))
+
+
+def letter(i: int) -> str:
+    return _LETTERS[i]
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    series: np.ndarray  # (N, T)
+    edges: list[tuple[int, int]] | None  # None when the prompt has no graph clause
+    question: str  # the question without its options
+    options: list[str]
+
+
+_NODE_RE = re.compile(r"Node (\d+) time series with length of (\d+): (\[[^\]]*\]|<ts><ts/>)")
+_EDGE_RE = re.compile(r"Node (\d+)->Node (\d+)")
+
+
+def parse_prompt(text: str, timeseries: list[list[float]] | None = None) -> ParsedPrompt:
+    """Read series, graph, question and options back out of a prompt.
+
+    `timeseries` supplies the numbers when the prompt uses `<ts><ts/>` placeholders.
+    """
+    head, sep, question = text.partition(ASK)
+    if not sep:
+        raise ValueError("not an ST prompt: missing 'please analyze the spatial temporal data'")
+    body, gsep, graph = head.partition(GRAPH_CLAUSE)
+    rows = []
+    for k, m in enumerate(_NODE_RE.finditer(body)):
+        if m.group(3) == PLACEHOLDER:
+            if timeseries is None or k >= len(timeseries):
+                raise ValueError("prompt uses <ts><ts/> placeholders but no timeseries array")
+            rows.append(np.asarray(timeseries[k], dtype=float))
+        else:
+            rows.append(np.asarray(json.loads(m.group(3)), dtype=float))
+    if not rows:
+        raise ValueError("no 'Node k time series' clauses found in prompt")
+    edges = [(int(u), int(v)) for u, v in _EDGE_RE.findall(graph)] if gsep else None
+    q, options = split_options(question)
+    return ParsedPrompt(np.vstack(rows), edges, q, options)
+
+
+def split_options(question: str) -> tuple[str, list[str]]:
+    """Split `... Options: A. x B. y` into the question and its option texts."""
+    q, sep, rest = question.partition(" Options: ")
+    if not sep:
+        return question, []
+    options: list[str] = []
+    pos = 0
+    for i in range(len(_LETTERS)):
+        tag = f"{_LETTERS[i]}. "
+        if not rest.startswith(tag, pos):
+            break
+        nxt = rest.find(f" {_LETTERS[i + 1]}. ", pos) if i + 1 < len(_LETTERS) else -1
+        end = nxt if nxt >= 0 else len(rest)
+        options.append(rest[pos + len(tag) : end].strip())
+        pos = end + 1
+        if nxt < 0:
+            break
+    return q, options

@@ -1,0 +1,104 @@
+"""`Sample`: one generated question with everything training, scoring and serving need."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from envs.prompt import PLACEHOLDER, build_prompt, format_options
+
+TASKS: tuple[str, ...] = (
+    "etiological",
+    "entity",
+    "correlation",
+    "root_cause",
+    "propagation",
+    "forecasting",
+    "path_description",
+)
+
+
+@dataclass
+class Sample:
+    """A question built from one simulated world; rebuilt exactly from (seed, index)."""
+
+    id: str
+    task: str
+    kind: str  # "choice" | "sequence" | "text"
+    seed: int
+    index: int
+    series: np.ndarray  # (N, T) shown-label order, rounded to the prompt precision
+    edges: list[tuple[int, int, int]]  # (from, to, lag) in shown labels
+    question: str  # question text without options
+    options: list[str]
+    answer: str  # a letter, a JSON list, or a reference text
+    rationale: str  # correct step-by-step reasoning ending in the answer
+    horizon: int = 0
+    scale: float = 1.0  # mean |history| of the forecast node (normalised MAE)
+    inline: bool = True
+    precision: int = 2
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def full_question(self) -> str:
+        return f"{self.question} {format_options(self.options)}" if self.options else self.question
+
+    def prompt(self, with_graph: bool = True, inline: bool | None = None) -> str:
+        """The STReasoner-shaped prompt (with or without the graph clause)."""
+        return build_prompt(
+            self.series,
+            [(u, v) for u, v, _ in self.edges],
+            self.full_question,
+            inline=self.inline if inline is None else inline,
+            precision=self.precision,
+            with_graph=with_graph,
+        )
+
+    @property
+    def prompt_no_graph(self) -> str:
+        return self.prompt(with_graph=False)
+
+    @property
+    def completion(self) -> str:
+        """The reference completion: rationale and answer in the trained format."""
+        return f"<think>{self.rationale}</think><answer>{self.answer}</answer>"
+
+    def to_record(self) -> dict[str, Any]:
+        """A flat, JSON/Parquet-friendly row (the `strl generate` default format)."""
+        return {
+            "id": self.id,
+            "task": self.task,
+            "kind": self.kind,
+            "seed": self.seed,
+            "index": self.index,
+            "prompt": self.prompt(),
+            "prompt_no_graph": self.prompt_no_graph,
+            "question": self.full_question,
+            "options": list(self.options),
+            "answer": self.answer,
+            "horizon": self.horizon,
+            "scale": self.scale,
+            "reference": self.answer if self.kind == "text" else self.rationale,
+            "rationale": self.rationale,
+            "series": self.series.tolist(),
+            "edges": [list(e) for e in self.edges],
+            "meta": json.dumps(self.meta, sort_keys=True),
+        }
+
+    def to_streasoner(self) -> dict[str, Any]:
+        """A row in the public ST-Test format: `<ts><ts/>` placeholders plus an array."""
+        output = self.answer if self.kind == "sequence" else f"<answer>{self.answer}</answer>"
+        return {
+            "id": self.id,
+            "input": self.prompt(inline=False),
+            "timeseries": self.series.tolist(),
+            "output": output,
+            "category": self.task,
+        }
+
+
+def is_placeholder_prompt(text: str) -> bool:
+    return PLACEHOLDER in text

@@ -1,0 +1,224 @@
+"""A simulated world: a directed graph of sensors, node dynamics, events, and its series.
+
+Nodes are numbered internally in topological order (sources first); `labels` maps them to
+the shuffled "Node k" labels shown in prompts, so a node's number never hints at its role.
+
+Rates are per step (see `envs.sde`): with dt = 1 step, mean reversion kappa in [0.1, 0.3],
+noise sigma <= 0.006 of the baseline, coupling lambda in [0.8, 1.5] times an edge weight of
+0.1 that is multiplied 5-20x inside activation windows. A node's total incoming coupling
+is capped at 0.9 per step: the design's per-hour ranges, applied literally, make
+Euler-Maruyama unstable at hourly sampling (coupling * dt > 2) and make propagation
+invisible at 5-minute sampling; per-step rates keep every domain's dynamics visible and
+stable.
+
+Events are the design's drift switches: during [t0, t0 + duration) an event node's drift
+becomes `k_event (1 + amp - Y)`, a fast move to a level `amp` away from baseline, which then
+travels along active edges with their lags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from envs.domains import Domain
+from envs.sde import SDEArrays
+
+EVENT_RATE = 0.6
+"""Per-step rate at which an event node moves to its event level."""
+MAX_COUPLING = 0.9
+"""Cap on a node's total incoming coupling per step (stability, see module docstring)."""
+BASE_WEIGHT = 0.1
+LAMBDA_RANGE = (0.8, 1.5)
+ACTIVATION_RANGE = (5.0, 20.0)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A drift switch at `nodes` during [t0, t0 + duration), moving them by `amp` (relative)."""
+
+    nodes: tuple[int, ...]
+    t0: int
+    duration: int
+    amp: float
+
+
+@dataclass
+class World:
+    domain: Domain
+    n: int
+    length: int
+    edges: list[tuple[int, int]]
+    sources: list[int]
+    events: list[Event]
+    labels: np.ndarray  # internal index -> shown label
+    lags: dict[tuple[int, int], int]
+    levels: np.ndarray  # physical baseline per node
+    node_names: list[str]
+    arrays: SDEArrays | None = None
+    parents: list[list[int]] = field(default_factory=list)
+    children: list[list[int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.parents = [[] for _ in range(self.n)]
+        self.children = [[] for _ in range(self.n)]
+        for u, v in self.edges:
+            self.parents[v].append(u)
+            self.children[u].append(v)
+
+    # Graph queries on internal indices (small graphs: plain Python beats networkx here).
+    def descendants(self, u: int) -> set[int]:
+        out: set[int] = set()
+        stack = list(self.children[u])
+        while stack:
+            v = stack.pop()
+            if v not in out:
+                out.add(v)
+                stack.extend(self.children[v])
+        return out
+
+    def ancestors(self, v: int) -> set[int]:
+        out: set[int] = set()
+        stack = list(self.parents[v])
+        while stack:
+            u = stack.pop()
+            if u not in out:
+                out.add(u)
+                stack.extend(self.parents[u])
+        return out
+
+    @property
+    def event_nodes(self) -> set[int]:
+        return {i for e in self.events for i in e.nodes}
+
+    def label(self, i: int) -> int:
+        return int(self.labels[i])
+
+    def shown_edges(self) -> list[tuple[int, int]]:
+        """Edges in shown labels, sorted as a reader expects."""
+        return sorted((self.label(u), self.label(v)) for u, v in self.edges)
+
+    def to_networkx(self) -> nx.DiGraph:
+        """The graph in shown labels, with lag and base weight on every edge."""
+        g = nx.DiGraph()
+        for i in range(self.n):
+            g.add_node(self.label(i), name=self.node_names[i], level=float(self.levels[i]))
+        for u, v in self.edges:
+            g.add_edge(self.label(u), self.label(v), lag=self.lags[(u, v)], weight=BASE_WEIGHT)
+        return g
+
+
+def random_dag(rng: np.random.Generator, n: int, n_sources: int) -> list[tuple[int, int]]:
+    """A connected-looking DAG on 0..n-1 whose first `n_sources` nodes have no parents.
+
+    Every other node gets one parent (sometimes two) among earlier nodes, preferring
+    recent ones, which gives the chains, merges and splits of real sensor networks.
+    Every source gets at least one child.
+    """
+    edges: set[tuple[int, int]] = set()
+    u01 = rng.random((n, 3))  # one draw block per node: cheaper than many rng.choice calls
+    cum = np.cumsum(np.arange(1, n + 1, dtype=float) ** 1.5)
+    for v in range(n_sources, n):
+        first = int(np.searchsorted(cum[:v], u01[v, 0] * cum[v - 1], side="right"))
+        edges.add((first, v))
+        if v >= 2 and u01[v, 1] < 0.35:
+            second = int(np.searchsorted(cum[:v], u01[v, 2] * cum[v - 1], side="right"))
+            edges.add((second, v))
+    for s in range(n_sources):
+        if not any(u == s for u, _ in edges):
+            edges.add((s, int(rng.integers(n_sources, n))))
+    return sorted(edges)
+
+
+def draw_world(
+    rng: np.random.Generator,
+    domain: Domain,
+    n: int,
+    length: int,
+    edges: list[tuple[int, int]],
+    n_sources: int,
+    events: list[Event],
+    noise: float = 1.0,
+    lag_range: tuple[int, int] = (1, 3),
+    active_windows: list[tuple[int, int]] | None = None,
+) -> World:
+    """Draw node parameters, lags, weights, activation windows and noise for a graph.
+
+    `active_windows` are (start, end) step ranges in which every edge is activated; by
+    default the span of the events plus a tail long enough for them to propagate.
+    """
+    labels = rng.permutation(n)
+    lags = {e: int(rng.integers(lag_range[0], lag_range[1] + 1)) for e in edges}
+    levels = rng.uniform(*domain.level_range, size=n)
+    pick = rng.permutation(len(domain.place_names))
+    names = [domain.place_names[pick[i % len(pick)]] for i in range(n)]
+    world = World(domain, n, length, list(edges), list(range(n_sources)), list(events),
+                  labels, lags, levels, names)
+    world.arrays = _arrays(rng, world, noise, active_windows)
+    return world
+
+
+def _arrays(
+    rng: np.random.Generator, w: World, noise: float, active_windows: list[tuple[int, int]] | None
+) -> SDEArrays:
+    n, t_len = w.n, w.length
+    t = np.arange(t_len)[:, None]
+    kappa = rng.uniform(0.1, 0.3, size=n)
+    a = np.broadcast_to(kappa, (t_len, n)).copy()
+    b = np.broadcast_to(-kappa, (t_len, n)).copy()
+    c = np.zeros((t_len, n))
+    kind = rng.choice(["mean_reverting", "sinusoidal", "logistic"], size=n,
+                      p=_drift_mix(w.domain.name))
+    period = max(7, 1440 // w.domain.sampling_minutes)
+    cyc = kind == "sinusoidal"
+    if cyc.any():
+        amp = rng.uniform(0.005, 0.03, size=n)
+        phase = rng.uniform(0, 2 * np.pi, size=n)
+        a[:, cyc] = (kappa * (1 + amp * np.sin(2 * np.pi * t / period + phase)))[:, cyc]
+    logi = kind == "logistic"
+    a[:, logi] = 0.0
+    b[:, logi] = kappa[logi]  # r Y (1 - Y/K) with K = 1
+    c[:, logi] = -kappa[logi]
+    for ev in w.events:
+        sl = slice(ev.t0, min(ev.t0 + ev.duration, t_len))
+        idx = list(ev.nodes)
+        a[sl, idx] = EVENT_RATE * (1 + ev.amp)
+        b[sl, idx] = -EVENT_RATE
+        c[sl, idx] = 0.0
+
+    lam = rng.uniform(*LAMBDA_RANGE, size=n)
+    if active_windows is None:
+        active_windows = [(e.t0 - 1, e.t0 + e.duration + 25) for e in w.events]
+    src = np.array([u for u, _ in w.edges], dtype=np.int64)
+    dst = np.array([v for _, v in w.edges], dtype=np.int64)
+    lag = np.array([w.lags[e] for e in w.edges], dtype=np.int64)
+    mult = rng.uniform(*ACTIVATION_RANGE, size=len(w.edges))
+    weight = np.full((t_len, len(w.edges)), BASE_WEIGHT)
+    for s, e in active_windows:
+        weight[max(s, 0) : max(e, 0)] *= mult
+    weight *= lam[dst]
+    inflow = np.zeros((t_len, n))
+    np.add.at(inflow.T, dst, weight.T)
+    weight *= np.minimum(1.0, MAX_COUPLING / np.maximum(inflow[:, dst], 1e-12))
+
+    shape = rng.choice(3, size=n)  # 0 constant, 1 linear, 2 square-root
+    lin = rng.uniform(0.2, 1.0, size=n)
+    g = np.zeros((3, n))
+    g[0, shape == 0] = 1.0
+    g[0, shape == 1] = 1 / (1 + lin[shape == 1])
+    g[1, shape == 1] = lin[shape == 1] / (1 + lin[shape == 1])
+    g[2, shape == 2] = 1.0
+    sigma = noise * rng.uniform(0.002, 0.006, size=n)
+    y0 = 1 + rng.normal(0, 0.005, size=n)
+    return SDEArrays(a, b, c, src, dst, lag, weight, sigma, g, y0, rng.standard_normal((t_len, n)))
+
+
+def _drift_mix(domain: str) -> list[float]:
+    """Probabilities of (mean_reverting, sinusoidal, logistic) drift in a domain."""
+    if domain == "ecology":
+        return [0.2, 0.2, 0.6]
+    if domain in ("transportation", "energy", "mobility", "climate", "pollution"):
+        return [0.3, 0.7, 0.0]
+    return [0.7, 0.3, 0.0]

@@ -1,0 +1,106 @@
+"""Evaluation metrics per task, in TimeOmni-1's convention: validity first, quality on valid.
+
+For each task, and for all targets together (the row ``"all"``):
+
+* ``success_rate`` = ``n_valid / n``: the share of completions with an answer of the right
+  kind that can be used. Choice: a letter within the options. Sequence: a list of finite
+  numbers exactly ``horizon`` long. Text: an ``<answer>`` block with non-empty content.
+* ``accuracy``: exact match over the *valid* choice answers (None when there are none).
+* ``mae``: mean absolute error over the *valid* forecasts (None when there are none).
+* ``exp_mae``: mean of ``exp(-alpha * MAE)`` over the same valid forecasts (None likewise).
+
+Quality metrics are conditional on success, so a model that answers rarely but well shows a
+low ``success_rate`` and a high ``accuracy``; read the two together. (The training rewards
+instead score an invalid answer 0: a different question, "how good is the average
+completion".) The ``"all"`` row pools every task; its ``mae`` mixes series of different
+magnitudes and is only a rough summary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rewards.builtin import mean_abs_error
+from rewards.extract import answer_text, parse_choice, parse_sequence
+from rewards.types import CHOICE, SEQUENCE, Target
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """Metrics of one task (or of all tasks): see the module docstring for the convention."""
+
+    n: int
+    n_valid: int
+    success_rate: float
+    accuracy: float | None
+    mae: float | None
+    exp_mae: float | None
+
+
+class _Tally:
+    __slots__ = ("n", "n_valid", "n_choice", "n_correct", "n_seq", "abs_err", "exp_sum")
+
+    def __init__(self) -> None:
+        self.n = self.n_valid = self.n_choice = self.n_correct = self.n_seq = 0
+        self.abs_err = self.exp_sum = 0.0
+
+    def metrics(self) -> TaskMetrics:
+        return TaskMetrics(
+            n=self.n,
+            n_valid=self.n_valid,
+            success_rate=self.n_valid / self.n if self.n else 0.0,
+            accuracy=self.n_correct / self.n_choice if self.n_choice else None,
+            mae=self.abs_err / self.n_seq if self.n_seq else None,
+            exp_mae=self.exp_sum / self.n_seq if self.n_seq else None,
+        )
+
+
+def evaluate(
+    completions: Sequence[str], targets: Sequence[Target], alpha: float = 0.1
+) -> dict[str, TaskMetrics]:
+    """Metrics per task (in order of first appearance) and the pooled row ``"all"``.
+
+    >>> t = Target("entity", "choice", "B", n_options=4)
+    >>> m = evaluate(["<answer>B</answer>", "<answer>Z</answer>", "<answer>A</answer>"], [t] * 3)
+    >>> m["entity"].success_rate, m["entity"].accuracy
+    (0.6666666666666666, 0.5)
+    """
+    if len(completions) != len(targets):
+        raise ValueError(f"{len(completions)} completions but {len(targets)} targets")
+    tallies: dict[str, _Tally] = {}
+    pooled = _Tally()
+    for c, t in zip(completions, targets, strict=True):
+        if t.task == ALL:
+            raise ValueError(f"task name {ALL!r} is reserved for the pooled row")
+        tally = tallies.get(t.task)
+        if tally is None:
+            tally = tallies[t.task] = _Tally()
+        for tl in (tally, pooled):
+            tl.n += 1
+        if t.kind == CHOICE:
+            ex = parse_choice(c, t.n_options)
+            if ex.reason is None:
+                hit = ex.value == t.gold_letter
+                for tl in (tally, pooled):
+                    tl.n_valid += 1
+                    tl.n_choice += 1
+                    tl.n_correct += hit
+        elif t.kind == SEQUENCE:
+            ex = parse_sequence(c, t.horizon)
+            if ex.reason is None:
+                err = mean_abs_error(ex.value, t.gold_values)  # type: ignore[arg-type]
+                for tl in (tally, pooled):
+                    tl.n_valid += 1
+                    tl.n_seq += 1
+                    tl.abs_err += err
+                    tl.exp_sum += math.exp(-alpha * err)
+        elif answer_text(c).reason is None:
+            for tl in (tally, pooled):
+                tl.n_valid += 1
+    out = {task: tally.metrics() for task, tally in tallies.items()}
+    out[ALL] = pooled.metrics()
+    return out
