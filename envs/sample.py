@@ -83,6 +83,7 @@ class Sample:
             "scale": self.scale,
             "reference": self.answer if self.kind == "text" else self.rationale,
             "rationale": self.rationale,
+            "completion": self.completion,
             "series": self.series.tolist(),
             "edges": [list(e) for e in self.edges],
             "meta": json.dumps(self.meta, sort_keys=True),

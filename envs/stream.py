@@ -53,8 +53,9 @@ class TaskMix:
 
 
 def generate(seed: int, indices: Sequence[int], tasks: TaskMix,
-             cfg: EnvConfig = EnvConfig()) -> list[Sample]:
+             cfg: EnvConfig | None = None) -> list[Sample]:
     """Build the samples at `indices` (in order), simulating their worlds in batches."""
+    cfg = cfg or EnvConfig()
     if seed < 0 or any(i < 0 for i in indices):
         raise ValueError("seed and indices must be non-negative integers")
     todo = {i: (get_task(tasks.pick(seed, i)), np.random.default_rng([seed, i, 1]))
@@ -63,7 +64,9 @@ def generate(seed: int, indices: Sequence[int], tasks: TaskMix,
     for _ in range(MAX_ATTEMPTS):
         if not todo:
             break
-        drafts = {i: task.plan(rng, cfg) for i, (task, rng) in todo.items()}
+        # `design` restarts every attempt: see envs.tasks.common on why.
+        drafts = {i: task.plan(rng, cfg, np.random.default_rng([seed, i, 2]))
+                  for i, (task, rng) in todo.items()}
         by_len: dict[int, list[int]] = {}
         for i, d in drafts.items():
             by_len.setdefault(d.world.length, []).append(i)
@@ -118,8 +121,8 @@ class SampleStream:
     """Endless iterator over samples `start, start + 1, ...` of a seed and task mix."""
 
     def __init__(self, seed: int, tasks: Sequence[str] | Mapping[str, float] | str,
-                 cfg: EnvConfig = EnvConfig(), start: int = 0, batch: int = 64) -> None:
-        self.seed, self.mix, self.cfg = seed, TaskMix.of(tasks), cfg
+                 cfg: EnvConfig | None = None, start: int = 0, batch: int = 64) -> None:
+        self.seed, self.mix, self.cfg = seed, TaskMix.of(tasks), cfg or EnvConfig()
         self.position, self.batch = start, batch
 
     def __iter__(self) -> Iterator[Sample]:

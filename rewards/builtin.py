@@ -24,21 +24,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from rewards.extract import ANSWER_FORMAT_RE, parse_choice, parse_sequence
+from rewards.extract import is_well_formed, parse_choice, parse_sequence
 from rewards.registry import reward
 from rewards.types import CHOICE, SEQUENCE, Target
-
-_format_match = ANSWER_FORMAT_RE.fullmatch
 
 
 @reward("format")
 def format_reward(completions: Sequence[str], targets: Sequence[Target]) -> list[float]:
-    """1.0 where the completion is exactly ``<think>...</think><answer>...</answer>``.
+    """1.0 where ``ANSWER_FORMAT_RE`` fullmatches: ``<think>...</think><answer>...</answer>``.
 
     >>> format_reward(["<think>a</think> <answer>B</answer>", "<answer>B</answer>"], [None] * 2)
     [1.0, 0.0]
     """
-    return [1.0 if _format_match(c) else 0.0 for c in completions]
+    return [1.0 if is_well_formed(c) else 0.0 for c in completions]
 
 
 def exact_match_one(completion: str, target: Target) -> float:

@@ -20,6 +20,10 @@ Reason codes (module constants, stable: metrics and logs count them):
 Decisions worth knowing:
 
 * Tags are matched in lower case exactly as the prompt prescribes (``<answer>``).
+* A completion with no ``<answer>`` tag whose whole text is one bracketed list is read as
+  that list: ST-Test writes its forecasting gold that way (``[19.86, 19.97, 20.05]``), and
+  models trained on it answer so. Any other untagged text (a bare letter included) is
+  ``no_answer_tag``; the ``format`` reward still scores a bare list 0.
 * An ``<answer>`` block left open at the end of the text is accepted (its content runs to
   the end): generation stopped on the stop string ``</answer>`` strips the closing tag.
   The ``format`` reward still demands the closing tag.
@@ -67,6 +71,7 @@ REASONS: tuple[str, ...] = (
 
 ANSWER_FORMAT_RE = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re.DOTALL)
 
+_THINK_TO_ANSWER_RE = re.compile(r"</think>\s*<answer>")
 _OPEN = "<answer>"
 _CLOSE = "</answer>"
 _THINK_BLOCK_RE = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
@@ -88,6 +93,7 @@ _CHOICE_RE = re.compile(
 _SPACED_COMMA_RE = re.compile(r",\s")
 _THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?(?:[eE][+-]?\d+)?")
 _ITEM_QUOTES = "\"'`"
+_BARE_LIST_RE = re.compile(r"\[[^\[\]<>]*\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +112,6 @@ class Extraction:
 _NO_TAG = Extraction(None, NO_ANSWER_TAG)
 _EMPTY = Extraction(None, EMPTY_ANSWER)
 _NOT_LETTER = Extraction(None, NOT_A_LETTER)
-_NOT_LIST = Extraction(None, NOT_A_LIST)
 
 
 def answer_text(text: str) -> Extraction:
@@ -116,16 +121,38 @@ def answer_text(text: str) -> Extraction:
     'B'
     >>> answer_text("no tags").reason
     'no_answer_tag'
+    >>> answer_text(" [19.86, 19.97] ").value
+    '[19.86, 19.97]'
     """
     start = text.rfind(_OPEN)
     if start < 0:
-        return _NO_TAG
+        bare = text.strip()
+        return Extraction(bare) if _BARE_LIST_RE.fullmatch(bare) else _NO_TAG
     start += len(_OPEN)
     end = text.find(_CLOSE, start)
     content = (text[start:] if end < 0 else text[start:end]).strip()
     if not content:
         return _EMPTY
     return Extraction(content)
+
+
+def is_well_formed(text: str) -> bool:
+    """Whether ``ANSWER_FORMAT_RE`` fullmatches ``text``, in linear time.
+
+    The regex's two lazy ``.*?`` backtrack against each other: on a degenerate completion
+    that repeats ``</think><answer>x</answer>`` it costs milliseconds. The earliest
+    ``</think>\\s*<answer>`` after the opening tag is the best split, so one search decides.
+
+    >>> is_well_formed(" <think>a</think>\\n<answer>B</answer> ")
+    True
+    >>> is_well_formed("<answer>B</answer>")
+    False
+    """
+    s = text.strip()
+    if not (s.startswith("<think>") and s.endswith(_CLOSE)):
+        return False
+    m = _THINK_TO_ANSWER_RE.search(s, 7)
+    return m is not None and m.end() <= len(s) - len(_CLOSE)
 
 
 def strip_think(text: str) -> str:

@@ -338,9 +338,18 @@ class JudgeReward:
         max_tokens: int = 256,
     ) -> None:
         self.cfg = JudgeConfig(
-            base_url, model, api_key, api_key_env, tuple(aspects), timeout_s, max_retries,
-            backoff_s, max_concurrency, temperature, max_tokens,
-        )  # fmt: skip
+            base_url=base_url,
+            model=model,
+            api_key=api_key,
+            api_key_env=api_key_env,
+            aspects=tuple(aspects),
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_concurrency=max_concurrency,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
         self._client: JudgeClient | None = None
         self._init_lock = threading.Lock()
 

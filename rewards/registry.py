@@ -30,9 +30,11 @@ up, so its decorators register it::
       - {name: my_len_penalty, weight: 0.1, module: examples/my_rewards.py,
          params: {max_chars: 2000}}
 
-``module`` is a file path (``*.py`` or containing "/") or a dotted module (``pkg.mod``).
-Ship :class:`RewardSpec` objects to Ray workers and build there: a class loaded from a file
-lives in a module only that process has imported.
+``module`` is a file path (``*.py`` or containing "/"; relative to the current directory)
+or a dotted module (``pkg.mod``). A :class:`RewardSet` pickles as its specs and rebuilds
+itself on arrival, so a Ray worker imports the plug-in file on its own; a single built
+reward from a plug-in file does not travel that way (its class lives in a module only the
+process that loaded the file has).
 
 Errors: configuration problems (unknown name, bad params, a plug-in that does not load, a
 duplicate name) raise :class:`RewardConfigError`, a ``ValueError``; a reward that raises or
@@ -323,6 +325,11 @@ class RewardSet:
 
     def __call__(self, completions: Sequence[str], targets: Sequence[Target]) -> list[float]:
         return self.score(completions, targets).total
+
+    def __reduce__(self) -> tuple[type[RewardSet], tuple[list[RewardSpec]]]:
+        # Pickled as its specs: the receiving process imports plug-in files itself, so a
+        # class defined in one pickles into a Ray worker that never imported that file.
+        return (RewardSet, (self.specs,))
 
 
 def _call(rew: BoundReward, completions: Sequence[str], targets: Sequence[Target]) -> list[float]:

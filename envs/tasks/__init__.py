@@ -36,7 +36,8 @@ def get_task(name: str) -> Task:
     try:
         return TASK_REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown task '{name}'; known tasks: {', '.join(TASK_REGISTRY)}") from None
+        known = ", ".join(TASK_REGISTRY)
+        raise ValueError(f"unknown task '{name}'; known tasks: {known}") from None
 
 
 __all__ = ["TASK_REGISTRY", "Draft", "EnvConfig", "Parts", "Task", "get_task", "register_task"]

@@ -6,8 +6,13 @@ A task is built in two phases so that simulation can be batched across samples:
 generator; the stream simulates many planned worlds at once; `finish(...)` reads the
 noisy series and the noise-free twin, checks that the question is answerable from what
 the prompt shows, and writes question, options, gold answer and rationale. If a check
-fails, `finish` returns None and the stream plans again from the same generator, so a
-sample is still a pure function of (seed, index).
+fails, `finish` returns None and the stream plans again, so a sample is still a pure
+function of (seed, index).
+
+`plan` gets two generators: `rng` moves on with every attempt (a new world each time),
+`design` restarts at every attempt (the same question design each time). Option sets and
+the gold option come from `design`: if they were redrawn on retry, designs that are easier
+to realise would win more often and the gold's position or length would leak.
 
 Multiple-choice option sets are drawn *before* the gold answer, and the world is then
 built to make one option true: nothing about the options alone can point to the gold
@@ -101,7 +106,8 @@ class Task:
     """True when the answer cannot be told from the series alone (checked by tests)."""
     min_nodes: ClassVar[int] = 3
 
-    def plan(self, rng: np.random.Generator, cfg: EnvConfig) -> Draft:
+    def plan(self, rng: np.random.Generator, cfg: EnvConfig,
+             design: np.random.Generator) -> Draft:
         raise NotImplementedError
 
     def finish(self, rng: np.random.Generator, cfg: EnvConfig, draft: Draft,

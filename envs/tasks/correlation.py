@@ -14,7 +14,16 @@ import numpy as np
 from envs.detect import departures
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
-    Draft, EnvConfig, Parts, Task, build, context, nd, n_sources, pick_domain, pick_size,
+    Draft,
+    EnvConfig,
+    Parts,
+    Task,
+    build,
+    context,
+    n_sources,
+    nd,
+    pick_domain,
+    pick_size,
     shuffle,
 )
 from envs.tasks.graphq import reach, responds
@@ -38,13 +47,14 @@ class Correlation(Task):
     needs_graph = True
     min_nodes = 5
 
-    def plan(self, rng: np.random.Generator, cfg: EnvConfig) -> Draft:
+    def plan(self, rng: np.random.Generator, cfg: EnvConfig,
+             design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.min_nodes)
         m = n_sources(rng, n, 0.35, 0.55)
         kinds = ["direct", "none"] + [f"via{i}" for i in range(max(2, cfg.n_options - 2))]
-        chosen = [kinds[i] for i in rng.choice(len(kinds), size=cfg.n_options, replace=False)]
-        gold = int(rng.integers(len(chosen)))
+        chosen = [kinds[i] for i in design.choice(len(kinds), size=cfg.n_options, replace=False)]
+        gold = int(design.integers(len(chosen)))
         world = build(rng, cfg, domain, n, t_len, m, list(range(m)))
         return Draft(world, {"kinds": chosen, "gold": gold})
 

@@ -15,8 +15,18 @@ from envs.detect import departures
 from envs.domains import DOMAINS, ROLES
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
-    Draft, EnvConfig, Parts, Task, build, context, departure_text, n_sources, nd,
-    pick_domain, pick_size, shuffle,
+    Draft,
+    EnvConfig,
+    Parts,
+    Task,
+    build,
+    context,
+    departure_text,
+    n_sources,
+    nd,
+    pick_domain,
+    pick_size,
+    shuffle,
 )
 
 
@@ -38,12 +48,13 @@ _ROLE_OF_TEXT = {f"{nm}, {desc}": role for d in DOMAINS.values()
 class Entity(Task):
     name = "entity"
 
-    def plan(self, rng: np.random.Generator, cfg: EnvConfig) -> Draft:
+    def plan(self, rng: np.random.Generator, cfg: EnvConfig,
+             design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.min_nodes)
         k = min(cfg.n_options, len(ROLES))
-        roles = [ROLES[i] for i in rng.choice(len(ROLES), size=k, replace=False)]
-        gold = int(rng.integers(k))
+        roles = [ROLES[i] for i in design.choice(len(ROLES), size=k, replace=False)]
+        gold = int(design.integers(k))
         m = n_sources(rng, n)
         fire = sorted(int(x) for x in rng.choice(m, size=int(rng.integers(1, m)), replace=False))
         world = build(rng, cfg, domain, n, t_len, m, fire)

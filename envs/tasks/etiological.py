@@ -16,8 +16,19 @@ from envs.detect import Departures, departures
 from envs.domains import DOMAINS
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
-    Draft, EnvConfig, Parts, Task, build, context, departure_text, n_sources, nd, node_list,
-    pick_domain, pick_size, shuffle,
+    Draft,
+    EnvConfig,
+    Parts,
+    Task,
+    build,
+    context,
+    departure_text,
+    n_sources,
+    nd,
+    node_list,
+    pick_domain,
+    pick_size,
+    shuffle,
 )
 
 Scenario = tuple[str, tuple[int, ...]]  # (mechanism, start nodes in internal indices)
@@ -42,26 +53,27 @@ def classify(dep: Departures) -> Scenario:
 class Etiological(Task):
     name = "etiological"
 
-    def plan(self, rng: np.random.Generator, cfg: EnvConfig) -> Draft:
-        domain = pick_domain(rng, cfg)
-        n, t_len = pick_size(rng, cfg, self.min_nodes)
-        m = n_sources(rng, n)
+    def plan(self, rng: np.random.Generator, cfg: EnvConfig,
+             design: np.random.Generator) -> Draft:
+        domain = pick_domain(design, cfg)
+        n, t_len = pick_size(design, cfg, self.min_nodes)
+        m = n_sources(design, n)
         k = cfg.n_options
-        singles: list[Scenario] = [("single", (s,)) for s in rng.permutation(m)]
+        singles: list[Scenario] = [("single", (s,)) for s in design.permutation(m)]
         multis: list[Scenario] = []
         for _ in range(8):
-            size = int(rng.integers(2, m + 1))
-            pick = tuple(sorted(int(x) for x in rng.choice(m, size=size, replace=False)))
+            size = int(design.integers(2, m + 1))
+            pick = tuple(sorted(int(x) for x in design.choice(m, size=size, replace=False)))
             if ("multi", pick) not in multis:
                 multis.append(("multi", pick))
-        if rng.random() < cfg.hardness and len(singles) + len(multis) >= k:
+        if design.random() < cfg.hardness and len(singles) + len(multis) >= k:
             half = min(k // 2, len(multis))
             pool = multis[:half] + singles[: k - half]
         else:
             pool = [singles[0], multis[0], ("network_wide", ()), ("calm", ())]
             pool += singles[1:] + multis[1:]
         options = pool[:k]
-        gold = int(rng.integers(len(options)))
+        gold = int(design.integers(len(options)))
         mech, starts = options[gold]
         fire = "all" if mech == "network_wide" else "none" if mech == "calm" else list(starts)
         world = build(rng, cfg, domain, n, t_len, m, fire)
@@ -91,7 +103,8 @@ class Etiological(Task):
         steps.append(f"This matches option {'ABCDEF'[gold]}.")
         return Parts(question=f"{context(w)} Which etiological scenario can be inferred from "
                      "the spatio-temporal data?", options=texts, gold=gold,
-                     rationale=" ".join(steps), meta={"scenario": [mech, [w.label(i) for i in starts]]})
+                     rationale=" ".join(steps),
+                     meta={"scenario": [mech, [w.label(i) for i in starts]]})
 
     def solve(self, p: ParsedPrompt) -> int:
         mech, starts = classify(departures(p.series))

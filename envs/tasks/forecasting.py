@@ -14,7 +14,16 @@ import numpy as np
 
 from envs.detect import departures
 from envs.tasks.common import (
-    Draft, EnvConfig, Parts, Task, context, event_amp, n_sources, nd, pick_domain, pick_size,
+    Draft,
+    EnvConfig,
+    Parts,
+    Task,
+    context,
+    event_amp,
+    n_sources,
+    nd,
+    pick_domain,
+    pick_size,
 )
 from envs.world import Event, draw_world, random_dag
 
@@ -23,7 +32,8 @@ class Forecasting(Task):
     name = "forecasting"
     kind = "sequence"
 
-    def plan(self, rng: np.random.Generator, cfg: EnvConfig) -> Draft:
+    def plan(self, rng: np.random.Generator, cfg: EnvConfig,
+             design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, hist = pick_size(rng, cfg, self.min_nodes)
         h = int(cfg.horizons[int(rng.integers(len(cfg.horizons)))])

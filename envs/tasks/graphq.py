@@ -30,6 +30,14 @@ def option_counts(rng: np.random.Generator, n_options: int, n_data_decoys: int,
     return min(n_data_decoys, n_options - 1 - g), g
 
 
+def ancestors_all(n: int, edges: list[tuple[int, int]]) -> list[set[int]]:
+    """Ancestor sets of nodes 0..n-1 of a DAG whose edges go from lower to higher index."""
+    anc: list[set[int]] = [set() for _ in range(n)]
+    for u, v in sorted(edges, key=lambda e: e[1]):
+        anc[v] |= anc[u] | {u}
+    return anc
+
+
 def reach(edges: list[tuple[int, int]], start: int, forward: bool = True) -> set[int]:
     """Descendants (forward) or ancestors of `start` in an edge list."""
     nxt: dict[int, list[int]] = {}

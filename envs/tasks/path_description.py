@@ -8,9 +8,19 @@ import numpy as np
 
 from envs.detect import departures
 from envs.tasks.common import (
-    Draft, EnvConfig, Parts, Task, build, context, nd, n_sources, pick_domain, pick_size,
+    Draft,
+    EnvConfig,
+    Parts,
+    Task,
+    build,
+    context,
+    n_sources,
+    nd,
+    pick_domain,
+    pick_size,
 )
-from envs.tasks.graphq import responds
+from envs.tasks.graphq import ancestors_all, responds
+from envs.world import random_dag
 
 
 class PathDescription(Task):
@@ -18,11 +28,20 @@ class PathDescription(Task):
     kind = "text"
     min_nodes = 4
 
-    def plan(self, rng: np.random.Generator, cfg: EnvConfig) -> Draft:
+    def plan(self, rng: np.random.Generator, cfg: EnvConfig,
+             design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.min_nodes)
         m = n_sources(rng, n)
-        return Draft(build(rng, cfg, domain, n, t_len, m, [int(rng.integers(m))]))
+        for _ in range(20):  # cheap structural check: a source two or more hops deep
+            edges = random_dag(rng, n, m)
+            anc = ancestors_all(n, edges)
+            deep = [s for s in range(m) if any(s in anc[v] and (s, v) not in edges
+                                               for v in range(m, n))]
+            if deep:
+                break
+        s = int(rng.choice(deep)) if deep else int(rng.integers(m))
+        return Draft(build(rng, cfg, domain, n, t_len, m, [s], edges=edges))
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
         w = draft.world

@@ -16,8 +16,19 @@ import numpy as np
 from envs.detect import TAU, departures
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
-    Draft, EnvConfig, Parts, Task, build, context, departure_text, n_sources, nd, node_list,
-    pick_domain, pick_size, shuffle,
+    Draft,
+    EnvConfig,
+    Parts,
+    Task,
+    build,
+    context,
+    departure_text,
+    n_sources,
+    nd,
+    node_list,
+    pick_domain,
+    pick_size,
+    shuffle,
 )
 from envs.tasks.graphq import option_counts, responds
 
@@ -34,7 +45,8 @@ class Propagation(Task):
     needs_graph = True
     min_nodes = 4
 
-    def plan(self, rng: np.random.Generator, cfg: EnvConfig) -> Draft:
+    def plan(self, rng: np.random.Generator, cfg: EnvConfig,
+             design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.min_nodes)
         m = n_sources(rng, n, 0.35, 0.6)

@@ -15,10 +15,22 @@ import numpy as np
 from envs.detect import departures
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
-    Draft, EnvConfig, Parts, Task, build, context, departure_text, n_sources, nd, node_list,
-    pick_domain, pick_size, shuffle,
+    Draft,
+    EnvConfig,
+    Parts,
+    Task,
+    build,
+    context,
+    departure_text,
+    n_sources,
+    nd,
+    node_list,
+    pick_domain,
+    pick_size,
+    shuffle,
 )
-from envs.tasks.graphq import option_counts, reach, responds, stays_quiet
+from envs.tasks.graphq import ancestors_all, option_counts, reach, responds, stays_quiet
+from envs.world import random_dag
 
 _Q = re.compile(r"observed at Node (\d+) from step (\d+)")
 
@@ -28,14 +40,20 @@ class RootCause(Task):
     needs_graph = True
     min_nodes = 4
 
-    def plan(self, rng: np.random.Generator, cfg: EnvConfig) -> Draft:
+    def plan(self, rng: np.random.Generator, cfg: EnvConfig,
+             design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.min_nodes)
         m = n_sources(rng, n, 0.35, 0.6)
         fire = list(range(m))
         if m >= 3 and rng.random() < 0.5:
             fire.remove(int(rng.integers(m)))  # a quiet source: a graph-only suspect
-        return Draft(build(rng, cfg, domain, n, t_len, m, fire))
+        for _ in range(20):  # cheap structural check before drawing dynamics and noise
+            edges = random_dag(rng, n, m)
+            anc = ancestors_all(n, edges)
+            if any(len(anc[k] & set(fire)) == 1 and set(fire) - anc[k] for k in range(m, n)):
+                break
+        return Draft(build(rng, cfg, domain, n, t_len, m, fire, edges=edges))
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
         w = draft.world

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewards.extract import (
@@ -21,6 +21,7 @@ from rewards.extract import (
     WRONG_LENGTH,
     Extraction,
     answer_text,
+    is_well_formed,
     parse_choice,
     parse_gold,
     parse_sequence,
@@ -53,6 +54,23 @@ def test_format_regex(text: str, ok: bool) -> None:
     assert (ANSWER_FORMAT_RE.fullmatch(text) is not None) is ok
 
 
+@settings(deadline=None)  # shared CI cores make per-example timing noisy
+@given(
+    st.lists(
+        st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", " ", "\n", "x", "\u2003"]),
+        max_size=12,
+    ).map("".join)
+)
+def test_linear_format_check_agrees_with_the_regex(text: str) -> None:
+    assert is_well_formed(text) == (ANSWER_FORMAT_RE.fullmatch(text) is not None)
+
+
+def test_format_check_is_linear_on_degenerate_completions() -> None:
+    text = "<think>" + "</think><answer>a</answer>x" * 2000
+    assert not is_well_formed(text)
+    assert is_well_formed(text + "</think><answer>a</answer>")
+
+
 def test_answer_text_takes_the_last_block() -> None:
     assert answer_text("<answer>A</answer> no wait <answer>  D </answer>").value == "D"
 
@@ -78,9 +96,24 @@ def test_strip_think_removes_closed_and_dangling_blocks() -> None:
 
 @pytest.mark.parametrize(
     "inner",
-    ["C", " c ", "(C)", "C.", "**C**", "Option C", "option: c", "Answer: C", "[C]", "`C`",
-     "C. Node 3 is the terminal hub", "C) Node 3", "**C.** Node 3", "C - Node 3", "'C'"],
-)  # fmt: skip
+    [
+        "C",
+        " c ",
+        "(C)",
+        "C.",
+        "**C**",
+        "Option C",
+        "option: c",
+        "Answer: C",
+        "[C]",
+        "`C`",
+        "C. Node 3 is the terminal hub",
+        "C) Node 3",
+        "**C.** Node 3",
+        "C - Node 3",
+        "'C'",
+    ],
+)
 def test_parse_choice_tolerates_markup(inner: str) -> None:
     ex = parse_choice(wrap(inner), 4)
     assert ex == Extraction("C")
@@ -193,12 +226,14 @@ def test_parse_gold_with_and_without_tags() -> None:
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 
+@settings(deadline=None)  # shared CI cores make per-example timing noisy
 @given(st.lists(finite, min_size=1, max_size=40))
 def test_repr_lists_round_trip_exactly(xs: list[float]) -> None:
     text = wrap("[" + ", ".join(repr(x) for x in xs) + "]")
     assert parse_sequence(text, horizon=len(xs)).value == xs
 
 
+@settings(deadline=None)  # shared CI cores make per-example timing noisy
 @given(st.lists(st.floats(min_value=-1e12, max_value=1e12), min_size=1, max_size=20))
 def test_thousands_formatted_lists_round_trip(xs: list[float]) -> None:
     text = wrap("[" + ", ".join(f"{x:,.3f}" for x in xs) + "]")
@@ -207,12 +242,14 @@ def test_thousands_formatted_lists_round_trip(xs: list[float]) -> None:
     assert ex.value == [float(f"{x:.3f}") for x in xs]
 
 
+@settings(deadline=None)  # shared CI cores make per-example timing noisy
 @given(st.lists(finite, min_size=1, max_size=20))
 def test_compact_json_lists_round_trip(xs: list[float]) -> None:
     text = wrap("[" + ",".join(repr(x) for x in xs) + "]")
     assert parse_sequence(text).value == xs
 
 
+@settings(deadline=None)  # shared CI cores make per-example timing noisy
 @given(st.text(max_size=200))
 def test_parsers_never_raise(s: str) -> None:
     for ex in (parse_choice(s, 4), parse_sequence(s, 3), answer_text(s), parse_choice(wrap(s))):

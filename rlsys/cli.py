@@ -1,0 +1,185 @@
+"""The `strl` command line: generate, show, score, quality.
+
+Each command parses its arguments, then imports what it needs and runs top to bottom.
+Bad input (unknown task, malformed file, missing column, ...) prints one line
+`strl: error: ...` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from envs.sample import TASKS
+
+EXIT_USAGE = 2
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got '{text}'") from None
+
+
+def _tasks(text: str) -> list[str]:
+    names = (list(TASKS) if text.strip() == "all"
+             else [t.strip() for t in text.split(",") if t.strip()])
+    unknown = [t for t in names if t not in TASKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown task(s) {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(TASKS)} or 'all'")
+    return names
+
+
+def _env_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("world and difficulty")
+    g.add_argument("--tasks", type=_tasks, default=list(TASKS),
+                   help="comma-separated task names, or 'all' (default: all)")
+    g.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
+    g.add_argument("--nodes", type=_ints, default=(3, 5, 10), help="node counts, e.g. 3,5,10")
+    g.add_argument("--lengths", type=_ints, default=(48, 96, 168), help="series lengths")
+    g.add_argument("--horizons", type=_ints, default=(3, 6, 12), help="forecast horizons")
+    g.add_argument("--n-options", type=int, default=4, help="options per question (2-6)")
+    g.add_argument("--noise", type=float, default=1.0, help="noise multiplier (default 1.0)")
+    g.add_argument("--hardness", type=float, default=0.5, help="hard-distractor probability")
+    g.add_argument("--precision", type=int, default=2, help="decimals of inline numbers")
+    g.add_argument("--placeholders", action="store_true",
+                   help="write <ts><ts/> placeholders instead of inline numbers")
+
+
+def _env_config(a: argparse.Namespace):
+    from envs.tasks import EnvConfig
+
+    return EnvConfig(nodes=a.nodes, lengths=a.lengths, noise=a.noise, n_options=a.n_options,
+                     hardness=a.hardness, horizons=a.horizons, precision=a.precision,
+                     inline=not a.placeholders)
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from envs.stream import TaskMix, generate
+    from rlsys.dataio import RowWriter, iter_chunks
+
+    if a.n < 1:
+        raise ValueError(f"--n must be >= 1, got {a.n}")
+    cfg, mix = _env_config(a), TaskMix.of(a.tasks)
+    with RowWriter(a.out) as out, tqdm(total=a.n, unit="sample", disable=a.quiet,
+                                       desc="generate") as bar:
+        for chunk in iter_chunks(a.n, 256):
+            samples = generate(a.seed, [a.start + i for i in chunk], mix, cfg)
+            out.write(s.to_streasoner() if a.format == "streasoner" else s.to_record()
+                      for s in samples)
+            bar.update(len(samples))
+    print(f"wrote {a.n} samples ({', '.join(a.tasks)}) to {a.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_show(a: argparse.Namespace) -> int:
+    from envs.stream import SampleStream
+    from rlsys.show import describe, plot
+
+    sample = SampleStream(a.seed, a.tasks, _env_config(a)).sample(a.index)
+    print(describe(sample))
+    if a.prompt:
+        print("\nprompt:\n" + sample.prompt())
+    if a.plot:
+        print(f"\nplot written to {plot(sample, a.plot)}")
+    return 0
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from rlsys.dataio import read_rows
+    from rlsys.scoring import align, pick_column, score
+
+    data = read_rows(a.data)
+    if a.predictions:
+        preds = read_rows(a.predictions)
+        col = pick_column(preds, a.prediction_column, a.predictions)
+        completions = align(data, preds, col, a.predictions)
+    else:
+        col = pick_column(data, a.prediction_column or "prediction", a.data)
+        completions = [str(r[col] or "") for r in data]
+    report = score(data, completions)
+    if a.json == "-":
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.table())
+        if a.json:
+            with open(a.json, "w", encoding="utf-8") as f:
+                json.dump(report.as_dict(), f, indent=2)
+            print(f"\nJSON written to {a.json}")
+    return 0
+
+
+def cmd_quality(a: argparse.Namespace) -> int:
+    from envs.quality import audit, format_table
+
+    rows = audit(a.tasks, a.n, a.seed, _env_config(a))
+    print(format_table(rows))
+    problems = [p for r in rows for p in r.problems()]
+    print("\n" + ("\n".join(problems) if problems else
+                  "all bounds hold: oracle >= 0.95; shortcuts and graph-free oracle (tasks "
+                  "that need the graph) within 0.10 of chance"))
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="strl", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write generated samples to JSONL or Parquet")
+    _env_args(g)
+    g.add_argument("--n", type=int, required=True, help="number of samples")
+    g.add_argument("--start", type=int, default=0, help="first stream index (default 0)")
+    g.add_argument("--out", required=True, help="output file: .jsonl or .parquet")
+    g.add_argument("--format", choices=("strl", "streasoner"), default="strl",
+                   help="strl: full rows; streasoner: input/timeseries/output/category rows")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(fn=cmd_generate)
+
+    s = sub.add_parser("show", help="print one sample and optionally plot it")
+    _env_args(s)
+    s.add_argument("--index", type=int, required=True, help="stream index of the sample")
+    s.add_argument("--plot", help="write a PNG of the series and the graph here")
+    s.add_argument("--prompt", action="store_true", help="also print the full prompt")
+    s.set_defaults(fn=cmd_show)
+
+    c = sub.add_parser("score", help="metrics and mean rewards of predictions")
+    c.add_argument("--data", required=True, help="samples (strl or ST-Test rows), .jsonl/.parquet")
+    c.add_argument("--predictions",
+                   help="predictions file (matched by id, else by order); omit to read a "
+                        "prediction column of --data")
+    c.add_argument("--prediction-column",
+                   help=f"column holding the model output (default: first of "
+                        f"{', '.join(('prediction', 'completion', 'response', 'output'))})")
+    c.add_argument("--json", help="also write the report as JSON here ('-' for stdout only)")
+    c.set_defaults(fn=cmd_score)
+
+    q = sub.add_parser("quality", help="oracle and shortcut audit of the generated questions")
+    _env_args(q)
+    q.add_argument("--n", type=int, default=1000, help="samples per task (default 1000)")
+    q.set_defaults(fn=cmd_quality)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"strl: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("strl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Evaluation metrics: validity first, quality on the valid answers (TimeOmni-1)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rewards import Target, TaskMetrics, evaluate
+
+ENTITY = Target("entity", "choice", "B", n_options=4)
+FORECAST = Target("forecasting", "sequence", "[1.0, 2.0, 3.0]")
+PATH = Target("path_description", "text", "Node 0 -> Node 2")
+
+
+def ans(inner: str) -> str:
+    return f"<think>t</think><answer>{inner}</answer>"
+
+
+def test_mixed_batch_hand_computed() -> None:
+    completions = [
+        ans("B"),  # valid, right
+        ans("A"),  # valid, wrong
+        ans("E"),  # out of range: invalid
+        ans("[2, 2, 5]"),  # valid, MAE 1
+        ans("[1, 2]"),  # wrong length: invalid
+        ans("Node 0 then Node 2"),  # valid text
+        "no tags at all",  # invalid text
+    ]
+    targets = [ENTITY, ENTITY, ENTITY, FORECAST, FORECAST, PATH, PATH]
+    m = evaluate(completions, targets)
+    assert list(m) == ["entity", "forecasting", "path_description", "all"]
+    assert m["entity"] == TaskMetrics(3, 2, 2 / 3, 0.5, None, None)
+    assert m["forecasting"] == TaskMetrics(2, 1, 0.5, None, 1.0, math.exp(-0.1))
+    assert m["path_description"] == TaskMetrics(2, 1, 0.5, None, None, None)
+    assert m["all"] == TaskMetrics(7, 4, 4 / 7, 0.5, 1.0, math.exp(-0.1))
+
+
+def test_accuracy_is_none_without_valid_choice_answers() -> None:
+    m = evaluate([ans("maybe"), "nothing"], [ENTITY, ENTITY])
+    assert m["entity"] == TaskMetrics(2, 0, 0.0, None, None, None)
+
+
+def test_alpha_and_non_finite_forecasts() -> None:
+    m = evaluate([ans("[1, 2, 5]"), ans("[1, nan, 3]")], [FORECAST, FORECAST], alpha=1.0)
+    # only the finite forecast counts: MAE 2/3
+    assert m["forecasting"].n_valid == 1
+    assert m["forecasting"].mae == pytest.approx(2 / 3)
+    assert m["forecasting"].exp_mae == pytest.approx(math.exp(-2 / 3))
+
+
+def test_st_test_rows_answered_with_their_gold(st_rows: list[dict]) -> None:
+    targets = [Target.from_record(r) for r in st_rows]
+    comps = [
+        r["output"] if "<answer>" in r["output"] else f"<answer>{r['output']}</answer>"
+        for r in st_rows
+    ]
+    m = evaluate(comps, targets)
+    assert m["all"].success_rate == 1.0 and m["all"].accuracy == 1.0
+    assert m["forecasting"].mae == 0.0 and m["forecasting"].exp_mae == 1.0
+    assert len(m) == 5
+
+
+def test_input_checks() -> None:
+    with pytest.raises(ValueError, match="2 completions but 1 targets"):
+        evaluate(["a", "b"], [PATH])
+    with pytest.raises(ValueError, match="reserved"):
+        evaluate(["a"], [Target("all", "text", "x")])
+    assert evaluate([], [])["all"] == TaskMetrics(0, 0, 0.0, None, None, None)
