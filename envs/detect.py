@@ -5,7 +5,7 @@ reference rationales all use these functions, so a question's gold answer and it
 verification agree by construction.
 
 A node departs at the first step s >= the baseline window where its relative deviation
-from the baseline median exceeds `TAU` at s and at s + 1. Events never start inside the
+from the baseline median (the upper median for an even window) exceeds `TAU` at s and at s + 1. Events never start inside the
 baseline window (the first `BASELINE_FRAC` of the series).
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 TAU = 0.1
-"""Relative deviation that counts as a departure (events move a node by 25-60%)."""
+"""Relative deviation that counts as a departure (events move a source by 35-70%)."""
 BASELINE_FRAC = 0.3
 VISIBLE = 2 * TAU
 """A node 'responds' when its noise-free peak deviation reaches this."""
@@ -39,7 +39,7 @@ def baseline_len(length: int) -> int:
 def departures(x: np.ndarray) -> Departures:
     """Departure analysis of series x of shape (N, T)."""
     w = baseline_len(x.shape[1])
-    base = np.median(x[:, :w], axis=1)
+    base = np.partition(x[:, :w], w // 2, axis=1)[:, w // 2]  # the (upper) median
     d = (x - base[:, None]) / np.maximum(np.abs(base[:, None]), 1e-9)
     post = np.abs(d[:, w:])
     above = post > TAU

@@ -36,9 +36,9 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def format_series(row: np.ndarray, precision: int) -> str:
-    """Numbers of one series as `[v1, v2, ...]` with `precision` decimals."""
-    fmt = f"%.{precision}f"
-    return "[" + ", ".join([fmt] * len(row)) % tuple(row.tolist()) + "]"
+    """Numbers of one series as `[v1, v2, ...]`, rounded to `precision` decimals and
+    written as ST-Test writes them (shortest form: `20.4`, not `20.40`)."""
+    return str(np.round(row, precision).tolist())
 
 
 def build_prompt(
@@ -49,11 +49,15 @@ def build_prompt(
     inline: bool = True,
     precision: int = 2,
     with_graph: bool = True,
+    bodies: list[str] | None = None,
 ) -> str:
-    """The STReasoner-shaped prompt for series (N, T) in shown-label order."""
+    """The STReasoner-shaped prompt for series (N, T) in shown-label order.
+
+    `bodies` may pass the already formatted series texts (they are the costly part)."""
     n, t_len = series.shape
-    bodies = ([format_series(r, precision) for r in series] if inline
-              else [PLACEHOLDER] * n)
+    if bodies is None:
+        bodies = ([format_series(r, precision) for r in series] if inline
+                  else [PLACEHOLDER] * n)
     parts = [f"Node {i} time series with length of {t_len}: {b}" for i, b in enumerate(bodies)]
     text = PREAMBLE + "; ".join(parts)
     if with_graph:

@@ -81,14 +81,16 @@ def audit_samples(samples: Sequence[Sample]) -> TaskQuality:
     similar = np.array([_similar(s.question, s.options) for s in samples])
     letters = range(int(n_opt.max()))
     same = max(float(np.mean(gold == k)) for k in letters)
-    skew = max(abs(float(np.mean(gold[n_opt == m] == k)) - 1 / m)
-               for m in np.unique(n_opt) for k in range(m) if (n_opt == m).sum() >= 50)
+    # Only option counts seen often enough for a frequency to mean something.
+    skew = max((abs(float(np.mean(gold[n_opt == m] == k)) - 1 / m)
+                for m in np.unique(n_opt) for k in range(m) if (n_opt == m).sum() >= 50),
+               default=0.0)
     return TaskQuality(
         task=task.name, n=len(samples), needs_graph=task.needs_graph,
         oracle=float(np.mean(oracle == gold)), graph_free=float(np.mean(free == gold)),
         same_letter=same, longest=float(np.mean(longest == gold)),
         most_similar=float(np.mean(similar == gold)), chance=float(np.mean(1 / n_opt)),
-        letter_skew=skew if np.isfinite(skew) else 0.0,
+        letter_skew=skew,
     )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from envs.prompt import PLACEHOLDER, build_prompt, format_options
+from envs.prompt import PLACEHOLDER, build_prompt, format_options, format_series
 
 TASKS: tuple[str, ...] = (
     "etiological",
@@ -46,15 +47,22 @@ class Sample:
     def full_question(self) -> str:
         return f"{self.question} {format_options(self.options)}" if self.options else self.question
 
+    @cached_property
+    def series_text(self) -> list[str]:
+        """Each node's numbers as written inline (formatted once per sample)."""
+        return [format_series(r, self.precision) for r in self.series]
+
     def prompt(self, with_graph: bool = True, inline: bool | None = None) -> str:
         """The STReasoner-shaped prompt (with or without the graph clause)."""
+        inline = self.inline if inline is None else inline
         return build_prompt(
             self.series,
             [(u, v) for u, v, _ in self.edges],
             self.full_question,
-            inline=self.inline if inline is None else inline,
+            inline=inline,
             precision=self.precision,
             with_graph=with_graph,
+            bodies=self.series_text if inline else None,
         )
 
     @property

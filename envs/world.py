@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from envs.domains import Domain
+from envs.domains import DOMAINS, Domain
 from envs.sde import SDEArrays
 
 EVENT_RATE = 0.6
@@ -164,21 +164,23 @@ def _arrays(
     rng: np.random.Generator, w: World, noise: float, active_windows: list[tuple[int, int]] | None
 ) -> SDEArrays:
     n, t_len = w.n, w.length
-    t = np.arange(t_len)[:, None]
-    kappa = rng.uniform(0.1, 0.3, size=n)
+    # One draw block for every per-node parameter: a few large RNG calls are much cheaper
+    # than many small ones, and this runs once per generated sample.
+    u = rng.random((9, n))
+    kappa = 0.1 + 0.2 * u[0]
     a = np.empty((t_len, n))
     a[:] = kappa
     b = np.empty((t_len, n))
     b[:] = -kappa
     c = np.zeros((t_len, n))
-    # 0 mean-reverting, 1 sinusoidal, 2 logistic (searchsorted: rng.choice with p is slow)
-    kind = np.searchsorted(np.cumsum(_drift_mix(w.domain.name)), rng.random(n), side="right")
+    kind = np.searchsorted(_DRIFT_CUM[w.domain.name], u[1], side="right")  # 0 mr, 1 sin, 2 logistic
     period = max(7, 1440 // w.domain.sampling_minutes)
-    cyc = kind == 1
-    if cyc.any():
-        amp = rng.uniform(0.005, 0.03, size=n)
-        phase = rng.uniform(0, 2 * np.pi, size=n)
-        a[:, cyc] = (kappa * (1 + amp * np.sin(2 * np.pi * t / period + phase)))[:, cyc]
+    cyc = np.flatnonzero(kind == 1)
+    if len(cyc):
+        amp = 0.005 + 0.025 * u[2, cyc]
+        phase = 2 * np.pi * u[3, cyc]
+        wave = np.sin((2 * np.pi / period) * np.arange(t_len)[:, None] + phase)
+        a[:, cyc] = kappa[cyc] * (1 + amp * wave)
     logi = kind == 2
     a[:, logi] = 0.0
     b[:, logi] = kappa[logi]  # r Y (1 - Y/K) with K = 1
@@ -190,7 +192,7 @@ def _arrays(
         b[sl, idx] = -EVENT_RATE
         c[sl, idx] = 0.0
 
-    lam = rng.uniform(*LAMBDA_RANGE, size=n)
+    lam = LAMBDA_RANGE[0] + (LAMBDA_RANGE[1] - LAMBDA_RANGE[0]) * u[4]
     if active_windows is None:
         active_windows = [(e.t0 - 1, e.t0 + e.duration + 25) for e in w.events]
     src = np.array([u for u, _ in w.edges], dtype=np.int64)
@@ -204,15 +206,14 @@ def _arrays(
     inflow = weight @ (dst[:, None] == np.arange(n)[None, :])  # (T, N) incoming per node
     weight *= np.minimum(1.0, MAX_COUPLING / np.maximum(inflow[:, dst], 1e-12))
 
-    shape = rng.integers(0, 3, size=n)  # 0 constant, 1 linear, 2 square-root
-    lin = rng.uniform(0.2, 1.0, size=n)
+    shape = (3 * u[5]).astype(np.int64)  # 0 constant, 1 linear 1 + a|Y|, 2 square-root
+    lin = 0.2 + 0.8 * u[6]
     g = np.zeros((3, n))
-    g[0, shape == 0] = 1.0
-    g[0, shape == 1] = 1 / (1 + lin[shape == 1])
-    g[1, shape == 1] = lin[shape == 1] / (1 + lin[shape == 1])
-    g[2, shape == 2] = 1.0
-    sigma = noise * rng.uniform(0.002, 0.006, size=n)
-    y0 = 1 + rng.normal(0, 0.005, size=n)
+    g[0] = np.where(shape == 0, 1.0, np.where(shape == 1, 1 / (1 + lin), 0.0))
+    g[1] = np.where(shape == 1, lin / (1 + lin), 0.0)
+    g[2] = shape == 2
+    sigma = noise * (0.002 + 0.004 * u[7])
+    y0 = 1 + 0.01 * (u[8] - 0.5)
     return SDEArrays(a, b, c, src, dst, lag, weight, sigma, g, y0, rng.standard_normal((t_len, n)))
 
 
@@ -223,3 +224,6 @@ def _drift_mix(domain: str) -> list[float]:
     if domain in ("transportation", "energy", "mobility", "climate", "pollution"):
         return [0.3, 0.7, 0.0]
     return [0.7, 0.3, 0.0]
+
+
+_DRIFT_CUM = {name: np.cumsum(_drift_mix(name)) for name in DOMAINS}

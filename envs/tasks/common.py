@@ -143,7 +143,7 @@ def event_timing(rng: np.random.Generator, t_len: int) -> tuple[int, int]:
 
 
 def event_amp(rng: np.random.Generator, domain: Domain) -> float:
-    return domain.event_sign * float(rng.uniform(0.3, 0.6))
+    return domain.event_sign * float(rng.uniform(0.35, 0.7))
 
 
 def build(rng: np.random.Generator, cfg: EnvConfig, domain: Domain, n: int, t_len: int,

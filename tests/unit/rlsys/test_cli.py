@@ -1,0 +1,142 @@
+"""The `strl` CLI as a user runs it: generate, show, score, quality, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from rlsys.cli import main
+
+FIXTURE = Path(__file__).parents[1] / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_generate_jsonl_and_parquet_hold_the_same_samples(tmp_path, capsys) -> None:
+    j, p = tmp_path / "s.jsonl", tmp_path / "s.parquet"
+    assert run(capsys, "generate", "--tasks", "all", "--n", "21", "--seed", "3",
+               "--out", str(j), "--quiet")[0] == 0
+    assert run(capsys, "generate", "--tasks", "all", "--n", "21", "--seed", "3",
+               "--out", str(p), "--quiet")[0] == 0
+    rows_j = [json.loads(x) for x in j.read_text().splitlines()]
+    rows_p = pq.read_table(p).to_pylist()
+    assert len(rows_j) == len(rows_p) == 21
+    assert [r["id"] for r in rows_j] == [r["id"] for r in rows_p]
+    assert rows_j[5]["prompt"] == rows_p[5]["prompt"]
+    assert {r["task"] for r in rows_j} <= {"etiological", "entity", "correlation", "root_cause",
+                                          "propagation", "forecasting", "path_description"}
+    assert not list(tmp_path.glob(".*tmp*")), "no temp files left behind"
+
+
+def test_generate_streasoner_format_matches_st_test_rows(tmp_path, capsys) -> None:
+    out = tmp_path / "st.jsonl"
+    rc, _, _ = run(capsys, "generate", "--tasks", "correlation,forecasting", "--n", "6",
+                   "--out", str(out), "--format", "streasoner", "--quiet")
+    assert rc == 0
+    fixture_keys = set(json.loads(FIXTURE.read_text().splitlines()[0]))
+    for row in map(json.loads, out.read_text().splitlines()):
+        assert {"input", "timeseries", "output", "category"} <= set(row) & fixture_keys
+        assert row["input"].count("<ts><ts/>") == len(row["timeseries"])
+        if row["category"] == "forecasting":
+            assert json.loads(row["output"])  # a bare list, as in ST-Test
+        else:
+            assert row["output"] in {f"<answer>{c}</answer>" for c in "ABCD"}
+
+
+def test_score_fixture_rows_against_their_own_gold_is_one(capsys) -> None:
+    rc, out, _ = run(capsys, "score", "--data", str(FIXTURE), "--predictions", str(FIXTURE),
+                     "--prediction-column", "output", "--json", "-")
+    assert rc == 0
+    report = json.loads(out)["tasks"]
+    assert set(report) == {"etiological", "entity", "correlation", "forecasting", "all"}
+    for task, row in report.items():
+        assert row["score"] == 1.0, task
+        assert row["success_rate"] == 1.0, task
+    assert report["forecasting"]["mae"] == 0.0
+
+
+def test_score_generated_reference_completions_and_wrong_ones(tmp_path, capsys) -> None:
+    data = tmp_path / "d.parquet"
+    run(capsys, "generate", "--n", "40", "--seed", "1", "--out", str(data), "--quiet")
+    rc, out, _ = run(capsys, "score", "--data", str(data), "--prediction-column", "completion",
+                     "--json", str(tmp_path / "r.json"))
+    assert rc == 0 and "task | n | success_rate" in out
+    report = json.loads((tmp_path / "r.json").read_text())["tasks"]
+    assert report["all"]["score"] == 1.0 and report["all"]["format"] == 1.0
+    # predictions in a separate file, matched by id, all answering "A"
+    rows = pq.read_table(data).to_pylist()
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": r["id"], "prediction":
+                                         "<think>x</think><answer>A</answer>"}) + "\n"
+                             for r in reversed(rows)))
+    rc, out, _ = run(capsys, "score", "--data", str(data), "--predictions", str(preds),
+                     "--json", "-")
+    rep = json.loads(out)["tasks"]
+    choice = [r for r in rows if r["kind"] == "choice"]
+    expected = sum(r["answer"] == "A" for r in choice) / len(choice)
+    assert rep["all"]["accuracy"] == pytest.approx(expected)
+
+
+def test_show_prints_a_sample_and_plots_it(tmp_path, capsys) -> None:
+    png = tmp_path / "s.png"
+    rc, out, _ = run(capsys, "show", "--seed", "0", "--index", "4", "--plot", str(png))
+    assert rc == 0
+    assert "question" in out and "answer" in out and "rationale" in out
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_quality_command_reports_the_table(capsys) -> None:
+    rc, out, _ = run(capsys, "quality", "--tasks", "correlation,root_cause", "--n", "60")
+    assert rc == 0
+    assert "correlation (needs graph)" in out and "all bounds hold" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["score", "--data", "missing.jsonl", "--prediction-column", "output"], "no such file"),
+    (["score", "--data", "{bad}", "--prediction-column", "output"], "malformed"),
+    (["score", "--data", "{rows}", "--prediction-column", "nope"], "missing column 'nope'"),
+    (["score", "--data", "data.csv"], "unsupported extension"),
+    (["generate", "--n", "0", "--out", "x.jsonl"], "--n must be >= 1"),
+    (["generate", "--n", "2", "--n-options", "9", "--out", "x.jsonl"], "n_options"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys, monkeypatch, argv,
+                                                needle) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.jsonl").write_text('{"input": "x"}\nnot json\n')
+    (tmp_path / "rows.jsonl").write_text(FIXTURE.read_text())
+    argv = [a.replace("{bad}", "bad.jsonl").replace("{rows}", "rows.jsonl") for a in argv]
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("strl: error:")
+    if needle == "malformed":
+        assert "bad.jsonl:2" in lines[0] and "not valid JSON" in lines[0]
+    else:
+        assert needle in lines[0]
+
+
+def test_unknown_task_exits_2_naming_the_known_ones(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--tasks", "weather", "--n", "1", "--out", "x.jsonl"])
+    assert e.value.code == 2
+    assert "unknown task(s) weather" in capsys.readouterr().err
+
+
+def test_installed_console_script_runs(tmp_path) -> None:
+    exe = shutil.which("strl") or str(Path(sys.executable).parent / "strl")
+    out = tmp_path / "x.jsonl"
+    proc = subprocess.run([exe, "generate", "--n", "3", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 3
+    assert "wrote 3 samples" in proc.stderr
