@@ -1,1 +1,1 @@
-"""Thin Ray actor wrappers (rollout, reward workers, learner group); filled by the GRPO-loop issue."""
+"""Thin Ray actor wrappers: rollout, reward workers, learner group (the GRPO-loop issue)."""

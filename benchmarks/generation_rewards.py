@@ -27,7 +27,7 @@ import time  # noqa: E402
 from envs.sample import TASKS  # noqa: E402
 from envs.stream import TaskMix, generate  # noqa: E402
 from envs.tasks import EnvConfig  # noqa: E402
-from rewards import Target, build_reward, RewardSpec  # noqa: E402
+from rewards import RewardSpec, Target, build_reward  # noqa: E402
 
 GEN_TARGET = 1000.0
 REWARD_TARGET = 50_000.0
@@ -91,7 +91,7 @@ def main() -> None:
     for name, (cs, ts) in sets.items():
         fn = build_reward(RewardSpec(name))
         reps = max(1, 20000 // max(1, len(cs)))
-        rate = _rate(lambda fn=fn, cs=cs, ts=ts: [fn(cs, ts) for _ in range(reps)],
+        rate = _rate(lambda fn=fn, cs=cs, ts=ts, reps=reps: [fn(cs, ts) for _ in range(reps)],
                      len(cs) * reps, 3)
         print(f"  {name:<12} {rate:11.0f} evals/s   ratio to target {rate / REWARD_TARGET:5.2f}"
               f"   cost vs baseline {floor / rate:5.1f}x")

@@ -5,8 +5,9 @@ reference rationales all use these functions, so a question's gold answer and it
 verification agree by construction.
 
 A node departs at the first step s >= the baseline window where its relative deviation
-from the baseline median (the upper median for an even window) exceeds `TAU` at s and at s + 1. Events never start inside the
-baseline window (the first `BASELINE_FRAC` of the series).
+from the baseline median (the upper median for an even window) exceeds `TAU` at s and at
+s + 1. Events never start inside the baseline window (the first `BASELINE_FRAC` of the
+series).
 """
 
 from __future__ import annotations

@@ -176,6 +176,11 @@ def node_list(w: World, nodes: list[int] | tuple[int, ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def agree(nodes: list[int] | tuple[int, ...], one: str, many: str) -> str:
+    """`one` for a single node, `many` for several ('departs' / 'depart')."""
+    return one if len(nodes) == 1 else many
+
+
 def context(w: World) -> str:
     d = w.domain
     return (f"The network measures {d.quantity} ({d.unit}) at {w.n} sites; "

@@ -20,6 +20,7 @@ from envs.tasks.common import (
     EnvConfig,
     Parts,
     Task,
+    agree,
     build,
     context,
     departure_text,
@@ -87,8 +88,10 @@ class Propagation(Task):
                    departure_text(w, obs, c) + f", {delay} steps after {nd(w, a)}"
                    + (", the first of its downstream nodes." if len(w.children[a]) > 1 else ".")]
             if d:
-                why.append(f"{node_list(w, data_decoys[:d])} responds after the same delay but "
-                           f"is not downstream of {nd(w, a)}.")
+                decoys = data_decoys[:d]
+                why.append(f"{node_list(w, decoys)} "
+                           f"{agree(decoys, 'responds', 'respond')} after the same delay but "
+                           f"{agree(decoys, 'is', 'are')} not downstream of {nd(w, a)}.")
             why.append(f"So {_option(w, c, delay)}: option {'ABCDEF'[gold]}.")
             return Parts(
                 question=(f"{context(w)} A shock hits Node {w.label(a)} at step "

@@ -19,6 +19,7 @@ from envs.tasks.common import (
     EnvConfig,
     Parts,
     Task,
+    agree,
     build,
     context,
     departure_text,
@@ -107,9 +108,11 @@ def _rationale(w, dep, k, s, data_decoys, graph_decoys, gold) -> str:
              departure_text(w, dep, s) + f", before {nd(w, k)}, and a path leads from it to "
              f"{nd(w, k)}."]
     if graph_decoys:
-        steps.append(f"{node_list(w, graph_decoys)} is upstream too but stays at its baseline.")
+        be, stay = agree(graph_decoys, "is", "are"), agree(graph_decoys, "stays", "stay")
+        steps.append(f"{node_list(w, graph_decoys)} {be} upstream too but {stay} at baseline.")
     if data_decoys:
-        steps.append(f"{node_list(w, data_decoys)} also departs early, but no path leads "
-                     f"from it to {nd(w, k)}.")
+        go, it = agree(data_decoys, "departs", "depart"), agree(data_decoys, "it", "them")
+        steps.append(f"{node_list(w, data_decoys)} also {go} early, but no path leads from "
+                     f"{it} to {nd(w, k)}.")
     steps.append(f"So the anomaly started at {nd(w, s)}: option {'ABCDEF'[gold]}.")
     return " ".join(steps)

@@ -57,6 +57,7 @@ def test_series_shape_and_edges(batch: list[Sample]) -> None:
         p = parse_prompt(s.prompt())
         assert np.array_equal(p.series, s.series)
         assert p.edges == [(u, v) for u, v, _ in s.edges]
+        assert p.question == s.question and p.options == s.options
 
 
 def test_export_formats(batch: list[Sample]) -> None:

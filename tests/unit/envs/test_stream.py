@@ -118,6 +118,12 @@ def test_negative_seed_or_index_raises() -> None:
         generate(0, [3, -2], ALL)
 
 
+def test_impossible_config_fails_with_an_actionable_error() -> None:
+    # five nodes cannot hold the four intermediates six correlation options need
+    with pytest.raises(RuntimeError, match="'correlation' sample for seed 0 index 0.*widen"):
+        generate(0, [0], TaskMix.of(["correlation"]), EnvConfig(nodes=(5,), n_options=6))
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_generates(task: str) -> None:
     samples = generate(5, range(3), TaskMix.of([task]))
