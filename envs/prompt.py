@@ -38,6 +38,8 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def format_series(row: np.ndarray, precision: int) -> str:
     """Numbers of one series as `[v1, v2, ...]`, rounded to `precision` decimals and
     written as ST-Test writes them (shortest form: `20.4`, not `20.40`)."""
+    if precision <= 0:
+        return str(np.round(row).astype(np.int64).tolist())
     return str(np.round(row, precision).tolist())
 
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from envs.prompt import PLACEHOLDER, build_prompt, format_options, format_series
+from envs.world import BASE_WEIGHT
 
 TASKS: tuple[str, ...] = (
     "etiological",
@@ -64,6 +66,15 @@ class Sample:
             with_graph=with_graph,
             bodies=self.series_text if inline else None,
         )
+
+    def graph(self) -> nx.DiGraph:
+        """The graph in shown labels: node names as attributes, lag and base weight on edges."""
+        g = nx.DiGraph()
+        for i, name in enumerate(self.meta.get("node_names", [])):
+            g.add_node(i, name=name)
+        g.add_nodes_from(range(self.series.shape[0]))
+        g.add_edges_from((u, v, {"lag": lag, "weight": BASE_WEIGHT}) for u, v, lag in self.edges)
+        return g
 
     @property
     def prompt_no_graph(self) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from envs.sample import Sample
 from envs.sde import simulate, split
-from envs.tasks import EnvConfig, Task, get_task
+from envs.tasks import TASK_REGISTRY, EnvConfig, Task, get_task
 
 MAX_ATTEMPTS = 60
 
@@ -31,8 +31,10 @@ class TaskMix:
 
     @classmethod
     def of(cls, tasks: Sequence[str] | Mapping[str, float] | str) -> TaskMix:
+        """From a list of names, a {name: weight} mapping, or "a,b,c" / "all"."""
         if isinstance(tasks, str):
-            tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+            tasks = (list(TASK_REGISTRY) if tasks.strip() == "all"
+                     else [t.strip() for t in tasks.split(",") if t.strip()])
         if isinstance(tasks, Mapping):
             names, weights = tuple(tasks), tuple(float(w) for w in tasks.values())
         else:

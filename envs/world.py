@@ -153,7 +153,9 @@ def draw_world(
     lags = {e: int(rng.integers(lag_range[0], lag_range[1] + 1)) for e in edges}
     levels = rng.uniform(*domain.level_range, size=n)
     pick = rng.permutation(len(domain.place_names))
-    names = [domain.place_names[pick[i % len(pick)]] for i in range(n)]
+    k = len(pick)  # more nodes than place names: "Elm Street 2", ...
+    names = [domain.place_names[pick[i % k]] + (f" {i // k + 1}" if i >= k else "")
+             for i in range(n)]
     world = World(domain, n, length, list(edges), list(range(n_sources)), list(events),
                   labels, lags, levels, names)
     world.arrays = _arrays(rng, world, noise, active_windows)
@@ -199,9 +201,11 @@ def _arrays(
     dst = np.array([v for _, v in w.edges], dtype=np.int64)
     lag = np.array([w.lags[e] for e in w.edges], dtype=np.int64)
     mult = rng.uniform(*ACTIVATION_RANGE, size=len(w.edges))
-    weight = np.full((t_len, len(w.edges)), BASE_WEIGHT)
+    active = np.zeros(t_len, dtype=bool)
     for s, e in active_windows:
-        weight[max(s, 0) : max(e, 0)] *= mult
+        active[max(s, 0) : max(e, 0)] = True  # overlapping windows activate once
+    weight = np.full((t_len, len(w.edges)), BASE_WEIGHT)
+    weight[active] *= mult
     weight *= lam[dst]
     inflow = weight @ (dst[:, None] == np.arange(n)[None, :])  # (T, N) incoming per node
     weight *= np.minimum(1.0, MAX_COUPLING / np.maximum(inflow[:, dst], 1e-12))

@@ -59,6 +59,9 @@ class EnvConfig:
     """Domains to draw worlds from."""
 
     def __post_init__(self) -> None:
+        for name in ("nodes", "lengths", "horizons", "domains"):
+            if not getattr(self, name):
+                raise ValueError(f"EnvConfig.{name} is empty; give at least one value")
         if not 2 <= self.n_options <= 6:
             raise ValueError(f"n_options must be in 2..6, got {self.n_options}")
         if min(self.nodes) < 3:
@@ -105,6 +108,10 @@ class Task:
     needs_graph: ClassVar[bool] = False
     """True when the answer cannot be told from the series alone (checked by tests)."""
     min_nodes: ClassVar[int] = 3
+
+    def nodes_needed(self, cfg: EnvConfig) -> int:
+        """Fewest nodes a world of this task needs under `cfg` (more options can need more)."""
+        return self.min_nodes
 
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:

@@ -47,10 +47,14 @@ class Correlation(Task):
     needs_graph = True
     min_nodes = 5
 
+    def nodes_needed(self, cfg: EnvConfig) -> int:
+        # Options name n_options - 2 intermediates that must all move between the two nodes.
+        return self.min_nodes if cfg.n_options <= 4 else cfg.n_options + 3
+
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
-        n, t_len = pick_size(rng, cfg, self.min_nodes)
+        n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
         m = n_sources(rng, n, 0.35, 0.55)
         kinds = ["direct", "none"] + [f"via{i}" for i in range(max(2, cfg.n_options - 2))]
         chosen = [kinds[i] for i in design.choice(len(kinds), size=cfg.n_options, replace=False)]

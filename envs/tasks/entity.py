@@ -47,11 +47,12 @@ _ROLE_OF_TEXT = {f"{nm}, {desc}": role for d in DOMAINS.values()
 
 class Entity(Task):
     name = "entity"
+    min_nodes = 4  # with 3 nodes no node can be a relay, and the sink is junction + terminal
 
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
-        n, t_len = pick_size(rng, cfg, self.min_nodes)
+        n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
         k = min(cfg.n_options, len(ROLES))
         roles = [ROLES[i] for i in design.choice(len(ROLES), size=k, replace=False)]
         gold = int(design.integers(k))

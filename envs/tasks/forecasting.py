@@ -35,7 +35,7 @@ class Forecasting(Task):
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
-        n, hist = pick_size(rng, cfg, self.min_nodes)
+        n, hist = pick_size(rng, cfg, self.nodes_needed(cfg))
         h = int(cfg.horizons[int(rng.integers(len(cfg.horizons)))])
         m = n_sources(rng, n)
         edges = random_dag(rng, n, m)

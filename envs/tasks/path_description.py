@@ -31,7 +31,7 @@ class PathDescription(Task):
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
-        n, t_len = pick_size(rng, cfg, self.min_nodes)
+        n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
         m = n_sources(rng, n)
         for _ in range(20):  # cheap structural check: a source two or more hops deep
             edges = random_dag(rng, n, m)

@@ -49,7 +49,7 @@ class Propagation(Task):
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
-        n, t_len = pick_size(rng, cfg, self.min_nodes)
+        n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
         m = n_sources(rng, n, 0.35, 0.6)
         # Lags of 1-2 steps make equal delays (the data-consistent decoys) common.
         return Draft(build(rng, cfg, domain, n, t_len, m, list(range(m)), lag_range=(1, 2)))

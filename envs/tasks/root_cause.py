@@ -44,7 +44,7 @@ class RootCause(Task):
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
-        n, t_len = pick_size(rng, cfg, self.min_nodes)
+        n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
         m = n_sources(rng, n, 0.35, 0.6)
         fire = list(range(m))
         if m >= 3 and rng.random() < 0.5:

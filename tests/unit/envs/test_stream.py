@@ -118,10 +118,31 @@ def test_negative_seed_or_index_raises() -> None:
         generate(0, [3, -2], ALL)
 
 
-def test_impossible_config_fails_with_an_actionable_error() -> None:
-    # five nodes cannot hold the four intermediates six correlation options need
-    with pytest.raises(RuntimeError, match="'correlation' sample for seed 0 index 0.*widen"):
-        generate(0, [0], TaskMix.of(["correlation"]), EnvConfig(nodes=(5,), n_options=6))
+def test_configs_that_need_more_nodes_get_them() -> None:
+    # six correlation options name four intermediates: five nodes cannot hold them
+    (s,) = generate(0, [0], TaskMix.of(["correlation"]), EnvConfig(nodes=(5,), n_options=6))
+    assert s.series.shape[0] == 9 and len(s.options) == 6
+    # with three nodes no node can be a relay: entity worlds get four
+    assert {x.series.shape[0] for x in generate(
+        0, range(20), TaskMix.of(["entity"]), EnvConfig(nodes=(3,)))} == {4}
+
+
+def test_a_task_that_can_never_be_built_fails_with_an_actionable_error() -> None:
+    from envs.tasks import TASK_REGISTRY, register_task
+    from envs.tasks.etiological import Etiological
+
+    @register_task
+    class Never(Etiological):
+        name = "never_buildable"
+
+        def finish(self, rng, cfg, draft, noisy, clean):
+            return None
+
+    try:
+        with pytest.raises(RuntimeError, match="'never_buildable' sample for seed 0.*widen"):
+            generate(0, [0], TaskMix.of(["never_buildable"]))
+    finally:
+        del TASK_REGISTRY["never_buildable"]
 
 
 @pytest.mark.parametrize("task", TASKS)
