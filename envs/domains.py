@@ -277,7 +277,7 @@ DOMAINS: dict[str, Domain] = {
             mechanisms={
                 "single": "A concert ends at {src}; the crowd surge appears there first and rides on to downstream stations.",
                 "multi": "Crowds leave events at the same time at {srcs} and ride on to downstream stations.",
-                "network_wide": "A citywide transit-free-fare day lifts ridership at every station at the same time.",
+                "network_wide": "A citywide fare-free transit day lifts ridership at every station at the same time.",
                 "calm": "Ordinary ridership with small fluctuations and no crowd surge.",
             },
             event_noun="crowd surge",

@@ -10,7 +10,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from envs.prompt import PLACEHOLDER, build_prompt, format_options, format_series
+from envs.prompt import build_prompt, format_options, format_series
 from envs.world import BASE_WEIGHT
 
 TASKS: tuple[str, ...] = (
@@ -118,7 +118,3 @@ class Sample:
             "output": output,
             "category": self.task,
         }
-
-
-def is_placeholder_prompt(text: str) -> bool:
-    return PLACEHOLDER in text

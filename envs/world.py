@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
 from envs.domains import DOMAINS, Domain
@@ -95,19 +94,6 @@ class World:
 
     def label(self, i: int) -> int:
         return int(self.labels[i])
-
-    def shown_edges(self) -> list[tuple[int, int]]:
-        """Edges in shown labels, sorted as a reader expects."""
-        return sorted((self.label(u), self.label(v)) for u, v in self.edges)
-
-    def to_networkx(self) -> nx.DiGraph:
-        """The graph in shown labels, with lag and base weight on every edge."""
-        g = nx.DiGraph()
-        for i in range(self.n):
-            g.add_node(self.label(i), name=self.node_names[i], level=float(self.levels[i]))
-        for u, v in self.edges:
-            g.add_edge(self.label(u), self.label(v), lag=self.lags[(u, v)], weight=BASE_WEIGHT)
-        return g
 
 
 def random_dag(rng: np.random.Generator, n: int, n_sources: int) -> list[tuple[int, int]]:

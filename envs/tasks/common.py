@@ -31,7 +31,7 @@ import numpy as np
 
 from envs.detect import Departures, baseline_len
 from envs.domains import DOMAIN_NAMES, DOMAINS, Domain
-from envs.prompt import ParsedPrompt, letter
+from envs.prompt import ParsedPrompt
 from envs.world import Event, World, draw_world, random_dag
 
 
@@ -199,14 +199,3 @@ def departure_text(w: World, dep: Departures, i: int) -> str:
     sign = "+" if dep.sign[i] >= 0 else "-"
     return (f"{nd(w, i)} leaves its baseline of {dep.baseline[i]:.4g} at step {dep.onset[i]} "
             f"(peak {sign}{100 * dep.peak[i]:.0f}%)")
-
-
-def shown_departures(w: World, x: np.ndarray) -> np.ndarray:
-    """Internal-order series -> shown-order, for solving the prompt a model sees."""
-    out = np.empty_like(x)
-    out[w.labels] = x
-    return out
-
-
-def answer_letter(i: int) -> str:
-    return letter(i)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from envs.prompt import GRAPH_CLAUSE, PLACEHOLDER, parse_prompt
-from envs.sample import TASKS, Sample, is_placeholder_prompt
+from envs.sample import TASKS, Sample
 from envs.stream import TaskMix, generate
 from envs.tasks import EnvConfig, get_task
 
@@ -66,7 +66,7 @@ def test_export_formats(batch: list[Sample]) -> None:
         assert set(row) == {"id", "input", "timeseries", "output", "category"}
         assert row["category"] == s.task
         assert row["input"].count(PLACEHOLDER) == len(row["timeseries"]) == s.series.shape[0]
-        assert is_placeholder_prompt(row["input"]) and not is_placeholder_prompt(s.prompt())
+        assert PLACEHOLDER in row["input"] and PLACEHOLDER not in s.prompt()
         assert np.array_equal(parse_prompt(row["input"], row["timeseries"]).series, s.series)
         if s.kind == "sequence":
             assert row["output"] == s.answer and json.loads(row["output"])
@@ -125,3 +125,13 @@ def test_precision_one() -> None:
         assert np.array_equal(s.series, np.round(s.series, 1))
         if s.kind == "sequence":
             assert all(v == round(v, 1) for v in json.loads(s.answer))
+
+
+def test_graph_uses_shown_labels_with_lags_and_names() -> None:
+    (s,) = generate(3, [0], TaskMix.of(["correlation"]), EnvConfig(nodes=(7,)))
+    g = s.graph()
+    assert sorted(g.nodes) == list(range(7))
+    assert sorted(g.edges) == sorted((u, v) for u, v, _ in s.edges)
+    for u, v, lag in s.edges:
+        assert g.edges[u, v]["lag"] == lag and g.edges[u, v]["weight"] == 0.1
+    assert [g.nodes[i]["name"] for i in range(7)] == s.meta["node_names"]

@@ -78,16 +78,6 @@ def test_event_moves_its_node_to_one_plus_amp(domain: str, amp: float) -> None:
         assert abs(clean[0, t0] - 1) < 0.05  # not before the event
 
 
-def test_to_networkx_uses_shown_labels_with_lags() -> None:
-    w = make_world(3, n=7, m=2)
-    g = w.to_networkx()
-    assert sorted(g.nodes) == list(range(7))
-    assert sorted(g.edges) == w.shown_edges()
-    for u, v in w.edges:
-        assert g.edges[w.label(u), w.label(v)]["lag"] == w.lags[(u, v)]
-    assert g.nodes[w.label(0)]["name"] == w.node_names[0]
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_ancestors_and_descendants_agree_with_networkx(seed: int) -> None:
     w = make_world(seed, n=10, m=3)
