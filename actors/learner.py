@@ -1,0 +1,272 @@
+"""Learner: one rank of the DeepSpeed ZeRO group that holds the policy (and a frozen
+reference), computes the GRPO or supervised loss, and sends weights to the engines.
+
+`LearnerWorker` is a plain class; `LearnerActor` its Ray wrapper. All ranks of a group get
+the same number of micro-batches per step (the trainer pads), because ZeRO reduces
+gradients collectively. The number of micro-batches varies from step to step (dynamic
+sampling changes the batch), so accumulation boundaries are set explicitly rather than by
+DeepSpeed's fixed `gradient_accumulation_steps`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import ray
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    model_path: str
+    dtype: str = "bfloat16"
+    zero_stage: int = 2
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    kl_coef: float = 0.0
+    kl_kind: str = "k3"
+    aggregation: str = "token_mean"
+    backend: str = "gloo"
+    device: str = "cpu"
+    seed: int = 0
+
+
+@dataclass
+class Sequence:
+    """One training sequence: prompt + completion tokens, and per-completion-token data."""
+
+    input_ids: list[int]
+    prompt_len: int
+    old_logprobs: list[float] = field(default_factory=list)  # GRPO only
+    advantage: float = 0.0  # GRPO only
+    weight: float = 1.0  # 0 for padding sequences that keep ranks in step
+
+
+@dataclass
+class MicroBatch:
+    sequences: list[Sequence]
+
+
+class LearnerWorker:
+    def __init__(self, settings: LearnerSettings, rank: int, world: int, master_addr: str,
+                 master_port: int) -> None:
+        self.s = settings
+        self.rank, self.world = rank, world
+        self.master = (master_addr, master_port)
+        self.engine = None
+        self.ref = None
+        self.skipped_steps = 0
+        self.steps = 0
+        self.sync_group = None
+
+    # ---- start-up -----------------------------------------------------------------
+    def start(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        os.environ.update(MASTER_ADDR=self.master[0], MASTER_PORT=str(self.master[1]),
+                          RANK=str(self.rank), WORLD_SIZE=str(self.world),
+                          LOCAL_RANK=str(self.rank if self.s.device == "cpu" else 0))
+        if self.s.device == "cpu":
+            os.environ["DS_ACCELERATOR"] = "cpu"
+        import deepspeed
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(self.s.seed)
+        deepspeed.init_distributed(dist_backend=self.s.backend)
+        dtype = getattr(torch, self.s.dtype)
+        model = AutoModelForCausalLM.from_pretrained(self.s.model_path, dtype=dtype)
+        if self.s.kl_coef > 0:
+            self.ref = AutoModelForCausalLM.from_pretrained(self.s.model_path, dtype=dtype)
+            self.ref.eval().requires_grad_(False)
+        ds_config = {
+            "train_micro_batch_size_per_gpu": 1,
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": self.s.grad_clip,
+            "zero_optimization": {"stage": self.s.zero_stage},
+            "optimizer": {"type": "AdamW", "params": {
+                "lr": self.s.lr, "weight_decay": self.s.weight_decay, "betas": [0.9, 0.999]}},
+            "bf16": {"enabled": self.s.dtype == "bfloat16"},
+            "fp16": {"enabled": self.s.dtype == "float16"},
+            "wall_clock_breakdown": False,
+        }
+        self.engine, *_ = deepspeed.initialize(model=model, config=ds_config,
+                                               model_parameters=model.parameters())
+        self.device = self.engine.device
+        if self.ref is not None:
+            self.ref.to(self.device)
+        return {"start_s": time.perf_counter() - t0}
+
+    # ---- forward helpers ------------------------------------------------------------
+    def _batch(self, mb: MicroBatch):
+        import torch
+
+        width = max(len(s.input_ids) for s in mb.sequences)
+        ids = torch.zeros(len(mb.sequences), width, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        mask = torch.zeros(len(mb.sequences), width - 1)  # over predicted positions
+        for i, s in enumerate(mb.sequences):
+            n = len(s.input_ids)
+            ids[i, :n] = torch.tensor(s.input_ids)
+            attn[i, :n] = 1
+            mask[i, s.prompt_len - 1 : n - 1] = s.weight
+        return ids.to(self.device), attn.to(self.device), mask.to(self.device)
+
+    @staticmethod
+    def _token_logprobs(model, ids, attn):
+        import torch
+
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+        return torch.gather(logits.log_softmax(-1), 2, ids[:, 1:, None]).squeeze(-1)
+
+    # ---- training -----------------------------------------------------------------
+    def train_step(self, micro_batches: list[MicroBatch], num_tokens_total: int,
+                   sft: bool = False, lr: float | None = None) -> dict[str, float]:
+        """One optimizer step over this rank's micro-batches.
+
+        `num_tokens_total` counts the completion tokens of the whole step across all ranks,
+        so the accumulated, rank-averaged gradient is the token mean over the full batch.
+        """
+        import torch
+
+        from rlsys.grpo import policy_loss
+
+        # The learning rate is set here, per step (linear warm-up; SFT stages pass their
+        # own), rather than by a DeepSpeed scheduler whose first step would be lr = 0.
+        lr = self.s.lr * min(1.0, (self.steps + 1) / max(1, self.s.warmup_steps)) \
+            if lr is None else lr
+        for g in self.engine.optimizer.param_groups:
+            g["lr"] = lr
+        self.steps += 1
+        t0 = time.perf_counter()
+        self.engine.train()
+        sums: dict[str, float] = {}
+        n_tok = 0
+        nonfinite_loss = False
+        for k, mb in enumerate(micro_batches):
+            ids, attn, mask = self._batch(mb)
+            logp = self._token_logprobs(self.engine, ids, attn)
+            if sft:
+                # Cross-entropy on completion tokens, token mean over the whole step.
+                loss = -(logp * mask).sum() / max(1, num_tokens_total)
+                metrics = {"sft_loss": float(loss) * num_tokens_total / max(1.0, float(mask.sum()))}
+            else:
+                width = mask.shape[1]
+                old = torch.zeros_like(logp)
+                for i, s in enumerate(mb.sequences):
+                    vals = torch.tensor(s.old_logprobs[: width - (s.prompt_len - 1)])
+                    old[i, s.prompt_len - 1 : s.prompt_len - 1 + len(vals)] = vals.to(self.device)
+                adv = torch.tensor([s.advantage for s in mb.sequences], device=self.device)
+                ref = None
+                if self.ref is not None:
+                    with torch.no_grad():
+                        ref = self._token_logprobs(self.ref, ids, attn)
+                out = policy_loss(logp, old, adv, mask, clip_low=self.s.clip_low,
+                                  clip_high=self.s.clip_high, ref_logp=ref,
+                                  kl_coef=self.s.kl_coef, kl_kind=self.s.kl_kind,
+                                  aggregation="token_mean", num_tokens_total=num_tokens_total)
+                loss = out.loss
+                metrics = out.as_dict()
+            # DeepSpeed averages gradients over ranks; our loss already divides by the
+            # global token count, so undo the average.
+            loss = loss * self.world
+            if not torch.isfinite(loss):
+                nonfinite_loss = True
+                loss = loss.nan_to_num(0.0, 0.0, 0.0) * 0.0
+            self.engine.set_gradient_accumulation_boundary(k == len(micro_batches) - 1)
+            self.engine.backward(loss, scale_wrt_gas=False)
+            self.engine.step()
+            w = float(mask.sum())
+            n_tok += int(w)
+            for key, v in metrics.items():
+                if isinstance(v, (int, float)) and key != "num_tokens":
+                    sums[key] = sums.get(key, 0.0) + float(v) * w
+        norm = self.engine.get_global_grad_norm()
+        norm = float(norm) if norm is not None else float("nan")
+        skipped = nonfinite_loss or not math.isfinite(norm)
+        self.skipped_steps += int(skipped)
+        out = {k: v / max(1, n_tok) for k, v in sums.items()}
+        out.update(grad_norm=norm, skipped=float(skipped), tokens=float(n_tok),
+                   train_s=time.perf_counter() - t0,
+                   lr=float(self.engine.optimizer.param_groups[0]["lr"]))
+        return out
+
+    def logprobs(self, micro_batches: list[MicroBatch]) -> list[list[float]]:
+        """Policy log-probabilities of each completion token (evaluation and tests)."""
+        import torch
+
+        self.engine.eval()
+        out = []
+        with torch.no_grad():
+            for mb in micro_batches:
+                ids, attn, _ = self._batch(mb)
+                lp = self._token_logprobs(self.engine, ids, attn)
+                for i, s in enumerate(mb.sequences):
+                    out.append(lp[i, s.prompt_len - 1 : len(s.input_ids) - 1].tolist())
+        return out
+
+    # ---- weights ------------------------------------------------------------------
+    def _full_state(self):
+        """The full (gathered under ZeRO-3) state dict, tied weights under both names."""
+        import deepspeed
+
+        module = self.engine.module
+        if self.s.zero_stage == 3:
+            params = list(module.parameters())
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                return {k: v.detach().clone() for k, v in module.state_dict().items()}
+        return {k: v.detach() for k, v in module.state_dict().items()}
+
+    def sync_plan(self, bucket_mb: float) -> list:
+        from rlsys.weightsync import plan_for
+
+        return plan_for(self._full_state(), bucket_mb).to_wire()
+
+    def sync_init(self, host: str, port: int, world: int, timeout_s: float) -> int:
+        """Rank 0 hosts the sync store and joins as sender; other ranks do nothing."""
+        from rlsys.weightsync import connect
+
+        if self.rank == 0:
+            self.sync_group = connect(host, port, 0, world, self.s.backend, timeout_s)
+        return self.rank
+
+    def sync_send(self, wire: list) -> dict[str, float]:
+        """Broadcast the current weights (all ranks gather under ZeRO-3; rank 0 sends)."""
+        from rlsys.weightsync import SyncPlan
+
+        t0 = time.perf_counter()
+        state = self._full_state()
+        sent = 0
+        if self.rank == 0:
+            sent = self.sync_group.send(SyncPlan.from_wire(wire), state, self.device)
+        return {"bytes": float(sent), "sync_s": time.perf_counter() - t0}
+
+    def save_hf(self, path: str) -> str:
+        """Write the policy as a Hugging Face directory (rank 0), loadable by vLLM."""
+        state = self._full_state()
+        if self.rank == 0:
+            self.engine.module.save_pretrained(path, state_dict=state, safe_serialization=True)
+        return path
+
+    def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """Greedy continuation with the learner's own model (the sync-correctness check)."""
+        import torch
+
+        self.engine.eval()
+        outs = []
+        with torch.no_grad():
+            for p in prompts:
+                ids = torch.tensor([p], device=self.device)
+                gen = self.engine.module.generate(ids, max_new_tokens=max_new_tokens,
+                                                  do_sample=False, eos_token_id=None,
+                                                  pad_token_id=0)
+                outs.append(gen[0, len(p):].tolist())
+        return outs
+
+
+LearnerActor = ray.remote(LearnerWorker)

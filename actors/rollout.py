@@ -1,0 +1,118 @@
+"""Rollout engine: a vLLM engine that samples n completions per prompt with logprobs,
+and receives new weights from the learner.
+
+`RolloutWorker` is a plain class (construct it in a test, or in a subprocess); the Ray
+actor is `RolloutActor`. Heavy work is in `start()`, not `__init__`, so a failed start can
+be retried and a restarted actor re-started explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import ray
+
+EXTENSION = "actors.vllm_ext.WeightSyncExtension"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    model_path: str
+    dtype: str = "bfloat16"
+    seed: int = 0
+    max_model_len: int = 2048
+    tensor_parallel: int = 1
+    gpu_memory_utilization: float = 0.3
+    kv_cache_gib: int = 1
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 128
+    seed: int | None = None
+    stop_token_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class Completion:
+    """One sampled completion of one prompt."""
+
+    prompt_index: int
+    token_ids: list[int]
+    logprobs: list[float]  # log-probability of each sampled token under the engine
+    text: str
+    finish_reason: str
+
+
+class RolloutWorker:
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.llm = None
+
+    def start(self) -> dict[str, float]:
+        """Build the engine (slow: tens of seconds on CPU); returns start-up timing."""
+        s = self.settings
+        t0 = time.perf_counter()
+        if s.device == "cpu":
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(s.kv_cache_gib))
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=s.model_path, dtype=s.dtype, seed=s.seed, max_model_len=s.max_model_len,
+            tensor_parallel_size=s.tensor_parallel, enforce_eager=True,
+            gpu_memory_utilization=s.gpu_memory_utilization,
+            worker_extension_cls=EXTENSION,
+        )
+        return {"start_s": time.perf_counter() - t0}
+
+    def _require(self):
+        if self.llm is None:
+            raise RuntimeError("RolloutWorker.start() must be called before use")
+        return self.llm
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingSettings) -> list[Completion]:
+        """Sample `sampling.n` completions for every prompt (given as token ids)."""
+        from vllm import SamplingParams, TokensPrompt
+
+        llm = self._require()
+        params = SamplingParams(
+            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens, seed=sampling.seed, logprobs=0,
+            stop_token_ids=list(sampling.stop_token_ids) or None,
+        )
+        outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
+                            use_tqdm=False)
+        result = []
+        for i, out in enumerate(outs):
+            for c in out.outputs:
+                ids = list(c.token_ids)
+                lps = [step[tok].logprob for step, tok in zip(c.logprobs or [], ids, strict=False)]
+                result.append(Completion(i, ids, lps, c.text, c.finish_reason or "length"))
+        return result
+
+    def sync_init(self, host: str, port: int, rank_offset: int, world: int, backend: str,
+                  timeout_s: float) -> list[int]:
+        """Join the weight-sync group (every vLLM worker of this engine)."""
+        return self._require().collective_rpc(
+            "strl_sync_init", args=(host, port, rank_offset, world, backend, timeout_s))
+
+    def sync_receive(self, plan, timeout_s: float) -> int:
+        """Block until every bucket of `plan` arrived and was loaded; returns bytes."""
+        got = self._require().collective_rpc("strl_sync_receive", args=(plan.to_wire(),),
+                                             timeout=timeout_s)
+        return int(got[0])
+
+    def param_sums(self) -> dict[str, float]:
+        return self._require().collective_rpc("strl_param_sums")[0]
+
+    def workers(self) -> int:
+        return self.settings.tensor_parallel
+
+
+RolloutActor = ray.remote(RolloutWorker)

@@ -1,0 +1,46 @@
+"""Methods that run inside every vLLM worker process (`worker_extension_cls`).
+
+The rollout actor reaches them with `llm.collective_rpc("strl_...")`. They join the
+dedicated weight-sync group and stream received buckets into vLLM's own
+`reload_weights`, the in-place loader that works after start-up (a later
+`model.load_weights` fails on CPU: `Parameter has no attribute weight_loader`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlsys.weightsync import SyncGroup, SyncPlan, connect
+
+
+class WeightSyncExtension:
+    """Mixed into vLLM's worker class; `self` is the worker."""
+
+    _strl_group: SyncGroup | None = None
+
+    def _strl_device(self) -> torch.device:
+        return next(self.model_runner.get_model().parameters()).device
+
+    def strl_sync_init(self, host: str, port: int, rank_offset: int, world: int,
+                       backend: str, timeout_s: float) -> int:
+        """Join the sync group as rank `rank_offset + this worker's rank`."""
+        rank = rank_offset + int(self.rank)
+        device = self._strl_device()
+        self._strl_group = connect(host, port, rank, world, backend, timeout_s,
+                                   device if device.type == "cuda" else None)
+        return rank
+
+    def strl_sync_receive(self, wire: list) -> int:
+        """Receive all buckets of a plan (`SyncPlan.to_wire()`) into the model; returns the
+        bytes received."""
+        if self._strl_group is None:
+            raise RuntimeError("strl_sync_init must run before strl_sync_receive")
+        plan = SyncPlan.from_wire(wire)
+        weights = self._strl_group.receive(plan, self._strl_device())
+        self.model_runner.reload_weights(weights_iterator=weights)
+        return plan.nbytes
+
+    def strl_param_sums(self) -> dict[str, float]:
+        """Sum of every parameter (float64): a cheap fingerprint for tests."""
+        return {k: float(v.detach().double().sum())
+                for k, v in self.model_runner.get_model().named_parameters()}
