@@ -35,6 +35,7 @@ class LearnerSettings:
     backend: str = "gloo"
     device: str = "cpu"
     seed: int = 0
+    cpu_threads: int = 0  # 0: all cores
 
 
 @dataclass
@@ -54,11 +55,9 @@ class MicroBatch:
 
 
 class LearnerWorker:
-    def __init__(self, settings: LearnerSettings, rank: int, world: int, master_addr: str,
-                 master_port: int) -> None:
+    def __init__(self, settings: LearnerSettings, rank: int, world: int) -> None:
         self.s = settings
         self.rank, self.world = rank, world
-        self.master = (master_addr, master_port)
         self.engine = None
         self.ref = None
         self.skipped_steps = 0
@@ -66,9 +65,21 @@ class LearnerWorker:
         self.sync_group = None
 
     # ---- start-up -----------------------------------------------------------------
-    def start(self) -> dict[str, float]:
+    def address(self) -> tuple[str, int]:
+        """This actor's node IP and a free port there (rank 0 hosts the rendezvous)."""
+        import socket
+
+        import ray
+
+        s = socket.socket()
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return ray.util.get_node_ip_address(), port
+
+    def start(self, master_addr: str, master_port: int) -> dict[str, float]:
         t0 = time.perf_counter()
-        os.environ.update(MASTER_ADDR=self.master[0], MASTER_PORT=str(self.master[1]),
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port),
                           RANK=str(self.rank), WORLD_SIZE=str(self.world),
                           LOCAL_RANK=str(self.rank if self.s.device == "cpu" else 0))
         if self.s.device == "cpu":
@@ -78,6 +89,10 @@ class LearnerWorker:
         from transformers import AutoModelForCausalLM
 
         torch.manual_seed(self.s.seed)
+        if self.s.device == "cpu":
+            # Ray pins OMP threads to the actor's CPU share; training and generation take
+            # turns, so the learner may use every core while it trains.
+            torch.set_num_threads(self.s.cpu_threads or os.cpu_count() or 1)
         deepspeed.init_distributed(dist_backend=self.s.backend)
         dtype = getattr(torch, self.s.dtype)
         model = AutoModelForCausalLM.from_pretrained(self.s.model_path, dtype=dtype)
@@ -147,6 +162,7 @@ class LearnerWorker:
         self.engine.train()
         sums: dict[str, float] = {}
         n_tok = 0
+        ref_s = 0.0
         nonfinite_loss = False
         for k, mb in enumerate(micro_batches):
             ids, attn, mask = self._batch(mb)
@@ -164,8 +180,10 @@ class LearnerWorker:
                 adv = torch.tensor([s.advantage for s in mb.sequences], device=self.device)
                 ref = None
                 if self.ref is not None:
+                    t_ref = time.perf_counter()
                     with torch.no_grad():
                         ref = self._token_logprobs(self.ref, ids, attn)
+                    ref_s += time.perf_counter() - t_ref
                 out = policy_loss(logp, old, adv, mask, clip_low=self.s.clip_low,
                                   clip_high=self.s.clip_high, ref_logp=ref,
                                   kl_coef=self.s.kl_coef, kl_kind=self.s.kl_kind,
@@ -192,7 +210,7 @@ class LearnerWorker:
         self.skipped_steps += int(skipped)
         out = {k: v / max(1, n_tok) for k, v in sums.items()}
         out.update(grad_norm=norm, skipped=float(skipped), tokens=float(n_tok),
-                   train_s=time.perf_counter() - t0,
+                   train_s=time.perf_counter() - t0 - ref_s, reference_s=ref_s,
                    lr=float(self.engine.optimizer.param_groups[0]["lr"]))
         return out
 

@@ -102,9 +102,10 @@ class RolloutWorker:
         return self._require().collective_rpc(
             "strl_sync_init", args=(host, port, rank_offset, world, backend, timeout_s))
 
-    def sync_receive(self, plan, timeout_s: float) -> int:
-        """Block until every bucket of `plan` arrived and was loaded; returns bytes."""
-        got = self._require().collective_rpc("strl_sync_receive", args=(plan.to_wire(),),
+    def sync_receive(self, wire: list, timeout_s: float) -> int:
+        """Block until every bucket of the plan (`SyncPlan.to_wire()`) arrived and was
+        loaded; returns the bytes received."""
+        got = self._require().collective_rpc("strl_sync_receive", args=(wire,),
                                              timeout=timeout_s)
         return int(got[0])
 

@@ -1,4 +1,4 @@
-"""The `strl` command line: generate, show, score, quality, plan.
+"""The `strl` command line: generate, show, score, quality, plan, init-model, train, sft.
 
 Each command parses its arguments, then imports what it needs and runs top to bottom.
 Bad input (unknown task, malformed file, missing column, ...) prints one line
@@ -145,6 +145,25 @@ def cmd_plan(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init_model(a: argparse.Namespace) -> int:
+    from rlsys.modelinit import build_model
+
+    out = build_model(a.out, preset=a.preset, seed=a.seed, overwrite=a.overwrite)
+    print(f"model written to {out}")
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from rlsys.config import load_config
+    from rlsys.run import run
+
+    overrides = list(a.overrides)
+    if a.command == "sft":
+        overrides.append("trainer.stages=[sft_align, sft_cot]")
+    run(load_config(a.config, overrides))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="strl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -189,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "default and meaning")
     pl.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.n=4")
     pl.set_defaults(fn=cmd_plan)
+
+    im = sub.add_parser("init-model", help="build the embedded tiny model (random init, "
+                                           "tokenizer trained on env text) in HF format")
+    im.add_argument("--preset", default="tiny", help="model preset: tiny or small")
+    im.add_argument("--out", default="models/tiny", help="output model directory")
+    im.add_argument("--seed", type=int, default=0)
+    im.add_argument("--overwrite", action="store_true", help="replace an existing directory")
+    im.set_defaults(fn=cmd_init_model)
+
+    for name, text in (("train", "run the configured stages: supervised warm start, then GRPO"),
+                       ("sft", "run only the supervised warm-start stages")):
+        t = sub.add_parser(name, help=text)
+        t.add_argument("--config", help="YAML preset, e.g. configs/tiny_cpu.yaml")
+        t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.steps=40")
+        t.set_defaults(fn=cmd_train)
     return p
 
 

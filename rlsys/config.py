@@ -51,6 +51,8 @@ class EnvKnobs(_Section):
     """Probability of hard distractors."""
     precision: int = Field(1, ge=0, le=6)
     """Decimals of the numbers written in prompts (fewer decimals, shorter prompts)."""
+    domains: list[str] = []
+    """Domains to draw worlds from (empty: all ten)."""
 
 
 class DataConfig(_Section):
@@ -178,6 +180,8 @@ class LearnerConfig(_Section):
     """Sequences per forward/backward; the step accumulates over the whole batch."""
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     """torch.distributed backend: auto picks nccl with GPUs, gloo without."""
+    cpu_threads: int = Field(0, ge=0)
+    """Torch threads of a CPU learner (0: all cores; training and generation alternate)."""
 
 
 class SyncConfig(_Section):

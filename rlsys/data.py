@@ -1,0 +1,100 @@
+"""Prompts for training and evaluation: from the env stream or from a sample file,
+rendered with the model's chat template and tokenized once, in the driver.
+
+The training stream and the held-out split use different seeds of the same generator,
+so evaluation questions are never trained on. The stream position is an integer (the
+next sample index), which is all a resume needs to continue with the same prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from envs.prompt import FORMAT_INSTRUCTION
+from envs.stream import TaskMix, generate
+from envs.tasks import EnvConfig
+from rlsys.config import Config
+from rlsys.dataio import read_rows
+
+EVAL_SEED_OFFSET = 1_000_003
+SFT_SEED_OFFSET = 2_000_003
+
+
+@dataclass
+class Prompt:
+    """One question ready for the engines, the reward workers and the learner."""
+
+    id: str
+    task: str
+    ids: list[int]  # chat-templated prompt tokens
+    target: dict[str, Any]  # record for rewards.Target.from_record
+    completion: str = ""  # reference completion (SFT)
+
+
+def env_config(cfg: Config) -> EnvConfig:
+    e = cfg.data.env
+    extra = {"domains": tuple(e.domains)} if e.domains else {}
+    return EnvConfig(nodes=tuple(e.nodes), lengths=tuple(e.lengths), noise=e.noise,
+                     n_options=e.n_options, hardness=e.hardness, horizons=tuple(e.horizons),
+                     precision=e.precision, **extra)
+
+
+def chat_ids(tokenizer: Any, text: str) -> list[int]:
+    ids = tokenizer.apply_chat_template(
+        [{"role": "system", "content": FORMAT_INSTRUCTION}, {"role": "user", "content": text}],
+        add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+
+def _record_prompt(tokenizer: Any, rec: dict[str, Any], with_graph: bool = True) -> Prompt:
+    text = rec["prompt"] if with_graph else rec["prompt_no_graph"]
+    return Prompt(rec["id"], rec["task"], chat_ids(tokenizer, text), rec,
+                  rec.get("completion", ""))
+
+
+class PromptSource:
+    """Training prompts in order from a position; also the held-out and SFT splits."""
+
+    def __init__(self, cfg: Config, tokenizer: Any, position: int = 0) -> None:
+        self.cfg, self.tok = cfg, tokenizer
+        self.position = position
+        self.skipped_long = 0
+        self.mix = TaskMix.of(cfg.data.tasks)
+        self.env = env_config(cfg)
+        self.rows = read_rows(cfg.data.file) if cfg.data.source == "file" else None
+        if self.rows is not None and not self.rows:
+            raise ValueError(f"data.file {cfg.data.file} has no rows")
+
+    def _records(self, seed: int, start: int, n: int) -> list[dict[str, Any]]:
+        if self.rows is not None:
+            return [self.rows[(start + i) % len(self.rows)] for i in range(n)]
+        return [s.to_record() for s in generate(seed, range(start, start + n), self.mix, self.env)]
+
+    def _fit(self, recs: list[dict[str, Any]]) -> list[Prompt]:
+        out = []
+        for r in recs:
+            p = _record_prompt(self.tok, r)
+            if len(p.ids) > self.cfg.rollout.max_prompt_tokens:
+                self.skipped_long += 1  # counted, never truncated: a cut prompt lies
+                continue
+            out.append(p)
+        return out
+
+    def next(self, n: int) -> list[Prompt]:
+        """The next n training prompts (skipping over-long ones, which are counted)."""
+        out: list[Prompt] = []
+        while len(out) < n:
+            want = n - len(out)
+            out += self._fit(self._records(self.cfg.data.seed, self.position, want))
+            self.position += want
+        return out
+
+    def held_out(self) -> list[Prompt]:
+        """The evaluation split (never trained on)."""
+        n = self.cfg.data.eval_size
+        return self._fit(self._records(self.cfg.data.seed + EVAL_SEED_OFFSET, 0, n)) if n else []
+
+    def sft(self, start: int, n: int) -> list[Prompt]:
+        """Supervised warm-start samples, from their own split."""
+        return self._fit(self._records(self.cfg.data.seed + SFT_SEED_OFFSET, start, n))

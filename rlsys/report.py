@@ -1,0 +1,328 @@
+"""End-of-run report: training curves (`curves.png`) and a Markdown summary (`report.md`).
+
+Both are built from the per-step records of `metrics.jsonl` (see `rlsys.runlog`), read by
+the metric names below; a name a run did not log is left out, never an error. When a resumed
+run logged a step twice, the last record of the step wins.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# Metric names the trainer logs and the report reads.
+REWARD = "reward/mean"  # mean total reward of the step's rollouts
+REWARD_PREFIX = "reward/"  # and one component per reward function, e.g. "reward/format"
+ACC_PREFIX = "acc/"  # training accuracy per task, e.g. "acc/entity"
+KL = "kl"
+TIME_PHASES = ("time/generate", "time/reward", "time/reference", "time/train", "time/sync")
+TIME_STEP = "time/step"  # measured wall time of the whole step, when logged
+TOKENS_PER_S = "tokens_per_s"  # generated tokens per second of generation time
+GENERATED_TOKENS = "generated_tokens"  # response tokens generated in the step
+SYNC_BYTES = "sync_bytes"  # bytes of weights broadcast to the rollout engines
+EMPTY_STEP = "empty_step"  # 1 when every group had zero reward variance: nothing to train on
+SKIPPED = "skipped"  # 1 when the learner skipped the optimizer step (e.g. non-finite grads)
+WALL_KEYS = ("wall_s", "wall_time_s")  # keys of `extra` shown as the run's wall time
+
+CURVES_FILE = "curves.png"
+REPORT_FILE = "report.md"
+EVAL_METRICS = ("accuracy", "success_rate", "mae")
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the records
+# ---------------------------------------------------------------------------------------
+
+
+def _by_step(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per step, in step order; the last record of a repeated step wins."""
+    last: dict[int, dict[str, Any]] = {}
+    for m in metrics:
+        last[int(m["step"])] = m
+    return [last[s] for s in sorted(last)]
+
+
+def _value(row: dict[str, Any], key: str) -> float | None:
+    v = row.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """Steps and finite values of one metric, over the steps that have it."""
+    pairs = [(int(r["step"]), v) for r in rows if (v := _value(r, key)) is not None]
+    return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+def _keys(rows: list[dict[str, Any]], prefix: str) -> list[str]:
+    return sorted({k for r in rows for k in r if k.startswith(prefix) and k != REWARD})
+
+
+def first_last_fifth(values: list[float]) -> tuple[float, float]:
+    """Means of the first and of the last fifth of `values`.
+
+    A fifth is `max(1, n // 5)` values, so for n < 5 the "fifths" are the first and the last
+    value themselves (for n = 1 the same value twice); from n = 2 on they never overlap.
+
+    >>> first_last_fifth([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    (1.5, 9.5)
+    >>> first_last_fifth([0.2, 0.4, 0.9])
+    (0.2, 0.9)
+    >>> first_last_fifth([0.5])
+    (0.5, 0.5)
+    """
+    if not values:
+        raise ValueError("first_last_fifth of no values")
+    k = max(1, len(values) // 5)
+    return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+# ---------------------------------------------------------------------------------------
+# Curves
+# ---------------------------------------------------------------------------------------
+
+
+def plot_curves(metrics: list[dict[str, Any]], out: Path) -> Path:
+    """A PNG of four panels: rewards, accuracy per task, KL, and the step-time breakdown."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    rows = _by_step(metrics)
+    fig = Figure(figsize=(12, 8))
+    # fixed margins: a constrained layout would draw the figure twice
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.95, wspace=0.15, hspace=0.3)
+    ax_reward, ax_acc, ax_kl, ax_time = fig.subplots(2, 2).flat
+
+    def lines(ax: Any, keys: list[str], title: str, bold: str | None = None) -> None:
+        drawn = False
+        for key in keys:
+            x, y = _series(rows, key)
+            if x:
+                wide = key == bold
+                ax.plot(x, y, marker="o" if len(x) == 1 else None, label=key,
+                        linewidth=2.2 if wide else 1.2, color="black" if wide else None)
+                drawn = True
+        _finish(ax, title, drawn)
+
+    lines(ax_reward, [REWARD] + _keys(rows, REWARD_PREFIX), "reward", bold=REWARD)
+    lines(ax_acc, _keys(rows, ACC_PREFIX), "accuracy")
+    lines(ax_kl, [KL], "KL to the reference")
+
+    timed = [r for r in rows if any(_value(r, k) is not None for k in TIME_PHASES)]
+    steps = [int(r["step"]) for r in timed]
+    bottom = [0.0] * len(timed)
+    drawn = False
+    for key in TIME_PHASES:
+        h = [_value(r, key) or 0.0 for r in timed]
+        if any(h):
+            ax_time.bar(steps, h, width=1.0, bottom=bottom, label=key.removeprefix("time/"),
+                        linewidth=0)
+            bottom = [b + v for b, v in zip(bottom, h, strict=True)]
+            drawn = True
+    _finish(ax_time, "step time (s)", drawn)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def _finish(ax: Any, title: str, drawn: bool) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if drawn:
+        ax.legend(fontsize="small", loc="best")
+        ax.grid(alpha=0.3)
+    else:
+        ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes,
+                color="gray")
+
+
+# ---------------------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------------------
+
+
+def _fmt(v: Any, digits: int = 3, sign: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+    return str(v)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else b - a
+
+
+def _pooled(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An "all" row from per-task rows: n-weighted means over the tasks that have the metric."""
+    row: dict[str, Any] = {"n": sum(int(t.get("n") or 0) for t in tasks.values())}
+    for metric in EVAL_METRICS:
+        have = [(t[metric], int(t.get("n") or 0)) for t in tasks.values()
+                if t.get(metric) is not None]
+        weight = sum(n for _, n in have)
+        row[metric] = sum(v * n for v, n in have) / weight if weight else None
+    return row
+
+
+def _eval_section(before: dict[str, dict[str, Any]],
+                  after: dict[str, dict[str, Any]]) -> list[str]:
+    before, after = dict(before), dict(after)
+    for side in (before, after):
+        if "all" not in side and side:
+            side["all"] = _pooled(side)
+    tasks = [t for t in before if t != "all"] + [t for t in after
+                                                  if t not in before and t != "all"]
+    header = ["task", "n"]
+    for metric in EVAL_METRICS:
+        header += [f"{metric} before", f"{metric} after", "Δ"]
+    rows = []
+    for task in tasks + ["all"]:
+        b, a = before.get(task, {}), after.get(task, {})
+        nb, na = b.get("n"), a.get("n")
+        cells = [task, _fmt(nb if nb == na or na is None else f"{_fmt(nb)} / {na}")]
+        for metric in EVAL_METRICS:
+            vb, va = b.get(metric), a.get(metric)
+            cells += [_fmt(vb), _fmt(va), _fmt(_delta(vb, va), sign=True)]
+        rows.append(cells)
+    return ["## Evaluation before / after training", "",
+            *_table(header, rows), "",
+            "MAE: lower is better; n differs (before / after) only if the eval sets did.", ""]
+
+
+def _reward_section(rows: list[dict[str, Any]]) -> list[str]:
+    steps, rewards = _series(rows, REWARD)
+    if not rewards:
+        return ["## Reward", "", f"No `{REWARD}` metric was logged.", ""]
+    k = max(1, len(rewards) // 5)
+    lines = ["## Reward: first vs last fifth of GRPO steps", "",
+             f"{len(rewards)} steps with a reward; a fifth is {k} step(s): steps "
+             f"{steps[0]}–{steps[k - 1]} vs {steps[-k]}–{steps[-1]}.", ""]
+    table = []
+    for key in [REWARD] + _keys(rows, REWARD_PREFIX):
+        _, values = _series(rows, key)
+        if values:
+            first, last = first_last_fifth(values)
+            table.append([f"`{key}`", _fmt(first), _fmt(last), _fmt(last - first, sign=True)])
+    return lines + _table(["metric", "first fifth", "last fifth", "difference"], table) + [""]
+
+
+def _time_section(rows: list[dict[str, Any]]) -> list[str]:
+    timed = [r for r in rows if any(_value(r, k) is not None for k in TIME_PHASES)]
+    if not timed:
+        return ["## Step time", "", "No `time/*` metrics were logged.", ""]
+    # A phase missing from a step took no time in it (e.g. a sync every k steps).
+    means = {k.removeprefix("time/"): sum(_value(r, k) or 0.0 for r in timed) / len(timed)
+             for k in TIME_PHASES if any(_value(r, k) is not None for r in timed)}
+    phases = sum(means.values())
+    _, measured = _series(timed, TIME_STEP)
+    if measured:
+        whole = sum(measured) / len(measured)
+        means["other (outside the phases)"] = max(0.0, whole - phases)
+        last, what = "**step (measured)**", f"the measured step time (`{TIME_STEP}`)"
+    else:
+        whole = phases
+        last, what = "**sum of phases**", f"the sum of the phases (no `{TIME_STEP}` logged)"
+    table = [[name, _fmt(v), _share(v, whole)] for name, v in means.items()]
+    table.append([last, _fmt(whole), _share(whole, whole)])
+    return ["## Step time", "", f"Mean seconds per step over {len(timed)} timed steps; share of "
+            f"{what}.", "", *_table(["phase", "s / step", "share"], table), ""]
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole > 0 else "-"
+
+
+def _throughput_section(rows: list[dict[str, Any]]) -> list[str]:
+    table = []
+    _, tps = _series(rows, TOKENS_PER_S)
+    if tps:
+        table.append(["generated tokens / s of generation (mean over steps)",
+                      _fmt(sum(tps) / len(tps), 1)])
+    pairs = [(t, s) for r in rows
+             if (t := _value(r, GENERATED_TOKENS)) is not None
+             and (s := _value(r, TIME_STEP)) is not None]
+    if pairs and sum(s for _, s in pairs) > 0:
+        table.append(["generated tokens / s of step time (whole run)",
+                      _fmt(sum(t for t, _ in pairs) / sum(s for _, s in pairs), 1)])
+    _, synced = _series(rows, SYNC_BYTES)
+    if synced:
+        table.append(["bytes synced / step (mean)", _bytes(sum(synced) / len(synced))])
+    empty = sum(1 for r in rows if _value(r, EMPTY_STEP))
+    skipped = sum(1 for r in rows if _value(r, SKIPPED) and not _value(r, EMPTY_STEP))
+    table.append(["skipped steps (no update)", f"{empty + skipped} of {len(rows)} ({empty} "
+                  f"with every group flat, {skipped} skipped by the learner)"])
+    return ["## Throughput", "", *_table(["metric", "value"], table), ""]
+
+
+def _nested_sections(nested: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, value in nested.items():
+        text = json.dumps(value, indent=2, sort_keys=True, default=str)
+        lines += [f"## {key}", "", "```json", text, "```", ""]
+    return lines
+
+
+def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str, Any],
+                 after: dict[str, Any], config: dict[str, Any],
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write `run_dir/report.md` (and the `curves.png` it shows) and return its path.
+
+    `before` / `after` map task -> {"accuracy", "success_rate", "mae", "n"} (as `strl
+    score` reports them); an "all" row is pooled by n when absent. `extra` adds summary
+    rows ("wall_s" or "wall_time_s" is shown as a duration); a dict or list in `extra` is
+    shown as JSON in its own section.
+    """
+    run_dir = Path(run_dir)
+    extra = dict(extra or {})
+    rows = _by_step(metrics)
+    plot_curves(metrics, run_dir / CURVES_FILE)
+
+    model = config.get("model", {}).get("path", "-")
+    planned = config.get("trainer", {}).get("steps")
+    summary = [["run", f"`{run_dir.name}`"], ["model", f"`{model}`"],
+               ["steps logged", f"{len(rows)}" + (f" (steps {rows[0]['step']}–{rows[-1]['step']})"
+                                                   if rows else "")]]
+    if planned is not None:
+        summary.append(["steps planned", str(planned)])
+    for key in WALL_KEYS:
+        if extra.get(key) is not None:
+            summary.append(["wall time", _duration(float(extra.pop(key)))])
+            break
+    nested = {k: v for k, v in extra.items() if isinstance(v, dict | list)}
+    summary += [[str(k), _fmt(v)] for k, v in extra.items() if k not in nested]
+
+    lines = [f"# Run report: {run_dir.name}", "", *_table(["summary", ""], summary), "",
+             *_eval_section(before, after), *_reward_section(rows), *_time_section(rows),
+             *_throughput_section(rows), *_nested_sections(nested),
+             "## Curves", "", f"![training curves]({CURVES_FILE})", ""]
+    out = run_dir / REPORT_FILE
+    out.write_text("\n".join(lines), encoding="utf-8")
+    return out
