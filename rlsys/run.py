@@ -71,13 +71,9 @@ def run(cfg: Config) -> Path:
         if any(s.startswith("sft") for s in cfg.trainer.stages) and "grpo" in cfg.trainer.stages:
             evals["after_sft"] = trainer.evaluate(held_out)
         if "grpo" in cfg.trainer.stages:
-            _grpo(cfg, trainer, logger)
+            _grpo(cfg, trainer, logger, run_dir, model_path)
         evals["after"] = trainer.evaluate(held_out)
-        ckpt = run_dir / "checkpoints" / "final"
-        ray.get([ln.save_hf.remote(str(ckpt)) for ln in handles.learners])
-        for name in _TOKENIZER_FILES:
-            if (Path(model_path) / name).exists():
-                shutil.copy(Path(model_path) / name, ckpt / name)
+        ckpt = save_checkpoint(trainer, run_dir / "checkpoints" / "final", model_path)
         extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(ckpt),
                      skipped_long_prompts=source.skipped_long,
                      skipped_grad_steps=trainer.skipped_grad_steps,
@@ -92,6 +88,23 @@ def run(cfg: Config) -> Path:
         handles.shutdown()
         ray.shutdown()
     return run_dir
+
+
+def save_checkpoint(trainer: Any, path: Path, model_path: str) -> Path:
+    """An HF directory (weights from the learner, tokenizer from the model) that vLLM and
+    transformers load; written under a temporary name and renamed when complete."""
+    import ray
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ray.get([ln.save_hf.remote(str(tmp)) for ln in trainer.h.learners])
+    for name in _TOKENIZER_FILES:
+        if (Path(model_path) / name).exists():
+            shutil.copy(Path(model_path) / name, tmp / name)
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
 
 
 def _sft_stages(cfg: Config, trainer: Any, source: Any, logger: Any) -> None:
@@ -110,7 +123,7 @@ def _sft_stages(cfg: Config, trainer: Any, source: Any, logger: Any) -> None:
         trainer.sync()
 
 
-def _grpo(cfg: Config, trainer: Any, logger: Any) -> None:
+def _grpo(cfg: Config, trainer: Any, logger: Any, run_dir: Path, model_path: str) -> None:
     steps = cfg.trainer.steps
     bar = _progress(steps, "grpo")
     for step in range(steps):
@@ -128,4 +141,7 @@ def _grpo(cfg: Config, trainer: Any, logger: Any) -> None:
                         acc=f"{sum(accs) / len(accs):.2f}" if accs else "-",
                         step_s=f"{metrics['time/step']:.1f}")
         bar.update()
+        k = cfg.trainer.save_every
+        if k and (step + 1) % k == 0 and step + 1 < steps:
+            save_checkpoint(trainer, run_dir / "checkpoints" / f"step-{step + 1}", model_path)
     bar.close()

