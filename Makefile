@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: run test test-fast lint quality bench clean
+.PHONY: run demo test test-fast lint quality bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 	@touch $@
 
-# Until the GRPO loop lands, the main job is the generation demo: samples in both formats,
-# one sample plotted, the reference completions scored, and the quality audit.
+# The main job: build the tiny model if missing, supervised warm start, then GRPO on fresh
+# env samples, on a local Ray cluster (vLLM engine, DeepSpeed learner, reward worker).
 run: $(STAMP)
+	$(BIN)/strl train --config configs/tiny_cpu.yaml
+
+# The generation demo: samples in both formats, one plotted, reference completions scored,
+# and the quality audit.
+demo: $(STAMP)
 	$(BIN)/strl generate --tasks all --n 1000 --seed 0 --out runs/demo/samples.parquet
 	$(BIN)/strl generate --tasks all --n 100 --seed 0 --format streasoner --out runs/demo/st_format.jsonl
 	$(BIN)/strl show --seed 0 --index 0 --plot runs/demo/sample0.png

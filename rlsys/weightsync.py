@@ -84,14 +84,18 @@ def _dtype(name: str) -> torch.dtype:
     return dt
 
 
-def plan_buckets(tensors: Iterable[tuple[str, torch.Size | tuple[int, ...], torch.dtype]],
-                 bucket_mb: float) -> SyncPlan:
-    """Group tensors (in the given order) into per-dtype buckets of about `bucket_mb`.
+SOLO_MB = 1.0
+"""Tensors of at least this size travel alone, broadcast from their own storage: packing
+them would cost a memcpy of the whole model (measured: bucketed sync at 0.46-0.49 of a raw
+broadcast with everything packed, see benchmarks/weight_sync.py)."""
 
-    A tensor bigger than a bucket travels alone; order within a dtype is kept, so a
-    receiver can stream weights layer by layer.
-    """
+
+def plan_buckets(tensors: Iterable[tuple[str, torch.Size | tuple[int, ...], torch.dtype]],
+                 bucket_mb: float, solo_mb: float = SOLO_MB) -> SyncPlan:
+    """Group small tensors (in the given order) into per-dtype buckets of about
+    `bucket_mb`; tensors of `solo_mb` or more travel alone (no copy on either side)."""
     limit = max(1, int(bucket_mb * 2**20))
+    solo = max(1, int(min(solo_mb, bucket_mb) * 2**20))
     buckets: list[BucketSpec] = []
     open_: dict[str, list[TensorSpec]] = {}
     size: dict[str, int] = {}
@@ -105,6 +109,9 @@ def plan_buckets(tensors: Iterable[tuple[str, torch.Size | tuple[int, ...], torc
         dt = str(dtype).removeprefix("torch.")
         numel = int(torch.Size(shape).numel())
         nbytes = numel * dtype.itemsize
+        if nbytes >= solo:
+            buckets.append(BucketSpec(dt, numel, (TensorSpec(name, tuple(shape), 0, numel),)))
+            continue
         if dt in size and size[dt] and (size[dt] * dtype.itemsize + nbytes) > limit:
             close(dt)
         open_.setdefault(dt, [])
@@ -123,7 +130,14 @@ def plan_for(state: Mapping[str, torch.Tensor], bucket_mb: float) -> SyncPlan:
 
 def pack(bucket: BucketSpec, tensors: Mapping[str, torch.Tensor],
          device: torch.device | str = "cpu") -> torch.Tensor:
-    """One flat buffer holding the bucket's tensors at their offsets."""
+    """One flat buffer holding the bucket's tensors at their offsets (a single contiguous
+    tensor of the right dtype and device is used as it is, without a copy)."""
+    if len(bucket.tensors) == 1:
+        src = tensors[bucket.tensors[0].name]
+        if (src.is_contiguous() and str(src.dtype).removeprefix("torch.") == bucket.dtype
+                and src.device == torch.device(device)
+                and tuple(src.shape) == bucket.tensors[0].shape):
+            return src.reshape(-1)
     buf = torch.empty(bucket.numel, dtype=_dtype(bucket.dtype), device=device)
     for t in bucket.tensors:
         src = tensors[t.name]
@@ -149,28 +163,59 @@ class SyncGroup:
     timeout_s: float
     store: TCPStore  # kept alive: the group needs its store
 
-    def broadcast(self, buf: torch.Tensor) -> None:
-        td = datetime.timedelta(seconds=self.timeout_s)
+    def _start(self, buf: torch.Tensor):
+        return self.pg.broadcast(buf, 0, datetime.timedelta(seconds=self.timeout_s))
+
+    def _wait(self, work) -> None:
         try:
-            self.pg.broadcast(buf, 0, td).wait(td)
+            work.wait(datetime.timedelta(seconds=self.timeout_s))
         except RuntimeError as e:  # gloo/nccl report timeouts and dead peers this way
             raise SyncError(f"weight-sync broadcast failed on rank {self.rank}/{self.world} "
                             f"(timeout {self.timeout_s:g}s): {e}") from e
 
+    def broadcast(self, buf: torch.Tensor) -> None:
+        """One blocking broadcast from rank 0 (with the group's timeout)."""
+        self._wait(self._start(buf))
+
     def send(self, plan: SyncPlan, tensors: Mapping[str, torch.Tensor],
              device: torch.device | str = "cpu") -> int:
-        """Rank 0: broadcast every bucket; returns the bytes sent."""
+        """Rank 0: broadcast every bucket; returns the bytes sent.
+
+        Double-buffered: bucket k+1 is packed while bucket k is on the wire, so the copy
+        into buffers costs (almost) nothing next to the transfer.
+        """
+        work = None
         for bucket in plan.buckets:
-            self.broadcast(pack(bucket, tensors, device))
+            buf = pack(bucket, tensors, device)
+            if work is not None:
+                self._wait(work)
+            work, _inflight = self._start(buf), buf  # keep the buffer alive until done
+        if work is not None:
+            self._wait(work)
         return plan.nbytes
 
     def receive(self, plan: SyncPlan,
                 device: torch.device | str = "cpu") -> Iterator[tuple[str, torch.Tensor]]:
-        """Ranks > 0: receive every bucket, yielding named tensors as they arrive."""
-        for bucket in plan.buckets:
-            buf = torch.empty(bucket.numel, dtype=_dtype(bucket.dtype), device=device)
-            self.broadcast(buf)
-            yield from unpack(bucket, buf)
+        """Ranks > 0: receive every bucket, yielding named tensors as they arrive.
+
+        The next bucket's receive is posted before the current one's tensors are handed
+        to the consumer (vLLM's loader), so loading overlaps with the transfer.
+        """
+        def alloc(b: BucketSpec) -> torch.Tensor:
+            return torch.empty(b.numel, dtype=_dtype(b.dtype), device=device)
+
+        buckets = plan.buckets
+        if not buckets:
+            return
+        buf = alloc(buckets[0])
+        work = self._start(buf)
+        for i, bucket in enumerate(buckets):
+            self._wait(work)
+            cur = buf
+            if i + 1 < len(buckets):
+                buf = alloc(buckets[i + 1])
+                work = self._start(buf)
+            yield from unpack(bucket, cur)
 
 
 def connect(host: str, port: int, rank: int, world: int, backend: str = "gloo",
