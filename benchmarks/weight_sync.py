@@ -4,7 +4,9 @@ A sender and a receiver process join a fresh gloo group (as the learner and one 
 worker do). For a Qwen2-shaped state dict of at least 100 MB it times:
 - `bucketed`: our protocol (`rlsys.weightsync`): pack into ~bucket_mb buffers, broadcast,
   unpack into named tensors on the receiver;
-- `raw`: the baseline: one flat buffer of the same total size, one broadcast;
+- `raw`: the baseline: one flat buffer of the same total size, one broadcast, into a
+  receive buffer allocated once (pages already touched);
+- `raw_fresh`: the same into a freshly allocated receive buffer every time;
 - `per_tensor`: one broadcast per tensor (what a naive sync, e.g. OpenRLHF's, does).
 It prints GB/s of each and the ratio bucketed / raw (target >= 0.8).
 
@@ -53,6 +55,7 @@ def _receiver(port: int, args: argparse.Namespace, q) -> None:
         for _ in grp.receive(plan):
             pass
         grp.broadcast(flat)
+        grp.broadcast(torch.empty(plan.nbytes // 2, dtype=torch.bfloat16))
         for t in state.values():
             grp.broadcast(torch.empty_like(t))
     q.put("done")
@@ -75,7 +78,8 @@ def main() -> None:
     peer.start()
     grp = connect("127.0.0.1", port, 0, 2, "gloo", 300.0)
     flat = torch.empty(plan.nbytes // 2, dtype=torch.bfloat16)
-    times: dict[str, list[float]] = {"bucketed": [], "raw": [], "per_tensor": []}
+    times: dict[str, list[float]] = {"bucketed": [], "raw": [], "raw_fresh": [],
+                                     "per_tensor": []}
     for _ in range(args.repeat):
         t = time.perf_counter()
         grp.send(plan, state)
@@ -83,6 +87,9 @@ def main() -> None:
         t = time.perf_counter()
         grp.broadcast(flat)
         times["raw"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        grp.broadcast(flat)
+        times["raw_fresh"].append(time.perf_counter() - t)
         t = time.perf_counter()
         for v in state.values():
             grp.broadcast(v.contiguous())
@@ -96,6 +103,7 @@ def main() -> None:
     for k, s in best.items():
         print(f"  {k:<10} {s * 1e3:8.1f} ms  {plan.nbytes / s / 1e9:6.2f} GB/s")
     print(f"ratio bucketed / raw broadcast: {best['raw'] / best['bucketed']:.2f} (target >= 0.8)")
+    print(f"ratio bucketed / raw into fresh memory: {best['raw_fresh'] / best['bucketed']:.2f}")
     print(f"ratio per-tensor / raw broadcast: {best['raw'] / best['per_tensor']:.2f}")
 
 
