@@ -215,6 +215,9 @@ class TrainerConfig(_Section):
     """Supervised warm-start settings."""
     save_every: int = Field(0, ge=0)
     """Checkpoint every K steps (0: only at the end)."""
+    eval_temperature: float = Field(0.0, ge=0)
+    """Sampling temperature of the held-out evaluation (0: greedy; above 0 it samples from
+    the engines, seeded by trainer.seed at engine start)."""
     log_samples_every: int = Field(10, ge=0)
     """Log example completions every N steps (0: never)."""
     wandb: Literal["offline", "online", "disabled"] = "offline"

