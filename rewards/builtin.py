@@ -24,19 +24,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from rewards.extract import is_well_formed, parse_choice, parse_sequence
+from rewards.extract import is_strictly_formed, is_well_formed, parse_choice, parse_sequence
 from rewards.registry import reward
 from rewards.types import CHOICE, SEQUENCE, Target
 
 
 @reward("format")
-def format_reward(completions: Sequence[str], targets: Sequence[Target]) -> list[float]:
+def format_reward(completions: Sequence[str], targets: Sequence[Target],
+                  strict: bool = False) -> list[float]:
     """1.0 where ``ANSWER_FORMAT_RE`` fullmatches: ``<think>...</think><answer>...</answer>``.
+
+    With ``strict=True``: exactly one think block and one non-empty answer block with no
+    stray tags inside (``is_strictly_formed``); the seed regex can be gamed.
 
     >>> format_reward(["<think>a</think> <answer>B</answer>", "<answer>B</answer>"], [None] * 2)
     [1.0, 0.0]
+    >>> format_reward(["<think></think></answer>x<answer></answer>"], [None], strict=True)
+    [0.0]
     """
-    return [1.0 if is_well_formed(c) else 0.0 for c in completions]
+    check = is_strictly_formed if strict else is_well_formed
+    return [1.0 if check(c) else 0.0 for c in completions]
 
 
 def exact_match_one(completion: str, target: Target) -> float:

@@ -155,6 +155,29 @@ def is_well_formed(text: str) -> bool:
     return m is not None and m.end() <= len(s) - len(_CLOSE)
 
 
+_STRICT_RE = re.compile(
+    r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*"
+    r"<answer>(?:(?!</?think>|</?answer>).)*\S(?:(?!</?think>|</?answer>).)*</answer>\s*",
+    re.DOTALL)
+
+
+def is_strictly_formed(text: str) -> bool:
+    """One think block, then one non-empty answer block, and no stray tags inside either.
+
+    The seed regex (``is_well_formed``) lets ``.*?`` run across tags, so text that merely
+    starts with ``<think>`` and ends with ``</answer>`` passes; a small policy learns to
+    emit exactly that (seen in training). The strict form closes that hole.
+
+    >>> is_strictly_formed("<think>a</think> <answer>B</answer>")
+    True
+    >>> is_strictly_formed("<think></think></answer> x<think></think><answer>B</answer>")
+    False
+    >>> is_strictly_formed("<think>a</think><answer> </answer>")
+    False
+    """
+    return _STRICT_RE.fullmatch(text) is not None
+
+
 def strip_think(text: str) -> str:
     """The text without its ``<think>`` blocks (an unclosed one runs to the end).
 

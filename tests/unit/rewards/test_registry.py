@@ -82,8 +82,8 @@ def test_unknown_name_lists_known_rewards() -> None:
 def test_bad_params_name_reward_and_param() -> None:
     with pytest.raises(RewardConfigError, match=r"'exp_mae' has no parameter 'alhpa'.*alpha"):
         build_reward(RewardSpec("exp_mae", params={"alhpa": 0.2}))
-    with pytest.raises(RewardConfigError, match=r"'format' has no parameter 'strict'"):
-        build_reward(RewardSpec("format", params={"strict": True}))
+    with pytest.raises(RewardConfigError, match=r"'format' has no parameter 'strictness'"):
+        build_reward(RewardSpec("format", params={"strictness": True}))
     with pytest.raises(RewardConfigError, match=r"'exp_mae': bad params.*alpha"):
         build_reward(RewardSpec("exp_mae", params={"alpha": -1.0}))
     with pytest.raises(RewardConfigError, match=r"'judge': bad params.*base_url"):
