@@ -63,10 +63,13 @@ class JudgeServer:
                     status, content = server.reply(n)
                     if server.delay_s:
                         server.stop.wait(server.delay_s)
-                    self._send(status, content)
                 finally:
+                    # Stop counting before replying: once the reply is out, the client may
+                    # rightly free its slot and send the next request before this thread
+                    # would get back to decrement.
                     with server._lock:
                         server.in_flight -= 1
+                self._send(status, content)
 
             def _send(self, status: int, content: str | None) -> None:
                 if content is None:
@@ -221,7 +224,7 @@ def test_server_down_is_connection_refused() -> None:
 
 
 def test_concurrency_limit_is_respected(server: JudgeServer) -> None:
-    server.delay_s = 0.05
+    server.delay_s = 0.2  # long enough that requests overlap even on a loaded machine
     c = client(server.base_url, max_concurrency=3)
     n = 12
     results = c.score_batch(["q"] * n, [f"answer {i}" for i in range(n)], ["ref"] * n)
