@@ -67,15 +67,11 @@ class LearnerWorker:
     # ---- start-up -----------------------------------------------------------------
     def address(self) -> tuple[str, int]:
         """This actor's node IP and a free port there (rank 0 hosts the rendezvous)."""
-        import socket
-
         import ray
 
-        s = socket.socket()
-        s.bind(("", 0))
-        port = s.getsockname()[1]
-        s.close()
-        return ray.util.get_node_ip_address(), port
+        from rlsys.weightsync import free_port
+
+        return ray.util.get_node_ip_address(), free_port()
 
     def start(self, master_addr: str, master_port: int) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -212,20 +208,6 @@ class LearnerWorker:
         out.update(grad_norm=norm, skipped=float(skipped), tokens=float(n_tok),
                    train_s=time.perf_counter() - t0 - ref_s, reference_s=ref_s,
                    lr=float(self.engine.optimizer.param_groups[0]["lr"]))
-        return out
-
-    def logprobs(self, micro_batches: list[MicroBatch]) -> list[list[float]]:
-        """Policy log-probabilities of each completion token (evaluation and tests)."""
-        import torch
-
-        self.engine.eval()
-        out = []
-        with torch.no_grad():
-            for mb in micro_batches:
-                ids, attn, _ = self._batch(mb)
-                lp = self._token_logprobs(self.engine, ids, attn)
-                for i, s in enumerate(mb.sequences):
-                    out.append(lp[i, s.prompt_len - 1 : len(s.input_ids) - 1].tolist())
         return out
 
     # ---- weights ------------------------------------------------------------------

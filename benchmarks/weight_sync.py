@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import socket
 import time
 
 import torch
 
-from rlsys.weightsync import connect, plan_for
+from rlsys.weightsync import connect, free_port, plan_for
 
 
 def _state(hidden: int, layers: int, vocab: int) -> dict[str, torch.Tensor]:
@@ -36,14 +35,6 @@ def _state(hidden: int, layers: int, vocab: int) -> dict[str, torch.Tensor]:
         shapes = {k: v.shape for k, v in Qwen2ForCausalLM(cfg).state_dict().items()}
     g = torch.Generator().manual_seed(0)
     return {k: torch.randn(s, generator=g).to(torch.bfloat16) for k, s in shapes.items()}
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def _receiver(port: int, args: argparse.Namespace, q) -> None:
@@ -71,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
     state = _state(args.hidden, args.layers, args.vocab)
     plan = plan_for(state, args.bucket_mb)
-    port = _free_port()
+    port = free_port("127.0.0.1")
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     peer = ctx.Process(target=_receiver, args=(port, args, q))

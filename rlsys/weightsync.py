@@ -239,6 +239,15 @@ class SyncGroup:
             yield from unpack(bucket, cur)
 
 
+def free_port(host: str = "") -> int:
+    """A TCP port free on this machine now (for a store or a rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def connect(host: str, port: int, rank: int, world: int, backend: str = "gloo",
             timeout_s: float = 120.0, device: torch.device | None = None,
             reuse_buffers: bool = True) -> SyncGroup:

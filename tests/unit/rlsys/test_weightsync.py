@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import socket
 import time
 
 import pytest
 import torch
 
-from rlsys.weightsync import SyncError, SyncPlan, connect, pack, plan_buckets, plan_for, unpack
+from rlsys.weightsync import (
+    SyncError,
+    SyncPlan,
+    connect,
+    free_port,
+    pack,
+    plan_buckets,
+    plan_for,
+    unpack,
+)
 
 
 def _state() -> dict[str, torch.Tensor]:
@@ -17,14 +25,6 @@ def _state() -> dict[str, torch.Tensor]:
     emb = torch.randn(50, 8, dtype=torch.bfloat16)
     return {"embed.weight": emb, "l0.w": torch.randn(8, 8, dtype=torch.bfloat16),
             "l0.norm": torch.randn(8), "lm_head.weight": emb}  # tied: same storage
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_plan_groups_by_dtype_and_respects_bucket_size() -> None:
@@ -67,7 +67,7 @@ def _receiver(port: int, wire: list, q) -> None:
 def test_gloo_broadcast_delivers_every_tensor_to_another_process() -> None:
     state = _state()
     plan = plan_for(state, 0.001)
-    port = _free_port()
+    port = free_port("127.0.0.1")
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     proc = ctx.Process(target=_receiver, args=(port, plan.to_wire(), q))
@@ -85,6 +85,6 @@ def test_a_missing_peer_fails_with_a_timeout_error_not_a_hang() -> None:
     # world of 2 but nobody else joins: the broadcast must give up after its timeout
     t0 = time.perf_counter()
     with pytest.raises(SyncError, match="did not form within 2s|timeout"):
-        grp = connect("127.0.0.1", _free_port(), 0, 2, "gloo", 2.0)
+        grp = connect("127.0.0.1", free_port("127.0.0.1"), 0, 2, "gloo", 2.0)
         grp.send(plan_for(_state(), 64), _state())
     assert time.perf_counter() - t0 < 30
