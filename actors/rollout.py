@@ -112,8 +112,5 @@ class RolloutWorker:
     def param_sums(self) -> dict[str, float]:
         return self._require().collective_rpc("strl_param_sums")[0]
 
-    def workers(self) -> int:
-        return self.settings.tensor_parallel
-
 
 RolloutActor = ray.remote(RolloutWorker)
