@@ -212,17 +212,25 @@ class LearnerWorker:
 
     # ---- weights ------------------------------------------------------------------
     def _full_state(self):
-        """The full (gathered under ZeRO-3) state dict, tied weights under both names."""
+        """The full state dict on rank 0 (empty on other ranks), tied weights under both
+        names. Under ZeRO-1/2 these are views of DeepSpeed's flat parameter groups; under
+        ZeRO-3 every rank takes part in the gather and rank 0 keeps a copy laid out back to
+        back, so that a weight sync sends either without packing."""
         import deepspeed
+
+        from rlsys.weightsync import flat_copy
 
         module = self.engine.module
         if self.s.zero_stage == 3:
             params = list(module.parameters())
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-                return {k: v.detach().clone() for k, v in module.state_dict().items()}
-        return {k: v.detach() for k, v in module.state_dict().items()}
+                if self.rank != 0:
+                    return {}
+                return flat_copy({k: v.detach() for k, v in module.state_dict().items()})
+        return {k: v.detach() for k, v in module.state_dict().items()} if self.rank == 0 else {}
 
     def sync_plan(self, bucket_mb: float) -> list:
+        """The sync plan (rank 0's; call it on every rank: ZeRO-3 gathers collectively)."""
         from rlsys.weightsync import plan_for
 
         return plan_for(self._full_state(), bucket_mb).to_wire()

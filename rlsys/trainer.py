@@ -41,7 +41,9 @@ class Trainer:
                 for i, e in enumerate(self.h.engines)]
         refs += [ln.sync_init.remote(host, port, world, c.timeout_s) for ln in self.h.learners]
         ray.get(refs, timeout=c.timeout_s + 30)
-        self.wire = ray.get(self.h.learners[0].sync_plan.remote(c.bucket_mb))
+        # every rank: under ZeRO-3 building the plan gathers the shards collectively
+        plans = ray.get([ln.sync_plan.remote(c.bucket_mb) for ln in self.h.learners])
+        self.wire = plans[0]
 
     def sync(self) -> dict[str, float]:
         """Push the learner's weights to every engine (timeout: an error, not a hang)."""

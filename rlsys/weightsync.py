@@ -89,57 +89,130 @@ SOLO_MB = 1.0
 them would cost a memcpy of the whole model (measured: bucketed sync at 0.46-0.49 of a raw
 broadcast with everything packed, see benchmarks/weight_sync.py)."""
 
+TensorDesc = tuple  # (name, shape, dtype) or (name, shape, dtype, adjacent: bool)
 
-def plan_buckets(tensors: Iterable[tuple[str, torch.Size | tuple[int, ...], torch.dtype]],
-                 bucket_mb: float, solo_mb: float = SOLO_MB) -> SyncPlan:
-    """Group small tensors (in the given order) into per-dtype buckets of about
-    `bucket_mb`; tensors of `solo_mb` or more travel alone (no copy on either side)."""
+
+def plan_buckets(tensors: Iterable[TensorDesc], bucket_mb: float,
+                 solo_mb: float = SOLO_MB) -> SyncPlan:
+    """Buckets of about `bucket_mb` for tensors given in order.
+
+    - A run of tensors marked `adjacent` (each starts where the previous one ends, in one
+      storage: ZeRO-1/2's flat parameter groups, or `flat_copy`) becomes buckets that are
+      views of that memory: no copy on the sender, one broadcast per bucket.
+    - Any other tensor of `solo_mb` or more travels alone (no copy either).
+    - The remaining small tensors are packed into per-dtype buckets.
+    """
     limit = max(1, int(bucket_mb * 2**20))
     solo = max(1, int(min(solo_mb, bucket_mb) * 2**20))
     buckets: list[BucketSpec] = []
-    open_: dict[str, list[TensorSpec]] = {}
-    size: dict[str, int] = {}
+    packed: dict[str, list[TensorSpec]] = {}
+    packed_numel: dict[str, int] = {}
+    run: list[TensorSpec] = []
+    run_dt, run_numel = "", 0
 
-    def close(dt: str) -> None:
-        if open_.get(dt):
-            buckets.append(BucketSpec(dt, size[dt], tuple(open_[dt])))
-        open_[dt], size[dt] = [], 0
+    def close_packed(dt: str) -> None:
+        if packed.get(dt):
+            buckets.append(BucketSpec(dt, packed_numel[dt], tuple(packed[dt])))
+        packed[dt], packed_numel[dt] = [], 0
 
-    for name, shape, dtype in tensors:
+    def close_run() -> None:
+        if len(run) > 1:
+            buckets.append(BucketSpec(run_dt, run_numel, tuple(run)))
+        elif run:
+            t, itemsize = run[0], _dtype(run_dt).itemsize
+            if t.numel * itemsize >= solo:
+                buckets.append(BucketSpec(run_dt, t.numel, (t,)))
+            else:
+                if packed_numel.get(run_dt) and (packed_numel[run_dt] + t.numel) * itemsize > limit:
+                    close_packed(run_dt)
+                packed.setdefault(run_dt, [])
+                packed_numel.setdefault(run_dt, 0)
+                packed[run_dt].append(TensorSpec(t.name, t.shape, packed_numel[run_dt], t.numel))
+                packed_numel[run_dt] += t.numel
+        run.clear()
+
+    for name, shape, dtype, *adjacent in tensors:
         dt = str(dtype).removeprefix("torch.")
         numel = int(torch.Size(shape).numel())
-        nbytes = numel * dtype.itemsize
-        if nbytes >= solo:
-            buckets.append(BucketSpec(dt, numel, (TensorSpec(name, tuple(shape), 0, numel),)))
-            continue
-        if dt in size and size[dt] and (size[dt] * dtype.itemsize + nbytes) > limit:
-            close(dt)
-        open_.setdefault(dt, [])
-        size.setdefault(dt, 0)
-        open_[dt].append(TensorSpec(name, tuple(shape), size[dt], numel))
-        size[dt] += numel
-    for dt in list(open_):
-        close(dt)
+        if not (adjacent and adjacent[0] and run and dt == run_dt
+                and (run_numel + numel) * dtype.itemsize <= limit):
+            close_run()
+            run_dt, run_numel = dt, 0
+        run.append(TensorSpec(name, tuple(shape), run_numel, numel))
+        run_numel += numel
+    close_run()
+    for dt in list(packed):
+        close_packed(dt)
     return SyncPlan(tuple(buckets))
 
 
+def _adjacent(prev: torch.Tensor | None, t: torch.Tensor) -> bool:
+    """`t` starts where `prev` ends, in the same storage, with the same dtype."""
+    return (prev is not None and t.dtype == prev.dtype and t.device == prev.device
+            and t.is_contiguous() and prev.is_contiguous() and t.numel() > 0
+            and t.untyped_storage().data_ptr() == prev.untyped_storage().data_ptr()
+            and t.data_ptr() == prev.data_ptr() + prev.numel() * prev.element_size())
+
+
 def plan_for(state: Mapping[str, torch.Tensor], bucket_mb: float) -> SyncPlan:
-    """The plan for a state dict (tied weights included under each of their names)."""
-    return plan_buckets(((k, v.shape, v.dtype) for k, v in state.items()), bucket_mb)
+    """The plan for a state dict (tied weights included under each of their names);
+    tensors that lie back to back in memory are sent straight from it."""
+    descs, prev = [], None
+    for k, v in state.items():
+        descs.append((k, v.shape, v.dtype, _adjacent(prev, v)))
+        prev = v
+    return plan_buckets(descs, bucket_mb)
+
+
+def flat_copy(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of `state` whose tensors lie back to back in one buffer per dtype (and
+    device), in order, so that a sync sends them without packing."""
+    sizes: dict[tuple, int] = {}
+    for v in state.values():
+        sizes[(v.dtype, v.device)] = sizes.get((v.dtype, v.device), 0) + v.numel()
+    flats = {key: torch.empty(n, dtype=key[0], device=key[1]) for key, n in sizes.items()}
+    used = dict.fromkeys(sizes, 0)
+    out = {}
+    for k, v in state.items():
+        key, n = (v.dtype, v.device), v.numel()
+        view = flats[key][used[key] : used[key] + n].view(v.shape)
+        view.copy_(v)
+        out[k] = view
+        used[key] += n
+    return out
+
+
+def _span(bucket: BucketSpec, tensors: Mapping[str, torch.Tensor],
+          device: torch.device | str) -> torch.Tensor | None:
+    """A view covering the bucket when its tensors lie in memory exactly as in the plan
+    (back to back, right dtype, shape and device), else None."""
+    first = tensors[bucket.tensors[0].name]
+    if (str(first.dtype).removeprefix("torch.") != bucket.dtype
+            or first.device != torch.device(device)):
+        return None
+    storage, base = first.untyped_storage().data_ptr(), first.data_ptr()
+    for t in bucket.tensors:
+        src = tensors[t.name]
+        if (not src.is_contiguous() or tuple(src.shape) != t.shape or src.dtype != first.dtype
+                or src.untyped_storage().data_ptr() != storage
+                or src.data_ptr() != base + t.offset * first.element_size()):
+            return None
+    return first.as_strided((bucket.numel,), (1,), first.storage_offset())
 
 
 def pack(bucket: BucketSpec, tensors: Mapping[str, torch.Tensor],
          device: torch.device | str = "cpu", out: torch.Tensor | None = None) -> torch.Tensor:
-    """One flat buffer holding the bucket's tensors at their offsets (a single contiguous
-    tensor of the right dtype and device is used as it is, without a copy)."""
-    if len(bucket.tensors) == 1:
-        src = tensors[bucket.tensors[0].name]
-        if (src.is_contiguous() and str(src.dtype).removeprefix("torch.") == bucket.dtype
-                and src.device == torch.device(device)
-                and tuple(src.shape) == bucket.tensors[0].shape):
-            return src.reshape(-1)
-    buf = out if out is not None else torch.empty(bucket.numel, dtype=_dtype(bucket.dtype),
-                                                  device=device)
+    """One flat buffer holding the bucket's tensors at their offsets: a view of their own
+    memory when they already lie that way (no copy), else a copy into `out` or a new one."""
+    span = _span(bucket, tensors, device)
+    if span is not None:
+        return span
+    return _copy(bucket, tensors, out if out is not None else torch.empty(
+        bucket.numel, dtype=_dtype(bucket.dtype), device=device))
+
+
+def _copy(bucket: BucketSpec, tensors: Mapping[str, torch.Tensor],
+          buf: torch.Tensor) -> torch.Tensor:
     for t in bucket.tensors:
         src = tensors[t.name]
         if tuple(src.shape) != t.shape:
@@ -207,9 +280,9 @@ class SyncGroup:
         """
         work = None
         for i, bucket in enumerate(plan.buckets):
-            buf = pack(bucket, tensors, device,
-                       out=None if len(bucket.tensors) == 1 else
-                       self.buffer(i, bucket.numel, bucket.dtype, device))
+            buf = _span(bucket, tensors, device)
+            if buf is None:  # scattered small tensors: copy into a (reused) bucket buffer
+                buf = _copy(bucket, tensors, self.buffer(i, bucket.numel, bucket.dtype, device))
             if work is not None:
                 self._wait(work)
             work, _inflight = self._start(buf), buf  # keep the buffer alive until done

@@ -12,6 +12,7 @@ from rlsys.weightsync import (
     SyncError,
     SyncPlan,
     connect,
+    flat_copy,
     free_port,
     pack,
     plan_buckets,
@@ -59,13 +60,73 @@ def test_plan_buckets_keeps_order_within_a_dtype() -> None:
     assert plan.names == [f"t{i}" for i in range(10)]
 
 
+def _flat_state() -> dict[str, torch.Tensor]:
+    """Like ZeRO-1/2's flat groups: parameters are views back to back in one buffer; the
+    tied head comes last and points back at the embedding."""
+    torch.manual_seed(0)
+    flat = torch.randn(400 + 64 * 4, dtype=torch.bfloat16)
+    state = {"embed.weight": flat[:400].view(50, 8)}
+    for i in range(4):
+        state[f"l{i}.w"] = flat[400 + 64 * i : 400 + 64 * (i + 1)].view(8, 8)
+    state["lm_head.weight"] = state["embed.weight"]
+    return state
+
+
+def test_tensors_back_to_back_in_memory_are_sent_as_views_without_packing() -> None:
+    state = _flat_state()
+    plan = plan_for(state, bucket_mb=300 * 2 / 2**20)  # 300 elements: the run splits
+    runs = [b for b in plan.buckets if len(b.tensors) > 1]
+    assert [t.name for t in runs[0].tensors] == ["l0.w", "l1.w", "l2.w", "l3.w"][:len(
+        runs[0].tensors)]
+    assert sum(len(b.tensors) for b in plan.buckets) == len(state)
+    assert all(b.nbytes <= 600 or len(b.tensors) == 1 for b in plan.buckets)
+    for b in plan.buckets:
+        buf = pack(b, state)
+        if len(b.tensors) > 1 or b.nbytes >= 2**20:  # runs and solo tensors: no copy
+            assert buf.data_ptr() == state[b.tensors[0].name].data_ptr()
+        for name, t in unpack(b, buf):
+            assert torch.equal(t, state[name])
+    # one run for embedding and layers; the tied head points back, so it is not adjacent
+    one = plan_for(state, bucket_mb=64)
+    assert [[t.name for t in b.tensors] for b in one.buckets] == [
+        ["embed.weight", "l0.w", "l1.w", "l2.w", "l3.w"], ["lm_head.weight"]]
+
+
+def test_pack_copies_when_memory_no_longer_matches_the_plan() -> None:
+    plan = plan_for(_flat_state(), 64)
+    moved = {k: v.clone() for k, v in _flat_state().items()}  # same values, scattered
+    assert any(len(b.tensors) > 1 for b in plan.buckets)
+    for b in plan.buckets:
+        buf = pack(b, moved)
+        if len(b.tensors) > 1:
+            assert all(buf.data_ptr() != v.data_ptr() for v in moved.values())
+        for name, t in unpack(b, buf):
+            assert torch.equal(t, moved[name])
+
+
+def test_flat_copy_lays_tensors_back_to_back_per_dtype() -> None:
+    state = _state()
+    flat = flat_copy(state)
+    assert list(flat) == list(state)
+    for k in state:
+        assert torch.equal(flat[k], state[k]) and flat[k].data_ptr() != state[k].data_ptr()
+    bf16 = [v for v in flat.values() if v.dtype == torch.bfloat16]
+    for a, b in zip(bf16, bf16[1:], strict=False):
+        assert b.data_ptr() == a.data_ptr() + a.numel() * a.element_size()
+    # plan order embed, l0.w, l0.norm (float32), lm_head: the float32 tensor ends the run
+    runs = [b for b in plan_for(flat, 64).buckets if len(b.tensors) > 1]
+    assert [[t.name for t in b.tensors] for b in runs] == [["embed.weight", "l0.w"]]
+    assert pack(runs[0], flat).data_ptr() == flat["embed.weight"].data_ptr()
+
+
 def _receiver(port: int, wire: list, q) -> None:
     grp = connect("127.0.0.1", port, 1, 2, "gloo", 30.0)
     q.put({k: v.clone() for k, v in grp.receive(SyncPlan.from_wire(wire))})
 
 
-def test_gloo_broadcast_delivers_every_tensor_to_another_process() -> None:
-    state = _state()
+@pytest.mark.parametrize("layout", ["scattered", "flat"])
+def test_gloo_broadcast_delivers_every_tensor_to_another_process(layout: str) -> None:
+    state = _state() if layout == "scattered" else _flat_state()
     plan = plan_for(state, 0.001)
     port = free_port("127.0.0.1")
     ctx = mp.get_context("spawn")
