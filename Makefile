@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: run demo test test-fast lint quality bench clean
+.PHONY: run demo test test-fast lint quality bench bench-sync bench-rollout clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ quality: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generation_rewards.py
+
+bench-sync: $(STAMP)
+	$(BIN)/python benchmarks/weight_sync.py
+
+bench-rollout: $(STAMP)
+	$(BIN)/python benchmarks/rollout_throughput.py --config configs/tiny_cpu.yaml
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
