@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: run demo test test-fast lint quality bench bench-sync bench-rollout clean
+.PHONY: venv run demo test test-fast lint quality bench bench-sync bench-rollout clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	@# torch and break `import transformers.models.qwen2` (shared STACK.md): remove them.
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 	@touch $@
+
+# Only the environment (e.g. before `ray start` for the `ray job submit` recipe).
+venv: $(STAMP)
 
 # The main job: build the tiny model if missing, supervised warm start, then GRPO on fresh
 # env samples, on a local Ray cluster (vLLM engine, DeepSpeed learner, reward worker).

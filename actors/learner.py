@@ -137,11 +137,13 @@ class LearnerWorker:
 
     # ---- training -----------------------------------------------------------------
     def train_step(self, micro_batches: list[MicroBatch], num_tokens_total: int,
-                   sft: bool = False, lr: float | None = None) -> dict[str, float]:
+                   sft: bool = False, lr: float | None = None,
+                   num_seqs_total: int = 1) -> dict[str, float]:
         """One optimizer step over this rank's micro-batches.
 
-        `num_tokens_total` counts the completion tokens of the whole step across all ranks,
-        so the accumulated, rank-averaged gradient is the token mean over the full batch.
+        `num_tokens_total` counts the completion tokens of the whole step across all ranks
+        (`num_seqs_total` its sequences), so the accumulated, rank-averaged gradient is the
+        token mean (or the mean of sequence means) over the full batch.
         """
         import torch
 
@@ -183,15 +185,15 @@ class LearnerWorker:
                 out = policy_loss(logp, old, adv, mask, clip_low=self.s.clip_low,
                                   clip_high=self.s.clip_high, ref_logp=ref,
                                   kl_coef=self.s.kl_coef, kl_kind=self.s.kl_kind,
-                                  aggregation="token_mean", num_tokens_total=num_tokens_total)
+                                  **self._aggregation(num_tokens_total, num_seqs_total))
                 loss = out.loss
                 metrics = out.as_dict()
             # DeepSpeed averages gradients over ranks; our loss already divides by the
             # global token count, so undo the average.
             loss = loss * self.world
-            if not torch.isfinite(loss):
-                nonfinite_loss = True
-                loss = loss.nan_to_num(0.0, 0.0, 0.0) * 0.0
+            # A non-finite loss is left to reach the gradients: DeepSpeed's overflow check
+            # (all-reduced over the ranks) then skips the optimizer step on every rank.
+            nonfinite_loss |= not bool(torch.isfinite(loss))
             self.engine.set_gradient_accumulation_boundary(k == len(micro_batches) - 1)
             self.engine.backward(loss, scale_wrt_gas=False)
             self.engine.step()
@@ -209,6 +211,11 @@ class LearnerWorker:
                    train_s=time.perf_counter() - t0 - ref_s, reference_s=ref_s,
                    lr=float(self.engine.optimizer.param_groups[0]["lr"]))
         return out
+
+    def _aggregation(self, num_tokens_total: int, num_seqs_total: int) -> dict:
+        if self.s.aggregation == "token_mean":
+            return {"aggregation": "token_mean", "num_tokens_total": num_tokens_total}
+        return {"aggregation": "seq_mean_token_mean", "num_seqs_total": num_seqs_total}
 
     # ---- weights ------------------------------------------------------------------
     def _full_state(self):
@@ -260,6 +267,34 @@ class LearnerWorker:
         if self.rank == 0:
             self.engine.module.save_pretrained(path, state_dict=state, safe_serialization=True)
         return path
+
+    def save_state(self, path: str) -> str:
+        """Save this rank's training state under `path` (collective: every rank calls it):
+        parameters, optimizer moments and fp32 master weights (DeepSpeed's checkpoint),
+        plus the step counter that drives the learning-rate schedule and the RNG state."""
+        import torch
+
+        # Prefixed: DeepSpeed keeps keys of its own (e.g. skipped_steps) out of client_state.
+        client = {"strl_steps": self.steps, "strl_skipped_steps": self.skipped_steps,
+                  "strl_torch_rng": torch.get_rng_state()}
+        self.engine.save_checkpoint(path, tag="learner", client_state=client,
+                                    save_latest=False)
+        return path
+
+    def load_state(self, path: str) -> dict[str, int]:
+        """Restore what `save_state` wrote (collective). The frozen reference is not in the
+        checkpoint: it stays the original model, as in the uninterrupted run."""
+        import torch
+
+        loaded, client = self.engine.load_checkpoint(path, tag="learner",
+                                                     load_optimizer_states=True,
+                                                     load_lr_scheduler_states=True)
+        if loaded is None:
+            raise RuntimeError(f"no learner checkpoint under {path}/learner")
+        self.steps = int(client["strl_steps"])
+        self.skipped_steps = int(client["strl_skipped_steps"])
+        torch.set_rng_state(client["strl_torch_rng"])
+        return {"steps": self.steps}
 
     def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         """Greedy continuation with the learner's own model (the sync-correctness check)."""

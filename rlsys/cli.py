@@ -154,13 +154,27 @@ def cmd_init_model(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from rlsys.config import load_config
-    from rlsys.run import run
+    from rlsys.run import Interrupted, run
 
     overrides = list(a.overrides)
     if a.command == "sft":
         overrides.append("trainer.stages=[sft_align, sft_cot]")
-    run(load_config(a.config, overrides))
+    config = a.config
+    if a.resume:
+        if a.config:
+            raise ValueError("--resume reads the run's own config.yaml; pass changes as "
+                             "overrides (e.g. trainer.steps=80), not --config")
+        config = Path(a.resume) / "config.yaml"
+        if not config.is_file():
+            raise FileNotFoundError(f"{a.resume} is not a run directory (no config.yaml)")
+    try:
+        run(load_config(config, overrides), resume=Path(a.resume) if a.resume else None)
+    except Interrupted as e:
+        print(f"strl: {e}", file=sys.stderr)
+        return 128 + e.signum
     return 0
 
 
@@ -221,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("sft", "run only the supervised warm-start stages")):
         t = sub.add_parser(name, help=text)
         t.add_argument("--config", help="YAML preset, e.g. configs/tiny_cpu.yaml")
+        t.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its newest checkpoint")
         t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.steps=40")
         t.set_defaults(fn=cmd_train)
     return p

@@ -13,6 +13,7 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from actors.judge import JudgeActor, JudgeSettings
 from actors.learner import LearnerActor, LearnerSettings
 from actors.reward import RewardActor
 from actors.rollout import EngineSettings, RolloutActor
@@ -22,14 +23,67 @@ from rlsys.topology import Topology
 
 @dataclass
 class Handles:
+    """The live actors of a run, and how to rebuild one that died in its own bundle."""
+
     engines: list  # RolloutActor handles
     learners: list  # LearnerActor handles, rank order
     rewards: list  # RewardActor handles
     groups: dict[str, PlacementGroup]
     start_s: dict[str, float]
+    cfg: Config
+    topo: Topology
+    model_path: str
+    judge: object | None = None  # JudgeActor handle (judge.mode: actor)
+    judge_url: str | None = None  # where the `judge` reward sends its requests
+
+    def _opts(self, role: str, index: int) -> dict:
+        a = next(a for a in self.topo.actors if a.role == role and a.index == index)
+        return {"num_cpus": a.cpus, "num_gpus": a.gpus,
+                "scheduling_strategy": _in(self.groups[a.group], a.bundle)}
+
+    def new_engine(self, index: int):
+        return RolloutActor.options(**self._opts("rollout", index)).remote(
+            engine_settings(self.cfg, self.model_path))
+
+    def new_learner(self, index: int):
+        n = sum(1 for a in self.topo.actors if a.role == "learner")
+        return LearnerActor.options(**self._opts("learner", index)).remote(
+            learner_settings(self.cfg, self.model_path, self.topo.device), index, n)
+
+    def new_reward(self, index: int):
+        return RewardActor.options(**self._opts("reward", index)).remote(
+            self.cfg.reward_specs(self.judge_url), self.cfg.reward.timeout_s)
+
+    def new_judge(self):
+        j, m = self.cfg.judge, self.cfg.model
+        settings = JudgeSettings(model_path=j.model_path or self.model_path, served_name=j.model,
+                                 dtype=m.dtype, seed=self.cfg.trainer.seed,
+                                 kv_cache_gib=self.cfg.rollout.kv_cache_gib,
+                                 device="cuda" if j.gpus else "cpu")
+        return JudgeActor.options(**self._opts("judge", 0)).remote(settings)
+
+    def placement(self) -> dict[str, str]:
+        """Where each actor landed: 'role-index' -> Ray node id."""
+        out = {}
+        for a in self.topo.actors:
+            table = ray.util.placement_group_table(self.groups[a.group])
+            out[f"{a.role}-{a.index}"] = table["bundles_to_node_id"][a.bundle]
+        return out
+
+    def replace(self, role: str, index: int) -> float:
+        """Kill (if still there) and rebuild one rollout engine or reward worker in its
+        bundle, started and ready; returns the seconds it took. The caller re-joins a new
+        engine to the weight-sync group."""
+        t0 = time.perf_counter()
+        pool = self.engines if role == "rollout" else self.rewards
+        ray.kill(pool[index], no_restart=True)
+        pool[index] = self.new_engine(index) if role == "rollout" else self.new_reward(index)
+        ray.get(pool[index].start.remote())
+        return time.perf_counter() - t0
 
     def shutdown(self) -> None:
-        for h in self.engines + self.learners + self.rewards:
+        judge = [self.judge] if self.judge is not None else []
+        for h in self.engines + self.learners + self.rewards + judge:
             ray.kill(h, no_restart=True)
         for pg in self.groups.values():
             remove_placement_group(pg)
@@ -75,27 +129,27 @@ def build(cfg: Config, topo: Topology, model_path: str, timeout_s: float = 600.0
             f"placement groups not ready after {timeout_s:g}s: the cluster lacks resources "
             f"for {topo.total_cpus:g} CPUs / {topo.total_gpus:g} GPUs (see `strl plan`); "
             f"available: {ray.available_resources()}")
-    es = engine_settings(cfg, model_path)
-    ls = learner_settings(cfg, model_path, topo.device)
-    engines, learners, rewards = [], [], []
-    n_learners = sum(1 for a in topo.actors if a.role == "learner")
+    h = Handles([], [], [], groups, {}, cfg, topo, model_path,
+                judge_url=cfg.judge.base_url if cfg.judge.mode == "endpoint" else None)
     for a in topo.actors:
-        opts = {"num_cpus": a.cpus, "num_gpus": a.gpus,
-                "scheduling_strategy": _in(groups[a.group], a.bundle)}
         if a.role == "rollout":
-            engines.append(RolloutActor.options(**opts).remote(es))
+            h.engines.append(h.new_engine(a.index))
         elif a.role == "learner":
-            learners.append(LearnerActor.options(**opts).remote(ls, a.index, n_learners))
-        else:
-            specs = [r.model_dump() for r in cfg.reward.rewards]
-            rewards.append(RewardActor.options(**opts).remote(specs, cfg.reward.timeout_s))
+            h.learners.append(h.new_learner(a.index))
+        elif a.role == "judge":
+            h.judge = h.new_judge()
     t0 = time.perf_counter()
-    master = ray.get(learners[0].address.remote())  # rank 0's node hosts the rendezvous
-    starts = ray.get([h.start.remote() for h in engines]
-                     + [h.start.remote(*master) for h in learners]
-                     + [h.start.remote() for h in rewards])
-    timing = {"cluster_start_s": time.perf_counter() - t0}
-    for h, s in zip(engines + learners, starts, strict=False):
-        if isinstance(s, dict):
-            timing[f"{'engine' if h in engines else 'learner'}_start_s"] = s["start_s"]
-    return Handles(engines, learners, rewards, groups, timing)
+    master = ray.get(h.learners[0].address.remote())  # rank 0's node hosts the rendezvous
+    judge = [h.judge.start.remote()] if h.judge else []
+    starts = ray.get([e.start.remote() for e in h.engines]
+                     + [ln.start.remote(*master) for ln in h.learners] + judge)
+    if h.judge:
+        h.judge_url = starts[-1]["base_url"]
+    # Reward workers last: a `judge` reward needs the judge server's address.
+    h.rewards = [h.new_reward(a.index) for a in topo.actors if a.role == "reward"]
+    ray.get([w.start.remote() for w in h.rewards])
+    h.start_s["cluster_start_s"] = time.perf_counter() - t0
+    roles = ["engine"] * len(h.engines) + ["learner"] * len(h.learners) + ["judge"] * len(judge)
+    for role, s in zip(roles, starts, strict=True):
+        h.start_s[f"{role}_start_s"] = s["start_s"]
+    return h

@@ -63,6 +63,9 @@ class DataConfig(_Section):
     """Task mix: task name -> sampling weight."""
     env: EnvKnobs = EnvKnobs()
     """Difficulty knobs of generated worlds."""
+    modules: list[str] = []
+    """Plug-in task modules (file paths or dotted names) imported before the task mix is
+    built; their `@register_task` families can then be named in `tasks`."""
     file: str | None = None
     """Parquet/JSONL file from `strl generate` (source: file)."""
     seed: int = 0
@@ -102,6 +105,9 @@ class RolloutConfig(_Section):
     """vLLM memory fraction (on CPU: of the NUMA node's memory)."""
     kv_cache_gib: int = Field(1, ge=1)
     """KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)."""
+    node_resource: str | None = None
+    """Custom Ray resource marking the nodes engines may use (`ray start --resources
+    '{"rollout_node": 1}'`); None: any node."""
 
 
 class RewardEntry(_Section):
@@ -136,6 +142,39 @@ class SpatialConfig(_Section):
     """Bonus added to a with-graph rollout's reward when the graph helped."""
     mode: Literal["pair", "group_mean"] = "pair"
     """Compare rollouts paired by index, or against the graph-free group mean."""
+    component: str | None = None
+    """Reward compared with and without the graph: a configured reward's name (e.g.
+    accuracy), or None for the weighted total (STReasoner)."""
+
+
+class JudgeServerConfig(_Section):
+    mode: Literal["off", "actor", "endpoint"] = "off"
+    """off: no judge server; actor: a vLLM judge actor on this cluster serving `model_path`
+    over OpenAI-compatible HTTP; endpoint: an external OpenAI-compatible server at
+    `base_url`. A configured `judge` reward is pointed at it."""
+    model_path: str | None = None
+    """Judge model directory (mode actor; None: the policy's starting model)."""
+    base_url: str | None = None
+    """API root of an external judge (mode endpoint), e.g. http://judge-host:8000/v1."""
+    model: str = "judge"
+    """Model name sent in judge requests (and served by the judge actor)."""
+    structured: bool = True
+    """Constrain judge replies to the rubric's JSON schema (response_format json_schema)."""
+    cpus: float = Field(1.0, gt=0)
+    """CPUs reserved for the judge actor."""
+    gpus: float = Field(0.0, ge=0)
+    """GPUs of the judge actor (0 on CPU machines)."""
+    max_failure_fraction: float = Field(0.5, ge=0, le=1)
+    """Failed judge calls score 0 with a warning; when more than this fraction failed over
+    the last `window_steps` steps, the run writes a checkpoint and stops with a message."""
+    window_steps: int = Field(5, ge=1)
+    """Steps over which the judge's failure fraction is measured."""
+
+    @model_validator(mode="after")
+    def _needs_where(self) -> JudgeServerConfig:
+        if self.mode == "endpoint" and not self.base_url:
+            raise ValueError("judge.base_url is required when judge.mode is 'endpoint'")
+        return self
 
 
 class AlgorithmConfig(_Section):
@@ -182,6 +221,8 @@ class LearnerConfig(_Section):
     """torch.distributed backend: auto picks nccl with GPUs, gloo without."""
     cpu_threads: int = Field(0, ge=0)
     """Torch threads of a CPU learner (0: all cores; training and generation alternate)."""
+    node_resource: str | None = None
+    """Custom Ray resource marking the nodes learner ranks may use; None: any node."""
 
 
 class SyncConfig(_Section):
@@ -214,7 +255,14 @@ class TrainerConfig(_Section):
     sft: SFTConfig = SFTConfig()
     """Supervised warm-start settings."""
     save_every: int = Field(0, ge=0)
-    """Checkpoint every K steps (0: only at the end)."""
+    """Full checkpoint (policy, optimizer, stream position) every K GRPO steps (0: none
+    besides the final policy and the one written on Ctrl-C / SIGTERM)."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Keep only the newest M full checkpoints."""
+    max_actor_restarts: int = Field(3, ge=0)
+    """Rollout engines and reward workers that died are rebuilt and the step retried, at
+    most this many times per run; one more failure stops the run (after its last
+    checkpoint)."""
     eval_temperature: float = Field(0.0, ge=0)
     """Sampling temperature of the held-out evaluation (0: greedy; above 0 it samples from
     the engines, seeded by trainer.seed at engine start)."""
@@ -251,6 +299,8 @@ class Config(_Section):
     """vLLM rollout engines."""
     reward: RewardConfig = RewardConfig()
     """Reward workers and the rewards they compute."""
+    judge: JudgeServerConfig = JudgeServerConfig()
+    """The AI judge behind the `judge` reward: a judge actor or an external endpoint."""
     algorithm: AlgorithmConfig = AlgorithmConfig()
     """GRPO settings."""
     learner: LearnerConfig = LearnerConfig()
@@ -261,6 +311,36 @@ class Config(_Section):
     """Loop, stages, outputs."""
     cluster: ClusterConfig = ClusterConfig()
     """Ray cluster."""
+
+    @model_validator(mode="after")
+    def _spatial_component_is_a_reward(self) -> Config:
+        c = self.algorithm.spatial.component
+        names = [r.name for r in self.reward.rewards]
+        if c is not None and c not in names:
+            raise ValueError(f"algorithm.spatial.component '{c}' is not one of the configured "
+                             f"rewards ({', '.join(names)})")
+        return self
+
+    @model_validator(mode="after")
+    def _judge_reward_has_a_judge(self) -> Config:
+        for r in self.reward.rewards:
+            if r.name == "judge" and self.judge.mode == "off" and "base_url" not in r.params:
+                raise ValueError("reward 'judge' needs a judge: set judge.mode to 'actor' (a "
+                                 "vLLM judge on this cluster) or 'endpoint' with "
+                                 "judge.base_url, or give the reward params.base_url")
+        return self
+
+    def reward_specs(self, judge_url: str | None) -> list[dict[str, Any]]:
+        """The reward entries as the reward workers build them: a `judge` reward without
+        its own base_url is pointed at the run's judge server."""
+        out = []
+        for r in self.reward.rewards:
+            spec = r.model_dump()
+            if r.name == "judge" and judge_url and "base_url" not in r.params:
+                spec["params"] = {"base_url": judge_url, "model": self.judge.model,
+                                  "structured": self.judge.structured, **r.params}
+            out.append(spec)
+        return out
 
     @property
     def run_dir(self) -> Path:

@@ -30,6 +30,7 @@ class Prompt:
     ids: list[int]  # chat-templated prompt tokens
     target: dict[str, Any]  # record for rewards.Target.from_record
     completion: str = ""  # reference completion (SFT)
+    ids_no_graph: list[int] | None = None  # the same question without its graph (S-GRPO)
 
 
 def env_config(cfg: Config) -> EnvConfig:
@@ -47,10 +48,10 @@ def chat_ids(tokenizer: Any, text: str) -> list[int]:
     return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
 
-def _record_prompt(tokenizer: Any, rec: dict[str, Any], with_graph: bool = True) -> Prompt:
-    text = rec["prompt"] if with_graph else rec["prompt_no_graph"]
-    return Prompt(rec["id"], rec["task"], chat_ids(tokenizer, text), rec,
-                  rec.get("completion", ""))
+def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False) -> Prompt:
+    free = chat_ids(tokenizer, rec["prompt_no_graph"]) if no_graph else None
+    return Prompt(rec["id"], rec["task"], chat_ids(tokenizer, rec["prompt"]), rec,
+                  rec.get("completion", ""), free)
 
 
 class PromptSource:
@@ -71,10 +72,10 @@ class PromptSource:
             return [self.rows[(start + i) % len(self.rows)] for i in range(n)]
         return [s.to_record() for s in generate(seed, range(start, start + n), self.mix, self.env)]
 
-    def _fit(self, recs: list[dict[str, Any]]) -> list[Prompt]:
+    def _fit(self, recs: list[dict[str, Any]], no_graph: bool = False) -> list[Prompt]:
         out = []
         for r in recs:
-            p = _record_prompt(self.tok, r)
+            p = _record_prompt(self.tok, r, no_graph)
             if len(p.ids) > self.cfg.rollout.max_prompt_tokens:
                 self.skipped_long += 1  # counted, never truncated: a cut prompt lies
                 continue
@@ -86,7 +87,8 @@ class PromptSource:
         out: list[Prompt] = []
         while len(out) < n:
             want = n - len(out)
-            out += self._fit(self._records(self.cfg.data.seed, self.position, want))
+            out += self._fit(self._records(self.cfg.data.seed, self.position, want),
+                             no_graph=self.cfg.algorithm.spatial.enabled)
             self.position += want
         return out
 

@@ -1,37 +1,78 @@
 """`strl train` / `strl sft`: one training run, top to bottom.
 
-config -> run directory -> model (built if missing) -> Ray cluster and actors -> held-out
-evaluation -> supervised warm start -> GRPO steps -> evaluation -> checkpoint -> report.
+config -> run directory (new, or the one being resumed) -> model (built if missing) -> Ray
+cluster and actors -> learner state from the last checkpoint (resume) -> held-out
+evaluation -> stages (supervised warm start, GRPO), checkpointing every
+`trainer.save_every` GRPO steps -> evaluation -> final policy -> report.
+
+Ctrl-C or SIGTERM (`ray job stop`, a scheduler's preemption) lets the current step finish,
+writes a checkpoint and exits with 130 / 143; `strl train --resume <run dir>` continues at
+the next step with the prompts the run would have seen.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from rlsys.checkpoint import Progress
 from rlsys.config import Config, dump_config
 
 log = logging.getLogger("strl")
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
-                    "special_tokens_map.json", "generation_config.json")
+
+class Interrupted(Exception):
+    """The run stopped on a signal after writing a checkpoint."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} after writing "
+                         f"{checkpoint}; continue with `strl train --resume "
+                         f"{checkpoint.parents[1]}`")
+        self.signum, self.checkpoint = signum, checkpoint
 
 
-def _progress(total: int, desc: str):
+class StopRequest:
+    """SIGINT / SIGTERM set a flag the loop checks between steps; a second Ctrl-C stops
+    at once (without a checkpoint: the last periodic one stays valid)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> StopRequest:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: finishing the current step, then writing a "
+              "checkpoint (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _progress(total: int, desc: str, initial: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
 
-def run(cfg: Config) -> Path:
-    """Train as configured; returns the run directory."""
+def run(cfg: Config, resume: Path | None = None) -> Path:
+    """Train as configured, or continue the run in `resume`; returns the run directory."""
     import ray
     from transformers import AutoTokenizer
 
+    from rlsys import checkpoint, plugins
     from rlsys.cluster import build
     from rlsys.data import PromptSource
     from rlsys.modelinit import ensure_model
@@ -41,42 +82,82 @@ def run(cfg: Config) -> Path:
     from rlsys.trainer import Trainer, unique_run_dir
 
     t_start = time.perf_counter()
-    run_dir = unique_run_dir(cfg)
+    progress, ckpt = Progress(), None
+    if resume is not None:
+        run_dir = Path(resume)
+        found = checkpoint.latest(run_dir)
+        if found is None:
+            raise FileNotFoundError(f"{run_dir} has no complete checkpoint to resume from "
+                                    f"(looked in {run_dir / checkpoint.CHECKPOINTS})")
+        progress, ckpt = found
+        print(f"resuming {run_dir} from {ckpt.name}")
+    else:
+        run_dir = unique_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, run_dir / "config.yaml")
     print(f"run directory: {run_dir}")
 
     model_path = str(ensure_model(cfg.model.path, cfg.model.preset or "tiny", cfg.model.seed)
                      if cfg.model.preset else Path(cfg.model.path))
+    plugins.check(cfg)  # a broken plug-in stops the run here, before any actor starts
     tok = AutoTokenizer.from_pretrained(model_path)
-    source = PromptSource(cfg, tok)
+    source = PromptSource(cfg, tok, position=progress.position)
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(address=cfg.cluster.address, num_cpus=cfg.cluster.num_cpus
-             if cfg.cluster.address is None else None,
+    address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")  # set by `ray job submit`
+    ray.init(address=address, num_cpus=cfg.cluster.num_cpus if address is None else None,
              include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    stop = StopRequest().install()  # after ray.init, which installs handlers of its own
     topo = plan_topology(cfg, cuda_available=bool(ray.cluster_resources().get("GPU")))
     print(topo.table())
     print("starting actors (vLLM engines, DeepSpeed learner, reward workers) ...")
     handles = build(cfg, topo, model_path)
     print("started: " + ", ".join(f"{k} {v:.1f}s" for k, v in handles.start_s.items()))
+    print("placement: " + ", ".join(f"{k} on node {v[:8]}"
+                                    for k, v in handles.placement().items()))
     trainer = Trainer(cfg, handles, tok, source)
+    trainer.skipped_grad_steps = int(progress.counters.get("skipped_grad_steps", 0))
     logger = RunLogger(run_dir, cfg.model_dump(mode="json"), wandb_mode=cfg.trainer.wandb)
     extra: dict[str, Any] = dict(handles.start_s)
+
+    def save(stage: str) -> Path:
+        progress.position = source.position
+        progress.counters["skipped_grad_steps"] = trainer.skipped_grad_steps
+        return checkpoint.save(run_dir, stage, progress, handles.learners, model_path,
+                               cfg.trainer.keep_checkpoints)
+
+    def between_steps(stage: str) -> None:
+        if stop.signum is not None:
+            raise Interrupted(stop.signum, save(stage))
+
     try:
         trainer.sync_init()
+        if ckpt is not None:
+            ray.get([ln.load_state.remote(str(ckpt / "learner")) for ln in handles.learners])
+            trainer.sync()
         held_out = source.held_out()
-        evals = {"before": trainer.evaluate(held_out)}
-        _sft_stages(cfg, trainer, source, logger)
-        if any(s.startswith("sft") for s in cfg.trainer.stages) and "grpo" in cfg.trainer.stages:
-            evals["after_sft"] = trainer.evaluate(held_out)
-        if "grpo" in cfg.trainer.stages:
-            _grpo(cfg, trainer, logger, run_dir, model_path)
-        evals["after"] = trainer.evaluate(held_out)
-        ckpt = save_checkpoint(trainer, run_dir / "checkpoints" / "final", model_path)
-        extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(ckpt),
+        if "before" not in progress.evals:
+            progress.evals["before"] = trainer.evaluate(held_out)
+        stages = cfg.trainer.stages
+        while progress.stage < len(stages):
+            stage = stages[progress.stage]
+            between_steps(stage)
+            if stage == "grpo":
+                _grpo(cfg, trainer, logger, progress, save, between_steps)
+            else:
+                _sft(cfg, stage, trainer, source, logger, progress, between_steps)
+                trainer.sync()
+                if "grpo" in stages[progress.stage + 1:]:
+                    progress.evals["after_sft"] = trainer.evaluate(held_out)
+            progress.stage, progress.step = progress.stage + 1, 0
+        evals = dict(progress.evals, after=trainer.evaluate(held_out))
+        final = run_dir / checkpoint.CHECKPOINTS / "final"
+        tmp = final.with_name(".final.tmp")
+        checkpoint.publish(checkpoint.save_policy(handles.learners, tmp, model_path), final)
+        extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(final),
                      skipped_long_prompts=source.skipped_long,
                      skipped_grad_steps=trainer.skipped_grad_steps,
+                     actor_restarts=sum(trainer.restarts.values()),
                      eval_after_sft=evals.get("after_sft"))
         metrics = read_metrics(run_dir / "metrics.jsonl")
         grpo = [m for m in metrics if "reward/mean" in m]  # SFT rows carry sft_*/ keys only
@@ -84,55 +165,42 @@ def run(cfg: Config) -> Path:
                               cfg.model_dump(mode="json"), extra)
         print(f"report: {report}")
     finally:
+        stop.restore()
         logger.close()
         handles.shutdown()
         ray.shutdown()
     return run_dir
 
 
-def save_checkpoint(trainer: Any, path: Path, model_path: str) -> Path:
-    """An HF directory (weights from the learner, tokenizer from the model) that vLLM and
-    transformers load; written under a temporary name and renamed when complete."""
-    import ray
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ray.get([ln.save_hf.remote(str(tmp)) for ln in trainer.h.learners])
-    for name in _TOKENIZER_FILES:
-        if (Path(model_path) / name).exists():
-            shutil.copy(Path(model_path) / name, tmp / name)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
-
-
-def _sft_stages(cfg: Config, trainer: Any, source: Any, logger: Any) -> None:
+def _sft(cfg: Config, stage: str, trainer: Any, source: Any, logger: Any,
+         progress: Progress, between_steps: Any) -> None:
     s = cfg.trainer.sft
-    start = 0
-    for stage in [x for x in cfg.trainer.stages if x.startswith("sft")]:
-        bar = _progress(s.steps, stage)
-        for i in range(s.steps):
-            prompts = source.sft(start, s.batch_size)
-            start += s.batch_size
-            m = trainer.sft_step(prompts, answer_only=stage == "sft_align", lr=s.lr)
-            logger.log(i, {f"{stage}/{k}": v for k, v in m.items()})
-            bar.set_postfix(loss=f"{m.get('sft_loss', float('nan')):.3f}")
-            bar.update()
-        bar.close()
-        trainer.sync()
+    bar = _progress(s.steps, stage, initial=progress.step)
+    while progress.step < s.steps:
+        prompts = source.sft(progress.sft_position, s.batch_size)
+        m = trainer.sft_step(prompts, answer_only=stage == "sft_align", lr=s.lr)
+        logger.log(progress.step, {f"{stage}/{k}": v for k, v in m.items()})
+        progress.sft_position += s.batch_size
+        progress.step += 1
+        bar.set_postfix(loss=f"{m.get('sft_loss', float('nan')):.3f}")
+        bar.update()
+        between_steps(stage)
+    bar.close()
 
 
-def _grpo(cfg: Config, trainer: Any, logger: Any, run_dir: Path, model_path: str) -> None:
+def _grpo(cfg: Config, trainer: Any, logger: Any, progress: Progress, save: Any,
+          between_steps: Any) -> None:
     steps = cfg.trainer.steps
-    bar = _progress(steps, "grpo")
-    for step in range(steps):
+    bar = _progress(steps, "grpo", initial=progress.step)
+    while progress.step < steps:
+        step = progress.step
         t0 = time.perf_counter()
-        metrics, samples = trainer.grpo_step()
+        metrics, samples, prompt_ids = trainer.grpo_step(step)
         metrics["time/step"] = time.perf_counter() - t0
         gen = metrics.get("time/generate", 0.0)
         metrics["tokens_per_s"] = metrics["generated_tokens"] / gen if gen else 0.0
         logger.log(step, metrics)
+        logger.log_prompts(step, prompt_ids)
         every = cfg.trainer.log_samples_every
         if every and step % every == 0:
             logger.log_samples(step, samples)
@@ -141,7 +209,15 @@ def _grpo(cfg: Config, trainer: Any, logger: Any, run_dir: Path, model_path: str
                         acc=f"{sum(accs) / len(accs):.2f}" if accs else "-",
                         step_s=f"{metrics['time/step']:.1f}")
         bar.update()
+        progress.step += 1
+        if metrics.get("judge/failures"):
+            log.warning("step %d: %g of %g judge calls failed (scored 0)", step,
+                        metrics["judge/failures"], metrics["judge/calls"])
+        failing = trainer.judge_failing()
+        if failing:
+            raise RuntimeError(f"{failing} with `strl train --resume {save('grpo').parents[1]}`")
         k = cfg.trainer.save_every
-        if k and (step + 1) % k == 0 and step + 1 < steps:
-            save_checkpoint(trainer, run_dir / "checkpoints" / f"step-{step + 1}", model_path)
+        if k and progress.step % k == 0 and progress.step < steps:
+            save("grpo")
+        between_steps("grpo")
     bar.close()

@@ -6,6 +6,8 @@ the same name:
     run_dir/metrics.jsonl      one JSON object per line, keys sorted, with "step"; the
                                source of truth that `strl` reports and plots are built from
     run_dir/samples.jsonl      example completions, one row per line, with "step"
+    run_dir/prompts.jsonl      the ids of the prompts each GRPO step trained on (an audit
+                               trail: a resumed run neither skips nor repeats data)
     run_dir/tensorboard/       tensorboardX event files (scalars; samples as text)
     run_dir/wandb/             wandb run files (offline by default; `wandb sync` uploads)
 
@@ -37,6 +39,7 @@ WandbMode = Literal["offline", "online", "disabled"]
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
+PROMPTS_FILE = "prompts.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 WANDB_ID_FILE = "wandb_id.txt"  # a resume continues the same wandb run
 SAMPLE_COLUMNS = ("task", "prompt", "completion", "answer", "reward")  # shown first
@@ -131,6 +134,7 @@ class RunLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._metrics_fd = _open_append(self.run_dir / METRICS_FILE)
         self._samples_fd: int | None = None  # opened on the first samples
+        self._prompts_fd: int | None = None  # opened on the first prompt ids
         self._tb: Any = None
         self._wandb: Any = None  # the wandb module, once a run is up
         self._run: Any = None
@@ -243,14 +247,22 @@ class RunLogger:
             self._wandb_log({"step": step,
                              "samples": self._wandb.Table(columns=columns, data=table)})
 
+    def log_prompts(self, step: int, ids: list[str]) -> None:
+        """Record which prompts one step trained on (JSONL only)."""
+        self._check_open()
+        if self._prompts_fd is None:
+            self._prompts_fd = _open_append(self.run_dir / PROMPTS_FILE)
+        _append_lines(self._prompts_fd, [{"step": int(step), "ids": list(ids)}])
+
     def close(self) -> None:
         """Flush and close every sink; closing twice is harmless."""
         if self._closed:
             return
         self._closed = True
         os.close(self._metrics_fd)
-        if self._samples_fd is not None:
-            os.close(self._samples_fd)
+        for fd in (self._samples_fd, self._prompts_fd):
+            if fd is not None:
+                os.close(fd)
         if self._tb is not None:
             self._tb.close()
         self._finish_wandb()

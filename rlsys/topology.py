@@ -8,7 +8,8 @@ resources, in which placement-group bundles, and (for declared node shapes) on w
   rank (a GPU each on CUDA; the engine actor sits in bundle 0);
 - learner: one placement group, PACK (all ranks on one node when they fit, so NCCL stays
   on NVLink), one bundle per DeepSpeed rank;
-- reward: one placement group, SPREAD, one bundle per worker.
+- reward: one placement group, SPREAD, one bundle per worker;
+- judge (with `judge.mode: actor`): one placement group, STRICT_PACK, one bundle.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ from dataclasses import dataclass, field
 
 from rlsys.config import Config, NodeSpec
 
+NODE_RESOURCE_SHARE = 0.001  # of a node-marking resource, per bundle: any number fit
+
 
 @dataclass(frozen=True)
 class Bundle:
     cpus: float
     gpus: float = 0.0
+    node_resource: str | None = None  # only nodes that have this custom resource
 
     def as_ray(self) -> dict[str, float]:
         out = {"CPU": self.cpus}
         if self.gpus:
             out["GPU"] = self.gpus
+        if self.node_resource:
+            out[self.node_resource] = NODE_RESOURCE_SHARE
         return out
 
 
@@ -40,7 +46,7 @@ class GroupPlan:
 
 @dataclass(frozen=True)
 class ActorPlan:
-    role: str  # rollout | learner | reward
+    role: str  # rollout | learner | reward | judge
     index: int
     group: str
     bundle: int
@@ -74,9 +80,11 @@ class Topology:
             g = self.group(a.group)
             node = g.nodes[a.bundle] if g.nodes else None
             res = f"{a.cpus:g} CPU" + (f", {a.gpus:g} GPU" if a.gpus else "")
+            marker = g.bundles[a.bundle].node_resource
+            where = (node if node is not None else f"nodes with {marker}" if marker
+                     else "Ray decides")
             lines.append(f"{a.role + '-' + str(a.index):<11}  {a.group:<10}  {g.strategy:<11}  "
-                         f"{a.bundle:<6}  {res:<17}  "
-                         f"{'Ray decides' if node is None else node}")
+                         f"{a.bundle:<6}  {res:<17}  {where}")
         extra = [(g, i) for g in self.groups if g.name.startswith("rollout")
                  for i in range(1, len(g.bundles))]
         for g, i in extra:
@@ -107,19 +115,24 @@ def plan_topology(cfg: Config, cuda_available: bool = False) -> Topology:
     for e in range(r.engines):
         if device == "cuda":
             per = r.cpus_per_engine / r.tensor_parallel
-            bundles = [Bundle(per, 1.0) for _ in range(r.tensor_parallel)]
+            bundles = [Bundle(per, 1.0, r.node_resource) for _ in range(r.tensor_parallel)]
         else:
-            bundles = [Bundle(r.cpus_per_engine)]
+            bundles = [Bundle(r.cpus_per_engine, 0.0, r.node_resource)]
         groups.append(GroupPlan(f"rollout-{e}", "STRICT_PACK", bundles))
         actors.append(ActorPlan("rollout", e, f"rollout-{e}", 0, bundles[0].cpus,
                                 bundles[0].gpus))
     groups.append(GroupPlan("learner", "PACK",
-                            [Bundle(ln.cpus_per_worker, ln.gpus_per_worker)] * ln.workers))
+                            [Bundle(ln.cpus_per_worker, ln.gpus_per_worker,
+                                    ln.node_resource)] * ln.workers))
     actors += [ActorPlan("learner", i, "learner", i, ln.cpus_per_worker, ln.gpus_per_worker)
                for i in range(ln.workers)]
     groups.append(GroupPlan("reward", "SPREAD", [Bundle(rw.cpus_per_worker)] * rw.workers))
     actors += [ActorPlan("reward", i, "reward", i, rw.cpus_per_worker, 0.0)
                for i in range(rw.workers)]
+    if cfg.judge.mode == "actor":
+        j = cfg.judge
+        groups.append(GroupPlan("judge", "STRICT_PACK", [Bundle(j.cpus, j.gpus)]))
+        actors.append(ActorPlan("judge", 0, "judge", 0, j.cpus, j.gpus))
     topo = Topology(device, groups, actors)
     if cfg.cluster.nodes:
         _place(topo, cfg.cluster.nodes)

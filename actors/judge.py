@@ -1,0 +1,201 @@
+"""Judge server: a vLLM engine behind a small OpenAI-compatible HTTP endpoint, run as a Ray
+actor next to the rollout engines, so the `judge` reward reaches it exactly as it reaches
+any external server (`POST {base_url}/chat/completions`).
+
+`JudgeWorker` is a plain class (start it in a test or a subprocess); `JudgeActor` is its
+Ray wrapper. Requests are queued and a dispatcher thread sends them to vLLM in batches (one
+`LLM.chat` call per batch of equal sampling settings), so concurrent judge calls share the
+engine. `response_format` of type `json_schema` (OpenAI's structured outputs) constrains
+the reply to the schema: even a small judge then always answers in the rubric's shape.
+Bad requests get a 400 with a message; nothing a client sends reaches a shell or `eval`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import ray
+
+MAX_BATCH = 64
+MAX_BODY = 1 << 20  # bytes of one request
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    model_path: str
+    served_name: str = "judge"
+    dtype: str = "bfloat16"
+    seed: int = 0
+    max_model_len: int = 2048
+    gpu_memory_utilization: float = 0.3
+    kv_cache_gib: int = 1
+    device: str = "cpu"
+    max_tokens_cap: int = 512
+
+
+class BadRequest(ValueError):
+    """A request the server refuses (400), with the reason."""
+
+
+@dataclass
+class _Job:
+    messages: list[dict[str, str]]
+    temperature: float
+    max_tokens: int
+    schema: str | None
+    result: Future
+
+
+class JudgeWorker:
+    def __init__(self, settings: JudgeSettings) -> None:
+        self.s = settings
+        self.llm = None
+        self.server: ThreadingHTTPServer | None = None
+        self.jobs: queue.Queue[_Job] = queue.Queue()
+        self.served = 0
+
+    def start(self) -> dict[str, Any]:
+        """Build the engine and start serving; returns the base URL and start-up time."""
+        t0 = time.perf_counter()
+        if self.s.device == "cpu":
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.s.kv_cache_gib))
+        from vllm import LLM
+
+        self.llm = LLM(model=self.s.model_path, dtype=self.s.dtype, seed=self.s.seed,
+                       max_model_len=self.s.max_model_len, enforce_eager=True,
+                       gpu_memory_utilization=self.s.gpu_memory_utilization)
+        threading.Thread(target=self._dispatch, name="judge-dispatch", daemon=True).start()
+        host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+        self.server = ThreadingHTTPServer((host, 0), _handler(self))
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name="judge-http", daemon=True).start()
+        return {"base_url": f"http://{host}:{self.server.server_port}/v1",
+                "start_s": time.perf_counter() - t0}
+
+    def stats(self) -> dict[str, int]:
+        return {"served": self.served}
+
+    # ---- requests -----------------------------------------------------------------
+    def parse(self, body: bytes) -> _Job:
+        """A chat-completion request as a job, or BadRequest naming the field."""
+        try:
+            req = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadRequest(f"body is not JSON ({e})") from None
+        if not isinstance(req, dict):
+            raise BadRequest("body must be a JSON object")
+        msgs = req.get("messages")
+        if not (isinstance(msgs, list) and msgs and all(
+                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+                and isinstance(m.get("content"), str) for m in msgs)):
+            raise BadRequest("messages: a non-empty list of {role: system|user|assistant, "
+                             "content: string}")
+        temp = req.get("temperature", 0.0)
+        if not isinstance(temp, int | float) or not 0 <= temp <= 2:
+            raise BadRequest("temperature: a number in [0, 2]")
+        max_tokens = req.get("max_tokens", 256)
+        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= self.s.max_tokens_cap:
+            raise BadRequest(f"max_tokens: an integer in [1, {self.s.max_tokens_cap}]")
+        schema = None
+        fmt = req.get("response_format")
+        if fmt is not None:
+            if not (isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "text")):
+                raise BadRequest("response_format: {type: json_schema, json_schema: {schema}} "
+                                 "or {type: text}")
+            if fmt["type"] == "json_schema":
+                spec = fmt.get("json_schema")
+                if not (isinstance(spec, dict) and isinstance(spec.get("schema"), dict)):
+                    raise BadRequest("response_format.json_schema.schema: a JSON schema object")
+                schema = json.dumps(spec["schema"], sort_keys=True)
+        return _Job(msgs, float(temp), max_tokens, schema, Future())
+
+    def _dispatch(self) -> None:
+        """Send queued jobs to vLLM in batches of equal sampling settings."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        while True:
+            batch = [self.jobs.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self.jobs.get_nowait())
+                except queue.Empty:
+                    break
+            groups: dict[tuple, list[_Job]] = {}
+            for j in batch:
+                groups.setdefault((j.temperature, j.max_tokens, j.schema), []).append(j)
+            for (temp, max_tokens, schema), jobs in groups.items():
+                so = StructuredOutputsParams(json=schema) if schema else None
+                params = SamplingParams(temperature=temp, max_tokens=max_tokens,
+                                        structured_outputs=so)
+                try:
+                    outs = self.llm.chat([j.messages for j in jobs], params, use_tqdm=False)
+                except Exception as e:  # engine boundary: fail these requests, keep serving
+                    for j in jobs:
+                        j.result.set_exception(e)
+                    continue
+                for j, o in zip(jobs, outs, strict=True):
+                    self.served += 1
+                    j.result.set_result((o.outputs[0].text, len(o.prompt_token_ids or []),
+                                         len(o.outputs[0].token_ids)))
+
+
+def _handler(worker: JudgeWorker) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt: str, *args: Any) -> None:  # no per-request stderr lines
+            return
+
+        def _reply(self, status: int, obj: dict[str, Any]) -> None:
+            data = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.rstrip("/") in ("/healthz", "/v1/models"):
+                self._reply(200, {"object": "list", "data": [
+                    {"id": worker.s.served_name, "object": "model"}]})
+            else:
+                self._reply(404, {"error": {"message": f"no route {self.path}"}})
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self._reply(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            size = int(self.headers.get("Content-Length") or 0)
+            if not 0 < size <= MAX_BODY:
+                self._reply(400, {"error": {"message": f"body of 1 to {MAX_BODY} bytes needed"}})
+                return
+            try:
+                job = worker.parse(self.rfile.read(size))
+            except BadRequest as e:
+                self._reply(400, {"error": {"message": str(e)}})
+                return
+            worker.jobs.put(job)
+            try:
+                text, n_prompt, n_out = job.result.result(timeout=300)
+            except Exception as e:  # the engine failed this batch: a 500 the client retries
+                self._reply(500, {"error": {"message": f"{type(e).__name__}: {e}"}})
+                return
+            self._reply(200, {
+                "id": f"judge-{id(job)}", "object": "chat.completion",
+                "model": worker.s.served_name,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out,
+                          "total_tokens": n_prompt + n_out}})
+
+    return Handler
+
+
+JudgeActor = ray.remote(JudgeWorker)

@@ -1,0 +1,152 @@
+"""Checkpoints of a run and what `strl train --resume` reads back.
+
+A checkpoint is a directory `run_dir/checkpoints/<stage>-step-<k>/`:
+
+    policy/       the policy in Hugging Face format (vLLM and transformers load it)
+    learner/      every learner rank's DeepSpeed state: parameters, optimizer moments,
+                  fp32 master weights, the step counter of the learning-rate schedule, RNG
+    state.json    `Progress`: the stage and step reached, the prompt-stream positions, the
+                  evaluations recorded so far, counters
+
+It is written under a hidden temporary name and renamed when complete, so a directory
+without the leading dot is always a whole checkpoint; `state.json` is written last, and a
+directory without it is never picked. Only the newest `trainer.keep_checkpoints` are kept.
+
+Nothing else is needed to continue exactly: prompts come from a stream that is a pure
+function of (seed, position), and the engines are reseeded per generation from
+(seed, stage, step, round), so a resumed run sees the same prompts and samples the same
+tokens as the run that was not interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "state.json"
+POLICY = "policy"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+                   "special_tokens_map.json", "generation_config.json")
+
+
+@dataclass
+class Progress:
+    """How far a run got: everything a resume needs besides the weights."""
+
+    stage: int = 0
+    """Index in `trainer.stages` of the stage in progress."""
+    step: int = 0
+    """Steps of that stage already done."""
+    position: int = 0
+    """Next index of the training prompt stream."""
+    sft_position: int = 0
+    """Next index of the supervised warm-start split."""
+    evals: dict[str, Any] = field(default_factory=dict)
+    """Evaluations recorded so far ("before", "after_sft")."""
+    counters: dict[str, float] = field(default_factory=dict)
+    """Run-wide counters (skipped gradient steps, actor restarts, ...)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Progress:
+        data = json.loads(text)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or read; the message says which and why."""
+
+
+def name_of(stage: str, step: int) -> str:
+    return f"{stage}-step-{step}"
+
+
+def save_policy(learners: list, path: Path, model_path: str | Path) -> Path:
+    """The policy as an HF directory (weights from the learner group, tokenizer files from
+    the model directory); every learner rank takes part (ZeRO-3 gathers collectively)."""
+    ray.get([ln.save_hf.remote(str(path)) for ln in learners])
+    for name in TOKENIZER_FILES:
+        if (Path(model_path) / name).exists():
+            shutil.copy(Path(model_path) / name, path / name)
+    return path
+
+
+def _fsync_write(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def publish(tmp: Path, final: Path) -> Path:
+    """Make a completely written directory visible under its final name."""
+    if final.exists():  # the same step saved again (a resumed run re-reaching it)
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+    return final
+
+
+def save(run_dir: Path, stage: str, progress: Progress, learners: list,
+         model_path: str | Path, keep: int) -> Path:
+    """Write a full checkpoint of the run at `progress`, then drop all but the newest `keep`.
+
+    The learner ranks write their state into the checkpoint directory, so with several
+    nodes `run_dir` must be on a filesystem every learner node sees (as for Ray Train)."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name_of(stage, progress.step)
+    tmp = root / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_policy(learners, tmp / POLICY, model_path)
+    ray.get([ln.save_state.remote(str(tmp / "learner")) for ln in learners])
+    _fsync_write(tmp / STATE_FILE, progress.to_json())  # last: its presence marks a whole one
+    publish(tmp, final)
+    prune(run_dir, keep)
+    return final
+
+
+def complete(run_dir: Path) -> list[tuple[Progress, Path]]:
+    """The complete checkpoints of a run, oldest first (by stage, then step)."""
+    root = Path(run_dir) / CHECKPOINTS
+    found = []
+    for d in root.glob("*-step-*") if root.is_dir() else []:
+        if d.name.startswith(".") or not (d / STATE_FILE).is_file():
+            continue
+        try:
+            p = Progress.from_json((d / STATE_FILE).read_text(encoding="utf-8"))
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{d / STATE_FILE} is unreadable ({e}); move that "
+                                  "checkpoint away to resume from an older one") from None
+        found.append((p, d))
+    return sorted(found, key=lambda x: (x[0].stage, x[0].step))
+
+
+def latest(run_dir: Path) -> tuple[Progress, Path] | None:
+    """The newest complete checkpoint of a run, or None."""
+    found = complete(run_dir)
+    return found[-1] if found else None
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest `keep` complete checkpoints, and leftover temporaries."""
+    root = Path(run_dir) / CHECKPOINTS
+    for d in root.glob(".*-step-*"):
+        shutil.rmtree(d, ignore_errors=True)
+    if keep > 0:
+        for _, d in complete(run_dir)[:-keep]:
+            shutil.rmtree(d, ignore_errors=True)

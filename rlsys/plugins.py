@@ -1,0 +1,86 @@
+"""Plug-ins: a user's modules that register rewards (`@reward`) or task families
+(`@register_task`), loaded and checked in the driver before any actor starts.
+
+A module is a file path (`my_rewards.py`, shipped with `ray job submit --working-dir`) or a
+dotted name of an installed package. A broken plug-in stops the run at start with one
+message naming the module and the problem: an import that fails, an unknown name, bad
+parameters, a reward with the wrong signature or one that returns the wrong number of
+values on real samples, a task that cannot build a sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlsys.config import Config
+
+
+class PluginError(ValueError):
+    """A plug-in module is broken; the message names it and says what is wrong."""
+
+
+def load_task_modules(modules: list[str]) -> None:
+    """Import task plug-ins so their `@register_task` classes join the registry."""
+    from rewards.registry import RewardConfigError, load_module
+
+    for m in modules:
+        try:
+            load_module(m)
+        except RewardConfigError as e:  # the loader is shared with rewards; re-label it
+            raise PluginError(str(e).replace("reward module", "task module", 1)) from None
+
+
+def check(cfg: Config, probes_per_task: int = 2) -> None:
+    """Load every plug-in of the config and try it on real samples of the configured tasks.
+
+    Built-in rewards are only built (names and parameters checked), never called here: the
+    AI judge, say, would send requests."""
+    from envs.stream import TaskMix, generate
+    from rewards import RewardConfigError, RewardError, RewardSet, RewardSpec, Target
+    from rewards.registry import build_reward
+    from rlsys.data import env_config
+
+    load_task_modules(cfg.data.modules)
+    TaskMix.of(cfg.data.tasks)  # unknown task names fail here, listing the known ones
+    samples = []
+    for task in cfg.data.tasks:
+        try:
+            samples += generate(cfg.data.seed + 97, range(probes_per_task), TaskMix.of([task]),
+                                env_config(cfg))
+        except Exception as e:  # user task code: report it with the task's module
+            raise PluginError(f"task '{task}' ({_origin_of_task(task)}) cannot build a sample: "
+                              f"{type(e).__name__}: {e}") from e
+    # The judge actor's address is known only once it runs; its parameters are checked
+    # here with a stand-in address (nothing is sent to it).
+    url = cfg.judge.base_url or ("http://judge-actor.invalid/v1"
+                                 if cfg.judge.mode == "actor" else None)
+    specs = [RewardSpec.from_mapping(r) for r in cfg.reward_specs(url)]
+    for spec in specs:
+        try:
+            build_reward(spec)
+        except RewardConfigError as e:
+            where = f"reward plug-in {spec.module}: " if spec.module else ""
+            raise PluginError(f"{where}{e}") from None
+    rs = RewardSet(specs)
+    targets = [Target.from_record(s.to_record()) for s in samples]
+    completions = [s.completion for s in samples]
+    for spec, rew in zip(rs.specs, rs.rewards, strict=True):
+        if not spec.module:
+            continue
+        idx = [i for i, t in enumerate(targets) if rew.applies(t.kind)]
+        if not idx:
+            continue
+        one = RewardSet([spec])
+        try:
+            one.score([completions[i] for i in idx], [targets[i] for i in idx])
+        except RewardError as e:
+            raise PluginError(f"reward plug-in {spec.module}: {e} (on {len(idx)} reference "
+                              "completions; a reward takes (completions, targets) and returns "
+                              "one float per completion)") from None
+
+
+def _origin_of_task(name: str) -> Any:
+    from envs.tasks import TASK_REGISTRY
+
+    task = TASK_REGISTRY.get(name)
+    return type(task).__module__ if task is not None else "not registered"

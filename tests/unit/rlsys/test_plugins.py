@@ -1,0 +1,88 @@
+"""Plug-in rewards and tasks are loaded and tried in the driver before any actor starts: a
+good one passes, a broken one fails with one message naming its file and the problem."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rlsys.config import load_config
+from rlsys.plugins import PluginError, check
+
+EXAMPLES = Path(__file__).parents[3] / "examples"
+BASE = ["data.tasks={entity: 1, forecasting: 1}"]
+
+
+def _cfg(*overrides: str):
+    return load_config(None, [*BASE, *overrides])
+
+
+def _file(tmp_path: Path, name: str, body: str) -> Path:
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+def _reward(path: Path, name: str) -> str:
+    return f"reward.rewards=[{{name: accuracy}}, {{name: {name}, module: {path}}}]"
+
+
+def test_the_examples_pass() -> None:
+    check(_cfg(f"data.modules=[{EXAMPLES / 'my_task.py'}]",
+               "data.tasks={my_onset: 1, root_cause: 1}",
+               _reward(EXAMPLES / "my_rewards.py", "my_len_penalty")))
+
+
+def test_import_error_names_the_file(tmp_path: Path) -> None:
+    p = _file(tmp_path, "broken_import.py", "import not_a_module_anywhere\n")
+    with pytest.raises(PluginError, match=r"broken_import\.py.*ModuleNotFoundError"):
+        check(_cfg(_reward(p, "never_registered")))
+
+
+def test_wrong_signature_fails_at_start(tmp_path: Path) -> None:
+    p = _file(tmp_path, "one_arg.py", """
+        from rewards import reward
+
+        @reward("one_arg_reward")
+        def one_arg_reward(completions):
+            return [0.0 for _ in completions]
+        """)
+    want = r"one_arg\.py.*one_arg_reward\(completions\) must take \(completions, targets\)"
+    with pytest.raises(PluginError, match=want):
+        check(_cfg(_reward(p, "one_arg_reward")))
+
+
+def test_wrong_return_length_fails_at_start(tmp_path: Path) -> None:
+    p = _file(tmp_path, "short.py", """
+        from rewards import reward
+
+        @reward("short_reward")
+        def short_reward(completions, targets):
+            return [1.0]
+        """)
+    with pytest.raises(PluginError, match=r"short\.py.*returned 1 values for \d+ completions"):
+        check(_cfg(_reward(p, "short_reward")))
+
+
+def test_a_task_that_cannot_build_names_its_module(tmp_path: Path) -> None:
+    p = _file(tmp_path, "bad_task.py", """
+        from envs.tasks import Task, register_task
+
+        @register_task
+        class Broken(Task):
+            name = "broken_plugin_task"
+
+            def plan(self, rng, cfg, design):
+                raise ZeroDivisionError("oops")
+        """)
+    with pytest.raises(PluginError, match=r"task 'broken_plugin_task' \(.*bad_task.*oops"):
+        check(_cfg(f"data.modules=[{p}]", "data.tasks={broken_plugin_task: 1}"))
+
+
+def test_a_missing_task_module_and_an_unknown_task(tmp_path: Path) -> None:
+    with pytest.raises(PluginError, match=r"task module .*nowhere\.py: file not found"):
+        check(_cfg(f"data.modules=[{tmp_path / 'nowhere.py'}]"))
+    with pytest.raises(ValueError, match="unknown task 'no_such_task'"):
+        check(_cfg("data.tasks={no_such_task: 1}"))
