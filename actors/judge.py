@@ -39,6 +39,7 @@ class JudgeSettings:
     kv_cache_gib: int = 1
     device: str = "cpu"
     max_tokens_cap: int = 512
+    host: str | None = None  # address to serve on; None: this Ray node's IP
 
 
 class BadRequest(ValueError):
@@ -69,11 +70,16 @@ class JudgeWorker:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.s.kv_cache_gib))
         from vllm import LLM
 
+        # Structured replies without free whitespace: a weak judge otherwise fills
+        # max_tokens with spaces inside the braces (seen with the tiny model).
         self.llm = LLM(model=self.s.model_path, dtype=self.s.dtype, seed=self.s.seed,
                        max_model_len=self.s.max_model_len, enforce_eager=True,
-                       gpu_memory_utilization=self.s.gpu_memory_utilization)
+                       gpu_memory_utilization=self.s.gpu_memory_utilization,
+                       structured_outputs_config={"backend": "xgrammar",
+                                                  "disable_any_whitespace": True})
         threading.Thread(target=self._dispatch, name="judge-dispatch", daemon=True).start()
-        host = ray.util.get_node_ip_address() if ray.is_initialized() else "127.0.0.1"
+        host = self.s.host or (ray.util.get_node_ip_address() if ray.is_initialized()
+                               else "127.0.0.1")
         self.server = ThreadingHTTPServer((host, 0), _handler(self))
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, name="judge-http", daemon=True).start()

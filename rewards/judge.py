@@ -139,13 +139,14 @@ def build_messages(
 
 
 def rubric_schema(aspects: Sequence[str] = DEFAULT_ASPECTS) -> dict[str, Any]:
-    """JSON schema of a reply: every aspect an integer 0-5, nothing else.
+    """JSON schema of a reply: every aspect one of the integers 0-5, nothing else (an enum:
+    grammar engines enforce it exactly, where some ignore integer bounds).
 
     >>> rubric_schema(("path",))["properties"]["path"]
-    {'type': 'integer', 'minimum': 0, 'maximum': 5}
+    {'type': 'integer', 'enum': [0, 1, 2, 3, 4, 5]}
     """
     return {"type": "object",
-            "properties": {a: {"type": "integer", "minimum": 0, "maximum": 5} for a in aspects},
+            "properties": {a: {"type": "integer", "enum": list(range(6))} for a in aspects},
             "required": list(aspects), "additionalProperties": False}
 
 

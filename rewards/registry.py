@@ -69,11 +69,13 @@ class RewardConfigError(ValueError):
 
 
 class RewardError(RuntimeError):
-    """A reward failed while scoring; ``reward`` names it so the caller can count by name."""
+    """A reward failed while scoring; ``reward`` names it so the caller can count by name.
+    ``raised`` tells a reward that raised from one that returned something malformed."""
 
-    def __init__(self, reward: str, message: str) -> None:
+    def __init__(self, reward: str, message: str, raised: bool = False) -> None:
         super().__init__(f"reward '{reward}': {message}")
         self.reward = reward
+        self.raised = raised
 
 
 @dataclass(frozen=True)
@@ -347,7 +349,7 @@ def _call(rew: BoundReward, completions: Sequence[str], targets: Sequence[Target
     try:
         raw = rew(completions, targets)
     except Exception as e:  # re-raised with the reward's name for per-reward counting
-        raise RewardError(rew.name, f"raised {type(e).__name__}: {e}") from e
+        raise RewardError(rew.name, f"raised {type(e).__name__}: {e}", raised=True) from e
     if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
         raise RewardError(rew.name, f"returned {type(raw).__name__}, expected a list of floats")
     if len(raw) != len(completions):

@@ -59,7 +59,8 @@ class Handles:
         settings = JudgeSettings(model_path=j.model_path or self.model_path, served_name=j.model,
                                  dtype=m.dtype, seed=self.cfg.trainer.seed,
                                  kv_cache_gib=self.cfg.rollout.kv_cache_gib,
-                                 device="cuda" if j.gpus else "cpu")
+                                 device="cuda" if j.gpus else "cpu",
+                                 host="127.0.0.1" if _one_machine() else None)
         return JudgeActor.options(**self._opts("judge", 0)).remote(settings)
 
     def placement(self) -> dict[str, str]:
@@ -87,6 +88,11 @@ class Handles:
             ray.kill(h, no_restart=True)
         for pg in self.groups.values():
             remove_placement_group(pg)
+
+
+def _one_machine() -> bool:
+    """Whether every node of the cluster is on this machine (then loopback reaches all)."""
+    return len({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}) == 1
 
 
 def engine_settings(cfg: Config, model_path: str) -> EngineSettings:

@@ -255,8 +255,9 @@ class TrainerConfig(_Section):
     sft: SFTConfig = SFTConfig()
     """Supervised warm-start settings."""
     save_every: int = Field(0, ge=0)
-    """Full checkpoint (policy, optimizer, stream position) every K GRPO steps (0: none
-    besides the final policy and the one written on Ctrl-C / SIGTERM)."""
+    """Full checkpoint (policy, optimizer, stream position) every K GRPO steps and after
+    the last one (0: none besides the final policy and the one written on Ctrl-C /
+    SIGTERM)."""
     keep_checkpoints: int = Field(2, ge=1)
     """Keep only the newest M full checkpoints."""
     max_actor_restarts: int = Field(3, ge=0)

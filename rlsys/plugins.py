@@ -73,10 +73,21 @@ def check(cfg: Config, probes_per_task: int = 2) -> None:
         one = RewardSet([spec])
         try:
             one.score([completions[i] for i in idx], [targets[i] for i in idx])
+            continue
         except RewardError as e:
-            raise PluginError(f"reward plug-in {spec.module}: {e} (on {len(idx)} reference "
-                              "completions; a reward takes (completions, targets) and returns "
-                              "one float per completion)") from None
+            batch_error = e
+        # A reward may fail on some inputs (scored 0 and counted in training); one that
+        # fails on every reference completion alone, or returns the wrong shape, is broken.
+        errors = []
+        for i in idx:
+            try:
+                one.score([completions[i]], [targets[i]])
+            except RewardError as e:
+                errors.append(e)
+        if not batch_error.raised or len(errors) == len(idx):
+            raise PluginError(f"reward plug-in {spec.module}: {batch_error} (on {len(idx)} "
+                              "reference completions; a reward takes (completions, targets) "
+                              "and returns one float per completion)") from None
 
 
 def _origin_of_task(name: str) -> Any:

@@ -125,7 +125,9 @@ def plot_curves(metrics: list[dict[str, Any]], out: Path) -> Path:
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    tmp = out.with_name(f".{out.name}.tmp")  # a reader never sees half a file
+    fig.savefig(tmp, dpi=100, format="png")
+    tmp.replace(out)
     return out
 
 
@@ -324,5 +326,7 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
              *_throughput_section(rows), *_nested_sections(nested),
              "## Curves", "", f"![training curves]({CURVES_FILE})", ""]
     out = run_dir / REPORT_FILE
-    out.write_text("\n".join(lines), encoding="utf-8")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    tmp.replace(out)
     return out

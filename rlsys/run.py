@@ -217,7 +217,7 @@ def _grpo(cfg: Config, trainer: Any, logger: Any, progress: Progress, save: Any,
         if failing:
             raise RuntimeError(f"{failing} with `strl train --resume {save('grpo').parents[1]}`")
         k = cfg.trainer.save_every
-        if k and progress.step % k == 0 and progress.step < steps:
-            save("grpo")
+        if k and (progress.step % k == 0 or progress.step == steps):
+            save("grpo")  # the last step too: `--resume ... trainer.steps=<more>` extends
         between_steps("grpo")
     bar.close()

@@ -55,5 +55,5 @@ def test_sigterm_checkpoint_then_resume_matches_the_uninterrupted_run(
         assert resumed[step]["reward/mean"] == pytest.approx(whole[step]["reward/mean"])
     # only the newest two full checkpoints are kept, plus the final policy
     kept = sorted(p.name for p in (cut / "checkpoints").iterdir())
-    assert kept == ["final", "grpo-step-2", "grpo-step-4"]
+    assert kept == ["final", "grpo-step-4", "grpo-step-6"]
     assert (cut / "report.md").is_file()

@@ -66,3 +66,24 @@ def test_every_field_is_documented() -> None:
     assert any(line.startswith("rollout.n = 8  # Completions per prompt") for line in lines)
     undocumented = [line for line in lines if line.rstrip().endswith("#")]
     assert undocumented == []
+
+
+def test_judge_settings_are_checked_and_point_the_judge_reward() -> None:
+    judge_reward = "reward.rewards=[{name: accuracy}, {name: judge, weight: 0.5}]"
+    with pytest.raises(ConfigError, match="reward 'judge' needs a judge"):
+        load_config(None, [judge_reward])
+    with pytest.raises(ConfigError, match="judge.base_url is required"):
+        load_config(None, [judge_reward, "judge.mode=endpoint"])
+    cfg = load_config(None, [judge_reward, "judge.mode=endpoint",
+                             "judge.base_url=http://judge:8000/v1", "judge.model=big"])
+    specs = cfg.reward_specs(cfg.judge.base_url)
+    assert specs[1]["params"] == {"base_url": "http://judge:8000/v1", "model": "big",
+                                  "structured": True}
+    assert specs[0]["params"] == {}
+
+
+def test_spatial_component_must_be_a_configured_reward() -> None:
+    with pytest.raises(ConfigError, match="spatial.component 'nope' is not one of"):
+        load_config(None, ["algorithm.spatial.component=nope"])
+    cfg = load_config(None, ["algorithm.spatial.component=accuracy"])
+    assert cfg.algorithm.spatial.component == "accuracy"

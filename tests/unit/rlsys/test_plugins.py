@@ -86,3 +86,26 @@ def test_a_missing_task_module_and_an_unknown_task(tmp_path: Path) -> None:
         check(_cfg(f"data.modules=[{tmp_path / 'nowhere.py'}]"))
     with pytest.raises(ValueError, match="unknown task 'no_such_task'"):
         check(_cfg("data.tasks={no_such_task: 1}"))
+
+
+def test_a_reward_failing_on_some_inputs_passes_one_failing_on_all_does_not(
+        tmp_path: Path) -> None:
+    some = _file(tmp_path, "some.py", """
+        from rewards import reward
+
+        @reward("fails_on_some")
+        def fails_on_some(completions, targets):
+            if any(t.kind == "sequence" for t in targets):
+                raise ValueError("no forecasts")
+            return [1.0 for _ in completions]
+        """)
+    check(_cfg(_reward(some, "fails_on_some")))  # scored 0 and counted in training
+    every = _file(tmp_path, "every.py", """
+        from rewards import reward
+
+        @reward("fails_on_all")
+        def fails_on_all(completions, targets):
+            return [1.0 / 0 for _ in completions]
+        """)
+    with pytest.raises(PluginError, match=r"every\.py.*ZeroDivisionError"):
+        check(_cfg(_reward(every, "fails_on_all")))

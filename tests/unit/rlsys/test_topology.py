@@ -59,3 +59,16 @@ def test_infeasible_placement_is_a_clear_error() -> None:
         plan_topology(cfg)
     with pytest.raises(PlacementError, match="tensor_parallel must be 1 on CPU"):
         plan_topology(load_config(CONFIGS / "tiny_cpu.yaml", ["rollout.tensor_parallel=2"]))
+
+
+def test_judge_actor_and_node_resources_enter_the_plan(capsys) -> None:
+    cfg = load_config(CONFIGS / "tiny_cpu.yaml", [
+        "judge.mode=actor", "judge.cpus=0.5", "rollout.node_resource=rollout_node",
+        "learner.node_resource=learner_node"])
+    topo = plan_topology(cfg)
+    judge = topo.group("judge")
+    assert judge.strategy == "STRICT_PACK" and judge.bundles[0].as_ray() == {"CPU": 0.5}
+    assert topo.group("rollout-0").bundles[0].as_ray() == {"CPU": 1.0, "rollout_node": 0.001}
+    assert topo.group("learner").bundles[0].as_ray()["learner_node"] == 0.001
+    assert "reward_node" not in str(topo.group("reward").bundles[0].as_ray())
+    assert "nodes with rollout_node" in topo.table()
