@@ -17,7 +17,8 @@ REWARD = "reward/mean"  # mean total reward of the step's rollouts
 REWARD_PREFIX = "reward/"  # and one component per reward function, e.g. "reward/format"
 ACC_PREFIX = "acc/"  # training accuracy per task, e.g. "acc/entity"
 KL = "kl"
-TIME_PHASES = ("time/generate", "time/reward", "time/reference", "time/train", "time/sync")
+TIME_PHASES = ("time/generate", "time/generate_no_graph", "time/reward", "time/reference",
+               "time/train", "time/sync")  # generate_no_graph: S-GRPO's graph-free rollouts
 TIME_STEP = "time/step"  # measured wall time of the whole step, when logged
 TOKENS_PER_S = "tokens_per_s"  # generated tokens per second of generation time
 GENERATED_TOKENS = "generated_tokens"  # response tokens generated in the step
