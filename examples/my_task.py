@@ -8,7 +8,8 @@
 series and writes the question, the options with the gold one, and a reference rationale
 (or returns None to have the world redrawn). Everything is drawn from the generators it is
 given, so a sample is rebuilt exactly from (seed, index). Before training on a new family,
-add a `solve` oracle and check it with `strl quality`, as the built-in families are.
+add a `solve` oracle and audit it as the built-in families are: import this module, then
+`envs.quality.audit(["my_onset"], 2000, seed, cfg)`.
 """
 
 from __future__ import annotations

@@ -88,8 +88,15 @@ def _fsync_write(path: Path, text: str) -> None:
 
 
 def publish(tmp: Path, final: Path) -> Path:
-    """Make a completely written directory visible under its final name."""
-    if final.exists():  # the same step saved again (a resumed run re-reaching it)
+    """Make a completely written directory visible under its final name.
+
+    A complete checkpoint of the same step already there is kept and `tmp` dropped: it
+    holds the same state (a run resumed from it re-reached it), and replacing it would
+    leave a moment with neither visible."""
+    if (final / STATE_FILE).is_file():
+        shutil.rmtree(tmp, ignore_errors=True)
+        return final
+    if final.exists():  # a directory without state.json (e.g. `final`, the HF policy)
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
@@ -97,7 +104,17 @@ def publish(tmp: Path, final: Path) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(final)
+    _fsync_dir(final.parent)
     return final
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a rename: fsync the directory that holds the entry."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save(run_dir: Path, stage: str, progress: Progress, learners: list,

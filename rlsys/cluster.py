@@ -79,7 +79,13 @@ class Handles:
         pool = self.engines if role == "rollout" else self.rewards
         ray.kill(pool[index], no_restart=True)
         pool[index] = self.new_engine(index) if role == "rollout" else self.new_reward(index)
-        ray.get(pool[index].start.remote())
+        try:
+            ray.get(pool[index].start.remote(), timeout=START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(
+                f"a rebuilt {role} actor did not start in {START_TIMEOUT_S:g}s (its bundle's "
+                "node may be gone with no capacity left); resume from the last checkpoint "
+                "once the cluster has room") from None
         return time.perf_counter() - t0
 
     def shutdown(self) -> None:
@@ -88,6 +94,9 @@ class Handles:
             ray.kill(h, no_restart=True)
         for pg in self.groups.values():
             remove_placement_group(pg)
+
+
+START_TIMEOUT_S = 900.0  # a rebuilt actor that is not up by then is not coming
 
 
 def _one_machine() -> bool:

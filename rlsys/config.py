@@ -127,7 +127,8 @@ class RewardConfig(_Section):
     cpus_per_worker: float = Field(0.25, gt=0)
     """CPUs reserved per reward worker."""
     timeout_s: float = Field(30.0, gt=0)
-    """A reward call slower than this scores 0 for its completions (counted)."""
+    """A reward call slower than this scores 0 for its completions (counted). With the AI
+    judge it must cover the judge's retries (a judge batch cut off counts as failed calls)."""
     rewards: list[RewardEntry] = [RewardEntry(name="accuracy", weight=1.0),
                                   RewardEntry(name="format", weight=0.2)]
     """Rewards summed into each completion's score."""
@@ -265,8 +266,8 @@ class TrainerConfig(_Section):
     most this many times per run; one more failure stops the run (after its last
     checkpoint)."""
     eval_temperature: float = Field(0.0, ge=0)
-    """Sampling temperature of the held-out evaluation (0: greedy; above 0 it samples from
-    the engines, seeded by trainer.seed at engine start)."""
+    """Sampling temperature of the held-out evaluation (0: greedy; above 0 it samples with
+    the same seed every time, so before/after differ by the model only)."""
     log_samples_every: int = Field(10, ge=0)
     """Log example completions every N steps (0: never)."""
     wandb: Literal["offline", "online", "disabled"] = "offline"

@@ -5,15 +5,18 @@ cluster and actors -> learner state from the last checkpoint (resume) -> held-ou
 evaluation -> stages (supervised warm start, GRPO), checkpointing every
 `trainer.save_every` GRPO steps -> evaluation -> final policy -> report.
 
-Ctrl-C or SIGTERM (`ray job stop`, a scheduler's preemption) lets the current step finish,
-writes a checkpoint and exits with 130 / 143; `strl train --resume <run dir>` continues at
-the next step with the prompts the run would have seen.
+Ctrl-C or a SIGTERM sent to the driver (`ray job stop` does that) lets the current step
+finish, writes a checkpoint and exits with 130 / 143; `strl train --resume <run dir>`
+continues at the next step with the prompts the run would have seen. (A signal sent to the
+whole process group of a run that started its own local Ray reaches Ray's daemons and the
+actors too, and no checkpoint can be written then: attach to a `ray start` cluster.)
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -116,15 +119,33 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     print("placement: " + ", ".join(f"{k} on node {v[:8]}"
                                     for k, v in handles.placement().items()))
     trainer = Trainer(cfg, handles, tok, source)
-    trainer.skipped_grad_steps = int(progress.counters.get("skipped_grad_steps", 0))
+    c = progress.counters  # run-wide counts carry over a resume
+    trainer.skipped_grad_steps = int(c.get("skipped_grad_steps", 0))
+    trainer.restarts = {"rollout": int(c.get("restarts_rollout", 0)),
+                        "reward": int(c.get("restarts_reward", 0))}
+    source.skipped_long = int(c.get("skipped_long_prompts", 0))
+    trainer.judge_window.extend(tuple(x) for x in c.get("judge_window", []))
     logger = RunLogger(run_dir, cfg.model_dump(mode="json"), wandb_mode=cfg.trainer.wandb)
     extra: dict[str, Any] = dict(handles.start_s)
 
+    saved: dict[tuple[int, int], Path] = {}
+
     def save(stage: str) -> Path:
+        """A full checkpoint of where the run is (once per step: a stop requested on a
+        periodic save does not write the same one twice)."""
+        if (progress.stage, progress.step) in saved:
+            return saved[(progress.stage, progress.step)]
         progress.position = source.position
-        progress.counters["skipped_grad_steps"] = trainer.skipped_grad_steps
-        return checkpoint.save(run_dir, stage, progress, handles.learners, model_path,
+        progress.counters.update(
+            skipped_grad_steps=trainer.skipped_grad_steps,
+            restarts_rollout=trainer.restarts["rollout"],
+            restarts_reward=trainer.restarts["reward"],
+            skipped_long_prompts=source.skipped_long,
+            judge_window=[list(x) for x in trainer.judge_window])
+        path = checkpoint.save(run_dir, stage, progress, handles.learners, model_path,
                                cfg.trainer.keep_checkpoints)
+        saved[(progress.stage, progress.step)] = path
+        return path
 
     def between_steps(stage: str) -> None:
         if stop.signum is not None:
@@ -153,6 +174,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
         evals = dict(progress.evals, after=trainer.evaluate(held_out))
         final = run_dir / checkpoint.CHECKPOINTS / "final"
         tmp = final.with_name(".final.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a crashed earlier attempt
         checkpoint.publish(checkpoint.save_policy(handles.learners, tmp, model_path), final)
         extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(final),
                      skipped_long_prompts=source.skipped_long,

@@ -75,7 +75,12 @@ class Trainer:
     def _recover(self, role: str) -> None:
         t0 = time.perf_counter()
         pool = self.h.engines if role == "rollout" else self.h.rewards
-        dead = [i for i, a in enumerate(pool) if not _alive(a)]
+        dead = [i for i, ok in enumerate(_alive(pool)) if not ok]
+        gone = [r for r, ok in enumerate(_alive(self.h.learners)) if not ok]
+        if gone:  # a learner rank cannot rejoin its DeepSpeed group
+            raise ActorFailure(f"learner rank {gone[0]} died; its DeepSpeed group cannot be "
+                               "rebuilt mid-run: resume from the last checkpoint with "
+                               "`strl train --resume <run dir>`")
         for i in dead:
             log.warning("%s actor %d died; rebuilding it in its bundle", role, i)
             self.h.replace(role, i)
@@ -127,7 +132,7 @@ class Trainer:
                     if sl.stop > sl.start]
             refs = [e.generate.remote(ids[sl], sampling, seed + i) for i, e, sl in live]
             groups: list[list[Completion]] = [[] for _ in ids]
-            for (_, _, sl), comps in zip(live, ray.get(refs), strict=True):
+            for (_, _, sl), comps in zip(live, _get_all(refs), strict=True):
                 for c in comps:
                     groups[sl.start + c.prompt_index].append(c)
             return groups
@@ -142,7 +147,7 @@ class Trainer:
             chunks = split_even(len(texts), len(self.h.rewards))
             refs = [w.score.remote(texts[sl], targets[sl])
                     for w, sl in zip(self.h.rewards, chunks, strict=True) if sl.stop > sl.start]
-            return merge(ray.get(refs))
+            return merge(_get_all(refs))
 
         return self._retrying("reward", call)
 
@@ -200,6 +205,7 @@ class Trainer:
         kept: list[tuple[Prompt, list[Completion], list[float]]] = []
         seen: list[tuple[Prompt, list[Completion], RewardResult, slice]] = []
         helped: dict[str, list[float]] = defaultdict(list)
+        free_results: list[RewardResult] = []  # S-GRPO's graph-free scoring (no gradient)
         topups, prompts = 0, self.source.next(want)
         while True:
             t0 = time.perf_counter()
@@ -214,6 +220,8 @@ class Trainer:
             t0 = time.perf_counter()
             res = self.score(prompts, groups)
             res_free = self.score(prompts, free) if sp.enabled else None
+            if res_free is not None:
+                free_results.append(res_free)
             t["time/reward"] += time.perf_counter() - t0
             k = kf = 0
             for i, (p, g) in enumerate(zip(prompts, groups, strict=True)):
@@ -235,7 +243,7 @@ class Trainer:
             topups += 1
             prompts = self.source.next(want - len(kept))
         kept = kept[:want]
-        metrics = self._rollout_metrics(seen)
+        metrics = self._rollout_metrics(seen, free_results)
         metrics.update(t)
         metrics.update(kept_groups=len(kept), topups=topups)
         if sp.enabled:
@@ -262,7 +270,9 @@ class Trainer:
                     "reward": res.total[sl.start]} for p, g, res, sl in seen[:4]]
         return metrics, samples, [p.id for p, _, _ in kept]
 
-    def _rollout_metrics(self, seen: list) -> dict[str, float]:
+    def _rollout_metrics(self, seen: list, more: list[RewardResult]) -> dict[str, float]:
+        """Reward, accuracy and length metrics of the trained-on rollouts; failure counts
+        and judge calls of every scoring call of the step (`more`: the graph-free ones)."""
         comps: dict[str, list[float]] = defaultdict(list)
         acc: dict[str, list[float]] = defaultdict(list)
         totals, lengths, errors, timeouts = [], [], 0, 0
@@ -274,7 +284,7 @@ class Trainer:
                 comps[name] += vals
                 if name == "accuracy":
                     acc[p.task] += vals
-        results = {id(x[2]): x[2] for x in seen}.values()  # one per scoring call
+        results = [*{id(x[2]): x[2] for x in seen}.values(), *more]  # every scoring call
         for res in results:
             errors += sum(res.errors.values())
             timeouts += sum(res.timeouts.values())
@@ -284,6 +294,11 @@ class Trainer:
                "generated_tokens": float(sum(lengths))}
         judged = {k: sum(res.judge.get(k, 0.0) for res in results)
                   for k in ("calls", "failures", "latency_s")}
+        # A judge batch cut off by reward.timeout_s scored 0 without the judge's counters
+        # seeing it fail: those completions are failed judge calls too.
+        cut = float(sum(res.timeouts.get("judge", 0) for res in results))
+        judged["calls"] += cut
+        judged["failures"] += cut
         if judged["calls"]:
             out.update({"judge/calls": judged["calls"], "judge/failures": judged["failures"],
                         "judge/latency_s": judged["latency_s"] / judged["calls"]})
@@ -298,7 +313,8 @@ class Trainer:
         failures = sum(f for _, f in self.judge_window)
         limit = self.cfg.judge.max_failure_fraction
         if calls and failures / calls > limit:
-            return (f"the AI judge at {self.h.judge_url} failed {failures:g} of {calls:g} calls "
+            where = f" at {self.h.judge_url}" if self.h.judge_url else ""
+            return (f"the AI judge{where} failed {failures:g} of {calls:g} calls "
                     f"over the last {len(self.judge_window)} steps (more than "
                     f"judge.max_failure_fraction={limit:g}); check that it is up and "
                     "reachable, then resume")
@@ -333,15 +349,30 @@ def _compared(res: RewardResult, component: str | None, sl: slice) -> list[float
     return [v or 0.0 for v in res.components[component][sl]]
 
 
-def _alive(actor: Any) -> bool:
-    """Whether an actor still answers (a dead one raises at once; a busy one is alive)."""
+def _get_all(refs: list) -> list:
+    """`ray.get(refs)`; when one fails, first let the others finish (their actors are then
+    free for the recovery's calls, which would otherwise queue behind them)."""
     try:
-        ray.get(actor.__ray_ready__.remote(), timeout=30)
-        return True
+        return ray.get(refs)
     except RayActorError:
-        return False
-    except ray.exceptions.GetTimeoutError:
-        return True
+        ray.wait(refs, num_returns=len(refs), timeout=600)
+        raise
+
+
+def _alive(actors: list) -> list[bool]:
+    """Which actors still answer (a dead one fails at once; a busy one counts as alive)."""
+    probes = [a.__ray_ready__.remote() for a in actors]
+    ray.wait(probes, num_returns=len(probes), timeout=30)
+    out = []
+    for p in probes:
+        try:
+            ray.get(p, timeout=0)
+            out.append(True)
+        except RayActorError:
+            out.append(False)
+        except ray.exceptions.GetTimeoutError:
+            out.append(True)
+    return out
 
 
 def unique_run_dir(cfg: Config) -> Path:

@@ -24,7 +24,9 @@ RAY = str(Path(sys.executable).with_name("ray"))
 # token file exists (any earlier `ray.init` writes one) requires it from every client.
 # The venv's bin first on PATH, as `source .venv/bin/activate` does: the job's entrypoint
 # (`strl`) and its Python come from the environment the head node was started in.
-ENV = dict(os.environ, RAY_AUTH_MODE="token",
+# RAY_JOB_STOP_WAIT_TIME_S: how long `ray job stop` waits after its SIGTERM before SIGKILL
+# (Ray's default, 3 s, is shorter than a step and a checkpoint).
+ENV = dict(os.environ, RAY_AUTH_MODE="token", RAY_JOB_STOP_WAIT_TIME_S="300",
            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
@@ -48,29 +50,37 @@ def head_node():
         _ray("stop", "--force")
 
 
-def test_ray_job_submit_trains_with_plugins_from_the_working_dir(
-        head_node: str, tmp_path: Path, tiny_model: Path) -> None:
-    job = "strl-test-job"
-    rewards = ("reward.rewards=[{name: accuracy, weight: 0.5}, "
-               "{name: format, weight: 0.5, params: {strict: true}}, "
-               "{name: my_len_penalty, weight: 0.1, module: examples/my_rewards.py}]")
+def _submit(head_node: str, job: str, *args: str) -> None:
     submit = _ray("job", "submit", "--address", head_node, "--working-dir", ".",
-                  "--submission-id", job, "--no-wait", "--",
-                  "strl", "train", "--config", "configs/tiny_cpu.yaml",
-                  f"model.path={tiny_model}", f"trainer.out_dir={tmp_path / 'runs'}",
-                  "trainer.name=job", *SMALL, "trainer.steps=2",
-                  "data.modules=[examples/my_task.py]",
-                  "data.tasks={my_onset: 1, root_cause: 1}", rewards)
+                  "--submission-id", job, "--no-wait", "--", *args)
     assert submit.returncode == 0, submit.stdout + submit.stderr
+
+
+def _wait(head_node: str, job: str, timeout: float = 900) -> tuple[str, str]:
+    """The final status line of a job and its logs."""
     status, t0 = "", time.monotonic()
-    while time.monotonic() - t0 < 900:
+    while time.monotonic() - t0 < timeout:
         out = _ray("job", "status", "--address", head_node, job)
         status = out.stdout + out.stderr  # "Job 'strl-test-job' succeeded", or "... failed"
         if any(f"'{job}' {s}" in status for s in ("succeeded", "failed", "was stopped")):
             break
         time.sleep(3)
     got = _ray("job", "logs", "--address", head_node, job)
-    logs = got.stdout + got.stderr
+    return status, got.stdout + got.stderr
+
+
+def test_ray_job_submit_trains_with_plugins_from_the_working_dir(
+        head_node: str, tmp_path: Path, tiny_model: Path) -> None:
+    job = "strl-test-job"
+    rewards = ("reward.rewards=[{name: accuracy, weight: 0.5}, "
+               "{name: format, weight: 0.5, params: {strict: true}}, "
+               "{name: my_len_penalty, weight: 0.1, module: examples/my_rewards.py}]")
+    base = ["strl", "train", "--config", "configs/tiny_cpu.yaml", f"model.path={tiny_model}",
+            f"trainer.out_dir={tmp_path / 'runs'}", *SMALL]
+    _submit(head_node, job, *base, "trainer.name=job", "trainer.steps=2",
+            "data.modules=[examples/my_task.py]", "data.tasks={my_onset: 1, root_cause: 1}",
+            rewards)
+    status, logs = _wait(head_node, job)
     assert f"Job '{job}' succeeded" in status, status + logs[-3000:]
     assert "report: " in logs and "grpo" in logs  # the driver's output is the job's log
     run = tmp_path / "runs" / "job"
@@ -78,3 +88,15 @@ def test_ray_job_submit_trains_with_plugins_from_the_working_dir(
     assert sorted(rows) == [0, 1]
     assert all("reward/my_len_penalty" in r for r in rows.values())
     assert (run / "checkpoints" / "final" / "model.safetensors").is_file()
+
+    # `ray job stop` sends SIGTERM: the run finishes its step and writes a checkpoint.
+    long = "strl-test-long"
+    _submit(head_node, long, *base, "trainer.name=long", "trainer.steps=500")
+    t0 = time.monotonic()
+    while 0 not in grpo_rows(tmp_path / "runs" / "long") and time.monotonic() - t0 < 600:
+        time.sleep(0.5)
+    assert _ray("job", "stop", "--address", head_node, long).returncode == 0
+    status, logs = _wait(head_node, long)
+    assert f"Job '{long}' was stopped" in status, status + logs[-3000:]
+    saved = list((tmp_path / "runs" / "long" / "checkpoints").glob("grpo-step-*/state.json"))
+    assert saved, logs[-3000:]

@@ -35,7 +35,7 @@ def test_sigterm_checkpoint_then_resume_matches_the_uninterrupted_run(
     assert "strl train --resume" in log_b.read_text()
     ckpts = sorted(p.name for p in (cut / "checkpoints").iterdir())
     assert ckpts and all(not n.startswith(".") for n in ckpts), ckpts  # no half-written dir
-    first = ckpts[0]
+    first = max(ckpts, key=lambda n: int(n.rsplit("-", 1)[1]))  # the stop's checkpoint
     stopped_at = int(first.rsplit("-", 1)[1])
     assert 1 <= stopped_at < 6
     for part in ("policy/config.json", "policy/model.safetensors", "learner", "state.json"):

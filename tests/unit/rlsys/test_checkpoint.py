@@ -50,16 +50,22 @@ def test_prune_keeps_the_newest_and_removes_temporaries(tmp_path: Path) -> None:
         "grpo-step-4", "grpo-step-6"]
 
 
-def test_publish_replaces_an_existing_checkpoint_whole(tmp_path: Path) -> None:
-    final = tmp_path / "grpo-step-2"
+def test_publish_replaces_a_directory_whole_and_keeps_a_complete_checkpoint(
+        tmp_path: Path) -> None:
+    final = tmp_path / "final"
     final.mkdir()
     (final / "old").write_text("x")
-    tmp = tmp_path / ".grpo-step-2.tmp"
+    tmp = tmp_path / ".final.tmp"
     tmp.mkdir()
     (tmp / "new").write_text("y")
     checkpoint.publish(tmp, final)
     assert [p.name for p in final.iterdir()] == ["new"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["grpo-step-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    done = _fake(tmp_path, 1, "grpo", 2)  # complete: the same step again keeps it
+    again = tmp_path / ".grpo-step-2.tmp"
+    again.mkdir()
+    checkpoint.publish(again, done)
+    assert (done / checkpoint.STATE_FILE).is_file() and not again.exists()
 
 
 def test_an_unreadable_state_file_is_a_clear_error(tmp_path: Path) -> None:
