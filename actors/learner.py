@@ -268,6 +268,18 @@ class LearnerWorker:
             self.engine.module.save_pretrained(path, state_dict=state, safe_serialization=True)
         return path
 
+    def load_reference(self, path: str) -> bool:
+        """Make the HF model at `path` the frozen KL reference (the policy as GRPO starts:
+        after the supervised warm start, not the model before it). False without KL."""
+        if self.ref is None:
+            return False
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        ref = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.s.dtype))
+        self.ref = ref.eval().requires_grad_(False).to(self.device)
+        return True
+
     def save_state(self, path: str) -> str:
         """Save this rank's training state under `path` (collective: every rank calls it):
         parameters, optimizer moments and fp32 master weights (DeepSpeed's checkpoint),

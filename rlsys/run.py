@@ -27,6 +27,7 @@ from rlsys.checkpoint import Progress
 from rlsys.config import Config, dump_config
 
 log = logging.getLogger("strl")
+REFERENCE = "reference"  # run_dir/reference: the KL reference, the policy as GRPO started
 
 
 class Interrupted(Exception):
@@ -153,8 +154,11 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
 
     try:
         trainer.sync_init()
+        reference = run_dir / REFERENCE
         if ckpt is not None:
             ray.get([ln.load_state.remote(str(ckpt / "learner")) for ln in handles.learners])
+            if (reference / "config.json").is_file():
+                ray.get([ln.load_reference.remote(str(reference)) for ln in handles.learners])
             trainer.sync()
         held_out = source.held_out()
         if "before" not in progress.evals:
@@ -164,6 +168,16 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
             stage = stages[progress.stage]
             between_steps(stage)
             if stage == "grpo":
+                if progress.step == 0 and progress.stage > 0:
+                    # KL to the warm-started policy: against the model before the warm start
+                    # (for the tiny preset, a random init; KL ~5 nats) the KL term pulls the
+                    # policy back towards noise (seen: long gibberish after ~40 steps).
+                    tmp = reference.with_name(f".{REFERENCE}.tmp")
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    checkpoint.publish(checkpoint.save_policy(handles.learners, tmp,
+                                                              model_path), reference)
+                    ray.get([ln.load_reference.remote(str(reference))
+                             for ln in handles.learners])
                 _grpo(cfg, trainer, logger, progress, save, between_steps)
             else:
                 _sft(cfg, stage, trainer, source, logger, progress, between_steps)
