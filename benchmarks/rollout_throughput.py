@@ -88,7 +88,8 @@ def main() -> None:
     try:
         topo = plan_topology(cfg, cuda_available=False)
         engine_cpus = next(a.cpus for a in topo.actors if a.role == "rollout")
-        env = _actor_env(engine_cpus)
+        # the same thread settings, and the same in-process engine core as the actors
+        env = {**_actor_env(engine_cpus), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         es = engine_settings(cfg, model_path)
@@ -106,7 +107,7 @@ def main() -> None:
             parent.send(([p.ids for p in batch], sampling))
             tokens, sec = parent.recv()
             t = time.perf_counter()
-            groups = trainer.generate(batch, sampling)
+            groups = trainer.generate([p.ids for p in batch], sampling, seed=i)
             a_sec = time.perf_counter() - t
             a_tokens = sum(len(c.token_ids) for g in groups for c in g)
             if i == 0:
