@@ -295,7 +295,7 @@ class LearnerWorker:
 
     def load_state(self, path: str) -> dict[str, int]:
         """Restore what `save_state` wrote (collective). The frozen reference is not in the
-        checkpoint: it stays the original model, as in the uninterrupted run."""
+        checkpoint: the run reloads it with `load_reference` (run_dir/reference)."""
         import torch
 
         loaded, client = self.engine.load_checkpoint(path, tag="learner",

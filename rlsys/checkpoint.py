@@ -80,6 +80,13 @@ def save_policy(learners: list, path: Path, model_path: str | Path) -> Path:
     return path
 
 
+def write_policy(learners: list, final: Path, model_path: str | Path) -> Path:
+    """`save_policy` into a temporary directory, then `publish` it as `final`."""
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a crashed earlier attempt
+    return publish(save_policy(learners, tmp, model_path), final)
+
+
 def _fsync_write(path: Path, text: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)

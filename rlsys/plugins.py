@@ -36,8 +36,7 @@ def check(cfg: Config, probes_per_task: int = 2) -> None:
     Built-in rewards are only built (names and parameters checked), never called here: the
     AI judge, say, would send requests."""
     from envs.stream import TaskMix, generate
-    from rewards import RewardConfigError, RewardError, RewardSet, RewardSpec, Target
-    from rewards.registry import build_reward
+    from rewards import RewardConfigError, RewardSet, RewardSpec, Target
     from rlsys.data import env_config
 
     load_task_modules(cfg.data.modules)
@@ -54,43 +53,43 @@ def check(cfg: Config, probes_per_task: int = 2) -> None:
     # here with a stand-in address (nothing is sent to it).
     url = cfg.judge.base_url or ("http://judge-actor.invalid/v1"
                                  if cfg.judge.mode == "actor" else None)
-    specs = [RewardSpec.from_mapping(r) for r in cfg.reward_specs(url)]
-    for spec in specs:
+    targets = [Target.from_record(s.to_record()) for s in samples]
+    completions = [s.completion for s in samples]
+    for spec in (RewardSpec.from_mapping(r) for r in cfg.reward_specs(url)):
         try:
-            build_reward(spec)
+            one = RewardSet([spec])  # imports a plug-in, checks params and signature
         except RewardConfigError as e:
             where = f"reward plug-in {spec.module}: " if spec.module else ""
             raise PluginError(f"{where}{e}") from None
-    rs = RewardSet(specs)
-    targets = [Target.from_record(s.to_record()) for s in samples]
-    completions = [s.completion for s in samples]
-    for spec, rew in zip(rs.specs, rs.rewards, strict=True):
-        if not spec.module:
-            continue
-        idx = [i for i, t in enumerate(targets) if rew.applies(t.kind)]
-        if not idx:
-            continue
-        one = RewardSet([spec])
+        idx = [i for i, t in enumerate(targets) if one.rewards[0].applies(t.kind)]
+        if spec.module and idx:
+            _try_reward(one, [completions[i] for i in idx], [targets[i] for i in idx])
+
+
+def _try_reward(one: Any, completions: list[str], targets: list[Any]) -> None:
+    """Score reference completions with one plug-in reward. A reward may fail on some
+    inputs (scored 0 and counted in training); one that fails on every completion alone,
+    or returns the wrong shape, is broken."""
+    from rewards import RewardError
+
+    try:
+        one.score(completions, targets)
+        return
+    except RewardError as e:
+        batch_error = e
+    failed = 0
+    for c, t in zip(completions, targets, strict=True):
         try:
-            one.score([completions[i] for i in idx], [targets[i] for i in idx])
-            continue
-        except RewardError as e:
-            batch_error = e
-        # A reward may fail on some inputs (scored 0 and counted in training); one that
-        # fails on every reference completion alone, or returns the wrong shape, is broken.
-        errors = []
-        for i in idx:
-            try:
-                one.score([completions[i]], [targets[i]])
-            except RewardError as e:
-                errors.append(e)
-        if not batch_error.raised or len(errors) == len(idx):
-            raise PluginError(f"reward plug-in {spec.module}: {batch_error} (on {len(idx)} "
-                              "reference completions; a reward takes (completions, targets) "
-                              "and returns one float per completion)") from None
+            one.score([c], [t])
+        except RewardError:
+            failed += 1
+    if not batch_error.raised or failed == len(completions):
+        raise PluginError(f"reward plug-in {one.specs[0].module}: {batch_error} (on "
+                          f"{len(completions)} reference completions; a reward takes "
+                          "(completions, targets) and returns one float per completion)")
 
 
-def _origin_of_task(name: str) -> Any:
+def _origin_of_task(name: str) -> str:
     from envs.tasks import TASK_REGISTRY
 
     task = TASK_REGISTRY.get(name)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -152,13 +151,17 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
         if stop.signum is not None:
             raise Interrupted(stop.signum, save(stage))
 
+    reference = run_dir / REFERENCE
+
+    def load_reference() -> None:
+        ray.get([ln.load_reference.remote(str(reference)) for ln in handles.learners])
+
     try:
         trainer.sync_init()
-        reference = run_dir / REFERENCE
         if ckpt is not None:
             ray.get([ln.load_state.remote(str(ckpt / "learner")) for ln in handles.learners])
             if (reference / "config.json").is_file():
-                ray.get([ln.load_reference.remote(str(reference)) for ln in handles.learners])
+                load_reference()
             trainer.sync()
         held_out = source.held_out()
         if "before" not in progress.evals:
@@ -172,12 +175,8 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
                     # KL to the warm-started policy: against the model before the warm start
                     # (for the tiny preset, a random init; KL ~5 nats) the KL term pulls the
                     # policy back towards noise (seen: long gibberish after ~40 steps).
-                    tmp = reference.with_name(f".{REFERENCE}.tmp")
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    checkpoint.publish(checkpoint.save_policy(handles.learners, tmp,
-                                                              model_path), reference)
-                    ray.get([ln.load_reference.remote(str(reference))
-                             for ln in handles.learners])
+                    checkpoint.write_policy(handles.learners, reference, model_path)
+                    load_reference()
                 _grpo(cfg, trainer, logger, progress, save, between_steps)
             else:
                 _sft(cfg, stage, trainer, source, logger, progress, between_steps)
@@ -186,10 +185,8 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
                     progress.evals["after_sft"] = trainer.evaluate(held_out)
             progress.stage, progress.step = progress.stage + 1, 0
         evals = dict(progress.evals, after=trainer.evaluate(held_out))
-        final = run_dir / checkpoint.CHECKPOINTS / "final"
-        tmp = final.with_name(".final.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a crashed earlier attempt
-        checkpoint.publish(checkpoint.save_policy(handles.learners, tmp, model_path), final)
+        final = checkpoint.write_policy(handles.learners,
+                                        run_dir / checkpoint.CHECKPOINTS / "final", model_path)
         extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(final),
                      skipped_long_prompts=source.skipped_long,
                      skipped_grad_steps=trainer.skipped_grad_steps,

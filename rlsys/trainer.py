@@ -206,6 +206,7 @@ class Trainer:
         seen: list[tuple[Prompt, list[Completion], RewardResult, slice]] = []
         helped: dict[str, list[float]] = defaultdict(list)
         free_results: list[RewardResult] = []  # S-GRPO's graph-free scoring (no gradient)
+        bonus_fn = spatial_bonus if sp.mode == "pair" else spatial_bonus_group_mean
         topups, prompts = 0, self.source.next(want)
         while True:
             t0 = time.perf_counter()
@@ -219,8 +220,9 @@ class Trainer:
                 t["time/generate_no_graph"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             res = self.score(prompts, groups)
-            res_free = self.score(prompts, free) if sp.enabled else None
-            if res_free is not None:
+            res_free = None
+            if sp.enabled:
+                res_free = self.score(prompts, free)
                 free_results.append(res_free)
             t["time/reward"] += time.perf_counter() - t0
             k = kf = 0
@@ -230,7 +232,6 @@ class Trainer:
                 if res_free is not None:
                     compared = _compared(res, sp.component, slice(k, k + len(g)))
                     free_vals = _compared(res_free, sp.component, slice(kf, kf + len(free[i])))
-                    bonus_fn = spatial_bonus if sp.mode == "pair" else spatial_bonus_group_mean
                     sb = bonus_fn(compared, free_vals, sp.threshold, sp.weight)
                     rewards = (np.asarray(rewards) + sb.bonus).tolist()
                     helped[p.task] += sb.helped.astype(float).tolist()
