@@ -24,6 +24,8 @@ from typing import Any
 
 import ray
 
+from rlsys.openai_api import BadRequest, completion_body, load_json, parse_chat
+
 MAX_BATCH = 64
 MAX_BODY = 1 << 20  # bytes of one request
 
@@ -40,10 +42,6 @@ class JudgeSettings:
     device: str = "cpu"
     max_tokens_cap: int = 512
     host: str | None = None  # address to serve on; None: this Ray node's IP
-
-
-class BadRequest(ValueError):
-    """A request the server refuses (400), with the reason."""
 
 
 @dataclass
@@ -92,36 +90,8 @@ class JudgeWorker:
     # ---- requests -----------------------------------------------------------------
     def parse(self, body: bytes) -> _Job:
         """A chat-completion request as a job, or BadRequest naming the field."""
-        try:
-            req = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise BadRequest(f"body is not JSON ({e})") from None
-        if not isinstance(req, dict):
-            raise BadRequest("body must be a JSON object")
-        msgs = req.get("messages")
-        if not (isinstance(msgs, list) and msgs and all(
-                isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-                and isinstance(m.get("content"), str) for m in msgs)):
-            raise BadRequest("messages: a non-empty list of {role: system|user|assistant, "
-                             "content: string}")
-        temp = req.get("temperature", 0.0)
-        if not isinstance(temp, int | float) or not 0 <= temp <= 2:
-            raise BadRequest("temperature: a number in [0, 2]")
-        max_tokens = req.get("max_tokens", 256)
-        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= self.s.max_tokens_cap:
-            raise BadRequest(f"max_tokens: an integer in [1, {self.s.max_tokens_cap}]")
-        schema = None
-        fmt = req.get("response_format")
-        if fmt is not None:
-            if not (isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "text")):
-                raise BadRequest("response_format: {type: json_schema, json_schema: {schema}} "
-                                 "or {type: text}")
-            if fmt["type"] == "json_schema":
-                spec = fmt.get("json_schema")
-                if not (isinstance(spec, dict) and isinstance(spec.get("schema"), dict)):
-                    raise BadRequest("response_format.json_schema.schema: a JSON schema object")
-                schema = json.dumps(spec["schema"], sort_keys=True)
-        return _Job(msgs, float(temp), max_tokens, schema, Future())
+        req = parse_chat(load_json(body, MAX_BODY), self.s.max_tokens_cap)
+        return _Job(req.messages, req.temperature, req.max_tokens, req.schema, Future())
 
     def _dispatch(self) -> None:
         """Send queued jobs to vLLM in batches of equal sampling settings."""
@@ -193,13 +163,8 @@ def _handler(worker: JudgeWorker) -> type[BaseHTTPRequestHandler]:
             except Exception as e:  # the engine failed this batch: a 500 the client retries
                 self._reply(500, {"error": {"message": f"{type(e).__name__}: {e}"}})
                 return
-            self._reply(200, {
-                "id": f"judge-{id(job)}", "object": "chat.completion",
-                "model": worker.s.served_name,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out,
-                          "total_tokens": n_prompt + n_out}})
+            self._reply(200, completion_body(f"judge-{id(job)}", worker.s.served_name, text,
+                                             "stop", n_prompt, n_out))
 
     return Handler
 

@@ -107,6 +107,11 @@ def parse_prompt(text: str, timeseries: list[list[float]] | None = None) -> Pars
             rows.append(np.asarray(json.loads(m.group(3)), dtype=float))
     if not rows:
         raise ValueError("no 'Node k time series' clauses found in prompt")
+    lengths = [len(r) for r in rows]
+    if len(set(lengths)) > 1:
+        k = next(i for i, n in enumerate(lengths) if n != lengths[0])
+        raise ValueError(f"every node needs the same number of steps; node 0 has "
+                         f"{lengths[0]}, node {k} has {lengths[k]}")
     edges = [(int(u), int(v)) for u, v in _EDGE_RE.findall(graph)] if gsep else None
     q, options = split_options(question)
     return ParsedPrompt(np.vstack(rows), edges, q, options)

@@ -29,6 +29,8 @@ from typing import Any
 
 import ray
 
+from rlsys.card import PromptCard, write_card
+
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
 POLICY = "policy"
@@ -70,21 +72,26 @@ def name_of(stage: str, step: int) -> str:
     return f"{stage}-step-{step}"
 
 
-def save_policy(learners: list, path: Path, model_path: str | Path) -> Path:
+def save_policy(learners: list, path: Path, model_path: str | Path,
+                card: PromptCard | None = None) -> Path:
     """The policy as an HF directory (weights from the learner group, tokenizer files from
-    the model directory); every learner rank takes part (ZeRO-3 gathers collectively)."""
+    the model directory, the prompt card); every learner rank takes part (ZeRO-3 gathers
+    collectively)."""
     ray.get([ln.save_hf.remote(str(path)) for ln in learners])
     for name in TOKENIZER_FILES:
         if (Path(model_path) / name).exists():
             shutil.copy(Path(model_path) / name, path / name)
+    if card is not None:
+        write_card(card, path)
     return path
 
 
-def write_policy(learners: list, final: Path, model_path: str | Path) -> Path:
+def write_policy(learners: list, final: Path, model_path: str | Path,
+                 card: PromptCard | None = None) -> Path:
     """`save_policy` into a temporary directory, then `publish` it as `final`."""
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # leftovers of a crashed earlier attempt
-    return publish(save_policy(learners, tmp, model_path), final)
+    return publish(save_policy(learners, tmp, model_path, card), final)
 
 
 def _fsync_write(path: Path, text: str) -> None:
@@ -125,7 +132,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save(run_dir: Path, stage: str, progress: Progress, learners: list,
-         model_path: str | Path, keep: int) -> Path:
+         model_path: str | Path, keep: int, card: PromptCard | None = None) -> Path:
     """Write a full checkpoint of the run at `progress`, then drop all but the newest `keep`.
 
     The learner ranks write their state into the checkpoint directory, so with several
@@ -136,7 +143,7 @@ def save(run_dir: Path, stage: str, progress: Progress, learners: list,
     tmp = root / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_policy(learners, tmp / POLICY, model_path)
+    save_policy(learners, tmp / POLICY, model_path, card)
     ray.get([ln.save_state.remote(str(tmp / "learner")) for ln in learners])
     _fsync_write(tmp / STATE_FILE, progress.to_json())  # last: its presence marks a whole one
     publish(tmp, final)

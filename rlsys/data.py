@@ -41,11 +41,16 @@ def env_config(cfg: Config) -> EnvConfig:
                      precision=e.precision, **extra)
 
 
-def chat_ids(tokenizer: Any, text: str) -> list[int]:
-    ids = tokenizer.apply_chat_template(
-        [{"role": "system", "content": FORMAT_INSTRUCTION}, {"role": "user", "content": text}],
-        add_generation_prompt=True, tokenize=True)
+def template_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a conversation through the model's chat template, ready to generate."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+
+def chat_ids(tokenizer: Any, text: str, system: str = FORMAT_INSTRUCTION) -> list[int]:
+    """A question as the policy sees it: the system instruction, then the prompt."""
+    return template_ids(tokenizer, [{"role": "system", "content": system},
+                                    {"role": "user", "content": text}])
 
 
 def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False) -> Prompt:

@@ -107,3 +107,13 @@ class RowWriter:
 def iter_chunks(n: int, size: int) -> Iterator[range]:
     for start in range(0, n, size):
         yield range(start, min(n, start + size))
+
+
+def fresh_dir(base: Path) -> Path:
+    """`base`, or `base-2`, `base-3`, ... : the first that is missing or empty (so an
+    earlier run or evaluation is never overwritten)."""
+    path, k = base, 1
+    while path.exists() and any(path.iterdir()):
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path

@@ -295,13 +295,15 @@ def _nested_sections(nested: dict[str, Any]) -> list[str]:
 
 def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str, Any],
                  after: dict[str, Any], config: dict[str, Any],
-                 extra: dict[str, Any] | None = None) -> Path:
+                 extra: dict[str, Any] | None = None,
+                 sections: list[str] | None = None) -> Path:
     """Write `run_dir/report.md` (and the `curves.png` it shows) and return its path.
 
     `before` / `after` map task -> {"accuracy", "success_rate", "mae", "n"} (as `strl
     score` reports them); an "all" row is pooled by n when absent. `extra` adds summary
     rows ("wall_s" or "wall_time_s" is shown as a duration); a dict or list in `extra` is
-    shown as JSON in its own section.
+    shown as JSON in its own section. `sections` are Markdown lines placed after the
+    held-out evaluation (the benchmark's tables).
     """
     run_dir = Path(run_dir)
     extra = dict(extra or {})
@@ -323,7 +325,8 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
     summary += [[str(k), _fmt(v)] for k, v in extra.items() if k not in nested]
 
     lines = [f"# Run report: {run_dir.name}", "", *_table(["summary", ""], summary), "",
-             *_eval_section(before, after), *_reward_section(rows), *_time_section(rows),
+             *_eval_section(before, after), *(sections or []), *_reward_section(rows),
+             *_time_section(rows),
              *_throughput_section(rows), *_nested_sections(nested),
              "## Curves", "", f"![training curves]({CURVES_FILE})", ""]
     out = run_dir / REPORT_FILE

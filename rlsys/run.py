@@ -76,6 +76,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     from transformers import AutoTokenizer
 
     from rlsys import checkpoint, plugins
+    from rlsys.card import card_of
     from rlsys.cluster import build
     from rlsys.data import PromptSource
     from rlsys.modelinit import ensure_model
@@ -119,6 +120,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     print("placement: " + ", ".join(f"{k} on node {v[:8]}"
                                     for k, v in handles.placement().items()))
     trainer = Trainer(cfg, handles, tok, source)
+    card = card_of(cfg)  # how the saved policies were prompted, for `strl serve` / `eval`
     c = progress.counters  # run-wide counts carry over a resume
     trainer.skipped_grad_steps = int(c.get("skipped_grad_steps", 0))
     trainer.restarts = {"rollout": int(c.get("restarts_rollout", 0)),
@@ -143,7 +145,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
             skipped_long_prompts=source.skipped_long,
             judge_window=[list(x) for x in trainer.judge_window])
         path = checkpoint.save(run_dir, stage, progress, handles.learners, model_path,
-                               cfg.trainer.keep_checkpoints)
+                               cfg.trainer.keep_checkpoints, card)
         saved[(progress.stage, progress.step)] = path
         return path
 
@@ -175,7 +177,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
                     # KL to the warm-started policy: against the model before the warm start
                     # (for the tiny preset, a random init; KL ~5 nats) the KL term pulls the
                     # policy back towards noise (seen: long gibberish after ~40 steps).
-                    checkpoint.write_policy(handles.learners, reference, model_path)
+                    checkpoint.write_policy(handles.learners, reference, model_path, card)
                     load_reference()
                 _grpo(cfg, trainer, logger, progress, save, between_steps)
             else:
@@ -186,16 +188,18 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
             progress.stage, progress.step = progress.stage + 1, 0
         evals = dict(progress.evals, after=trainer.evaluate(held_out))
         final = checkpoint.write_policy(handles.learners,
-                                        run_dir / checkpoint.CHECKPOINTS / "final", model_path)
+                                        run_dir / checkpoint.CHECKPOINTS / "final", model_path,
+                                        card)
         extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(final),
                      skipped_long_prompts=source.skipped_long,
                      skipped_grad_steps=trainer.skipped_grad_steps,
                      actor_restarts=sum(trainer.restarts.values()),
                      eval_after_sft=evals.get("after_sft"))
+        bench = _benchmark(cfg, trainer, card, run_dir / "eval")
         metrics = read_metrics(run_dir / "metrics.jsonl")
         grpo = [m for m in metrics if "reward/mean" in m]  # SFT rows carry sft_*/ keys only
         report = write_report(run_dir, grpo, evals["before"], evals["after"],
-                              cfg.model_dump(mode="json"), extra)
+                              cfg.model_dump(mode="json"), extra, sections=bench)
         print(f"report: {report}")
     finally:
         stop.restore()
@@ -203,6 +207,33 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
         handles.shutdown()
         ray.shutdown()
     return run_dir
+
+
+def _benchmark(cfg: Config, trainer: Any, card: Any, out: Path) -> list[str]:
+    """The `strl eval` benchmark on the final policy, on the run's own engines (they hold
+    its weights): written to `out` (eval.json, eval.md, eval.png, samples.html); returns
+    the report's section."""
+    from rlsys import evalreport
+    from rlsys.evaluate import RunEngines, Sampling, benchmark_questions, run_eval
+    from rlsys.trainer import EVAL_SEED
+
+    k = cfg.trainer.benchmark_per_cell
+    if not k:
+        return []
+    r = cfg.rollout
+    questions, info = benchmark_questions(k)
+    sampling = Sampling(temperature=cfg.trainer.eval_temperature, max_tokens=r.max_tokens,
+                        top_p=r.top_p, seed=EVAL_SEED + cfg.trainer.seed)
+    engines = RunEngines(trainer, r.max_model_len or r.max_prompt_tokens + r.max_tokens, card,
+                         sampling)
+    print(f"benchmark {info['benchmark']}: {len(questions)} questions, with and without "
+          "their graph ...", flush=True)
+    result = run_eval(questions, engines, info, sampling, card=card)
+    paths = evalreport.write(result, out)
+    print(f"benchmark: {paths['markdown']}, {paths['html']}")
+    return [*evalreport.markdown(result, heading="##"),
+            "Every answer, in the browser view: [eval/samples.html](eval/samples.html); "
+            "plot: ![benchmark](eval/eval.png)", ""]
 
 
 def _sft(cfg: Config, stage: str, trainer: Any, source: Any, logger: Any,

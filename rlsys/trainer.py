@@ -379,9 +379,6 @@ def _alive(actors: list) -> list[bool]:
 def unique_run_dir(cfg: Config) -> Path:
     """runs/<name>, or runs/<name>-2, -3, ... when it exists (a finished run is never
     overwritten; resuming one is `strl train --resume`)."""
-    base = cfg.run_dir
-    path, k = base, 1
-    while path.exists() and any(path.iterdir()):
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    return path
+    from rlsys.dataio import fresh_dir
+
+    return fresh_dir(cfg.run_dir)

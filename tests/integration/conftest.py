@@ -1,10 +1,16 @@
-"""Shared fixture of the integration tests: the embedded tiny model, built once per session."""
+"""Shared fixtures of the integration tests: the embedded tiny model, and one short real
+training run (`strl train`), each built once per session."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +19,52 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return build_model(tmp_path_factory.mktemp("tiny") / "model", "tiny", seed=0,
                        corpus_size=300, progress=False)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run: Path  # the run directory
+    checkpoint: Path  # its final policy (HF format, with the prompt card)
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """A short `strl train` of the tiny preset: the answer-format warm start, 3 GRPO steps,
+    and the end-of-run benchmark (1 question per cell). Its checkpoint is what the serving
+    and evaluation tests serve."""
+    from rlsys.modelinit import build_model
+
+    tmp = tmp_path_factory.mktemp("trained")
+    model = build_model(tmp / "model", "tiny", seed=0, corpus_size=300, progress=False)
+    cmd = [sys.executable, "-m", "rlsys.cli", "train", "--config",
+           str(ROOT / "configs" / "tiny_cpu.yaml"), f"model.path={model}",
+           f"trainer.out_dir={tmp / 'runs'}", "trainer.name=e2e", "trainer.steps=3",
+           "data.eval_size=4", "rollout.prompts_per_step=2", "rollout.n=2",
+           "rollout.max_tokens=16", "algorithm.dynamic_sampling=false",
+           "trainer.wandb=offline", "trainer.log_samples_every=1",
+           "trainer.benchmark_per_cell=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp / "runs" / "e2e"
+    return TrainedRun(run, run / "checkpoints" / "final", proc.stderr)
+
+
+@pytest.fixture
+def head_node():
+    """A Ray head node started with `ray start` (token auth, dashboard on loopback); yields
+    the dashboard's address."""
+    from rlsys.weightsync import free_port
+    from tests.integration.runner import ray_cli
+
+    assert ray_cli("get-auth-token", "--generate").returncode == 0  # creates one if missing
+    gcs, dash, client = free_port(), free_port(), free_port()
+    started = ray_cli("start", "--head", f"--port={gcs}", "--num-cpus=4",
+                      "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                      f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
+                      "--disable-usage-stats", timeout=180)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield f"http://127.0.0.1:{dash}"
+    finally:
+        ray_cli("stop", "--force")

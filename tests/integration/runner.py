@@ -15,11 +15,22 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 CONFIG = ROOT / "configs" / "tiny_cpu.yaml"
+RAY = str(Path(sys.executable).with_name("ray"))
+
+# Token authentication on both sides, as the README recipe does: a head started where a
+# token file exists (any earlier `ray.init` writes one) requires it from every client.
+# The venv's bin first on PATH, as `source .venv/bin/activate` does: the job's entrypoint
+# (`strl`) and its Python come from the environment the head node was started in.
+# RAY_JOB_STOP_WAIT_TIME_S: how long `ray job stop` waits after its SIGTERM before SIGKILL
+# (Ray's default, 3 s, is shorter than a step and a checkpoint).
+ENV = dict(os.environ, RAY_AUTH_MODE="token", RAY_JOB_STOP_WAIT_TIME_S="300",
+           PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 # A few small GRPO steps: enough to exercise every phase in about a second per step.
 SMALL = ["trainer.sft.steps=1", "data.eval_size=2", "rollout.prompts_per_step=2",
          "rollout.n=2", "rollout.max_tokens=12", "algorithm.dynamic_sampling=false",
-         "trainer.wandb=disabled", "trainer.log_samples_every=0"]
+         "trainer.wandb=disabled", "trainer.log_samples_every=0",
+         "trainer.benchmark_per_cell=0"]
 
 
 def train_cmd(model: Path, out_dir: Path, name: str, *overrides: str,
@@ -68,3 +79,9 @@ def jsonl(path: Path) -> list[dict]:
 def grpo_rows(run: Path) -> dict[int, dict]:
     """GRPO metrics by step; a step logged twice keeps its last record (as the report)."""
     return {r["step"]: r for r in jsonl(run / "metrics.jsonl") if "reward/mean" in r}
+
+
+def ray_cli(*args: str, timeout: float = 120, tool: str = RAY) -> subprocess.CompletedProcess:
+    """`ray ...` (or another CLI of the venv, e.g. `serve`) with the recipe's environment."""
+    return subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT, env=ENV)

@@ -1,33 +1,18 @@
-"""A few GRPO steps of the real entry point (`strl train`) through a real local Ray
-cluster, vLLM engines, a DeepSpeed learner and reward workers; then the outputs."""
+"""A few GRPO steps of the real entry point (`strl train`, the `trained_run` fixture)
+through a real local Ray cluster, vLLM engines, a DeepSpeed learner and reward workers;
+then the outputs."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
-CONFIG = Path(__file__).parents[2] / "configs" / "tiny_cpu.yaml"
 
 
-def test_strl_train_runs_sft_and_grpo_and_writes_every_output(tmp_path: Path) -> None:
-    from rlsys.modelinit import build_model
-
-    model = build_model(tmp_path / "model", "tiny", seed=0, corpus_size=300, progress=False)
-    cmd = [sys.executable, "-m", "rlsys.cli", "train", "--config", str(CONFIG),
-           f"model.path={model}", f"trainer.out_dir={tmp_path / 'runs'}", "trainer.name=e2e",
-           "trainer.steps=3", "trainer.sft.steps=2", "data.eval_size=4",
-           "rollout.prompts_per_step=2", "rollout.n=2", "rollout.max_tokens=16",
-           "algorithm.dynamic_sampling=false", "trainer.wandb=offline",
-           "trainer.log_samples_every=1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                          cwd=Path(__file__).parents[2])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = tmp_path / "runs" / "e2e"
+def test_strl_train_runs_sft_and_grpo_and_writes_every_output(trained_run) -> None:
+    run = trained_run.run
     assert (run / "config.yaml").is_file()
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     grpo = [r for r in rows if "reward/mean" in r]
@@ -51,3 +36,22 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(tmp_path: Path) ->
 
     AutoModelForCausalLM.from_pretrained(ckpt)
     AutoTokenizer.from_pretrained(ckpt)
+    card = json.loads((ckpt / "strl.json").read_text())  # how serving must prompt it
+    assert card["precision"] == 0 and card["temperature"] == 1.0 and card["max_tokens"] == 16
+    assert "ecology" not in card["domains"]
+
+
+def test_the_run_ends_with_the_benchmark_in_its_report(trained_run) -> None:
+    """`make run`'s report carries `strl eval`'s figures: every task, both domain splits."""
+    run = trained_run.run
+    result = json.loads((run / "eval" / "eval.json").read_text())
+    assert result["benchmark"] == "stb-1" and result["per_cell"] == 1
+    assert result["tasks"]["all"]["n"] == 40 and result["graph_free"]
+    assert set(result["splits"]) == {"id", "ood"}
+    lines = (run / "eval" / "completions.jsonl").read_text().splitlines()
+    assert len(lines) == 40 and all(json.loads(x)["reading_no_graph"] for x in lines)
+    report = (run / "report.md").read_text()
+    assert "## Evaluation: benchmark `stb-1`" in report and "| forecasting |" in report
+    assert "In-distribution vs held-out domains" in report and "eval/samples.html" in report
+    for name in ("eval.md", "eval.png", "samples.html"):
+        assert (run / "eval" / name).stat().st_size > 0

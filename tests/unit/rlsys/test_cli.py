@@ -108,6 +108,16 @@ def test_quality_command_reports_the_table(capsys) -> None:
     (["score", "--data", "data.csv"], "unsupported extension"),
     (["generate", "--n", "0", "--out", "x.jsonl"], "--n must be >= 1"),
     (["generate", "--n", "2", "--n-options", "9", "--out", "x.jsonl"], "n_options"),
+    (["eval", "--per-cell", "1"], "give --checkpoint DIR or --endpoint URL"),
+    (["eval", "--checkpoint", "nowhere"], "checkpoint nowhere is not a directory"),
+    (["eval", "--checkpoint", "."], "is not an HF model directory (missing config.json"),
+    (["eval", "--compare", "a", "b"], "a: no eval.json"),
+    (["eval", "--compare", "bad.jsonl", "b"], "bad.jsonl is not valid JSON"),
+    (["serve"], "checkpoint: give the model directory to serve"),
+    (["serve", "--checkpoint", "nowhere"], "checkpoint nowhere is not a directory"),
+    (["serve", "--checkpoint", ".", "replicas.max_replicas=0"], "max_replicas"),
+    (["serve", "--checkpoint", ".", "replicas.min_replicas=3"], "is below replicas.min_rep"),
+    (["serve", "--checkpoint", ".", "replicas.nope=1"], "unknown key 'replicas.nope'"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys, monkeypatch, argv,
                                                 needle) -> None:
@@ -130,6 +140,43 @@ def test_unknown_task_exits_2_naming_the_known_ones(capsys) -> None:
         main(["generate", "--tasks", "weather", "--n", "1", "--out", "x.jsonl"])
     assert e.value.code == 2
     assert "unknown task(s) weather" in capsys.readouterr().err
+
+
+def test_serve_writes_a_config_file_that_serve_deploy_accepts(tmp_path, capsys) -> None:
+    """`strl serve --write-config`: a Serve config file (Ray's own schema validates it)
+    deploying `actors.serve:app` with the replicas, autoscaling bounds and limits."""
+    import yaml
+
+    schema = pytest.importorskip("ray.serve.schema")
+    from rlsys.modelinit import build_model
+
+    model = build_model(tmp_path / "m", corpus_size=200, progress=False)
+    out = tmp_path / "serve.yaml"
+    rc, text, _ = run(capsys, "serve", "--checkpoint", str(model), "--write-config", str(out),
+                      "replicas.max_replicas=3", "port=8123", "limits.max_nodes=20")
+    assert rc == 0 and f"serve deploy {out}" in text
+    spec = yaml.safe_load(out.read_text())
+    schema.ServeDeploySchema.model_validate(spec)
+    app = spec["applications"][0]
+    assert app["import_path"] == "actors.serve:app" and spec["http_options"]["port"] == 8123
+    assert app["args"]["checkpoint"] == str(model.resolve())
+    assert app["args"]["replicas"]["max_replicas"] == 3
+    assert app["args"]["limits"]["max_nodes"] == 20
+
+    # What the builder makes of those args (Ray's Application internals, pinned Ray 2.60):
+    # model replicas autoscaling within the bounds, behind one light front end.
+    from actors.serve import app as builder
+
+    front = builder(app["args"])._bound_deployment
+    model = front.init_args[1]._bound_deployment
+    assert (front.name, front.num_replicas, model.name) == ("frontend", 1, "model")
+    scaling = model._deployment_config.autoscaling_config
+    assert (scaling.min_replicas, scaling.max_replicas) == (1, 3)
+    assert model.max_ongoing_requests == 64 and model.ray_actor_options["num_cpus"] == 1
+    fixed = builder({**app["args"], "replicas.max_replicas": "2",
+                     "replicas.min_replicas": "2"}).\
+        _bound_deployment.init_args[1]._bound_deployment
+    assert fixed.num_replicas == 2 and fixed._deployment_config.autoscaling_config is None
 
 
 def test_installed_console_script_runs(tmp_path) -> None:

@@ -74,7 +74,7 @@ def test_config_is_a_tied_bf16_qwen2(model_dir: Path, model) -> None:
     assert config["tie_word_embeddings"] and config["dtype"] == "bfloat16"
     assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"],
             config["num_key_value_heads"], config["max_position_embeddings"]) == (
-                256, 4, 4, 2, 4096)
+                256, 4, 4, 2, 8192)
     assert model.dtype == torch.bfloat16
     assert model.lm_head.weight is model.model.embed_tokens.weight
     from safetensors import safe_open

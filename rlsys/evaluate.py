@@ -1,0 +1,373 @@
+"""`strl eval`: a model on the fixed benchmark (or on a file of questions), scored the way
+the seed papers score it.
+
+Questions come from `envs.benchmark` (versioned; every task, 3/5/10 nodes, in- and
+out-of-distribution domains) or from a JSONL/Parquet file of ST-Test rows or `strl
+generate` rows. Each question is asked twice, with its graph and without it (S-GRPO's
+graph-free prompt), by one of three backends:
+
+* `LocalModel`: a checkpoint directory on an in-process vLLM engine;
+* `Endpoint`: any OpenAI-compatible server (`strl serve`, vLLM, ...), over HTTP;
+* `RunEngines`: the rollout engines of a training run (its end-of-run evaluation).
+
+Per task (and per split and node count) the result holds, in TimeOmni-1's convention:
+`success_rate` (valid answers), `accuracy` (on the valid choice answers), `mae` (on the
+valid forecasts); and `score` (the correctness reward over every question: exact match,
+or exp(-0.1 MAE) for forecasts; an invalid answer scores 0) with and without the graph.
+`graph_reliance` = score with the graph - score without it: how much the model's answers
+depend on the graph (STReasoner's S-GRPO figure). A prompt longer than the model's context
+is not sent; it counts as an invalid answer and in `over_context`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewards import RewardSet, RewardSpec, Target, evaluate
+from rewards.types import CHOICE, TEXT
+from rlsys.card import PromptCard, read_card
+from rlsys.reason import Question, Reading, from_sample, parse_question, read
+
+OVER_CONTEXT = "over_context"
+REQUEST_FAILED = "request_failed"
+
+
+@dataclass
+class EvalQuestion:
+    id: str
+    task: str
+    split: str  # "id" | "ood" for the benchmark, "file" for a file's rows
+    nodes: int
+    domain: str
+    question: Question
+    target: Target
+    prompt: str
+    prompt_no_graph: str | None  # None: the question has no graph to take away
+
+    @property
+    def meta(self) -> str:
+        return f"{self.split.upper()} · {self.task} · {self.nodes} nodes · {self.domain}"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0
+    max_tokens: int = 512
+    top_p: float = 1.0
+    seed: int = 0
+
+
+# ---- questions ----------------------------------------------------------------------
+
+def benchmark_questions(per_cell: int, tasks: Sequence[str] | None = None
+                        ) -> tuple[list[EvalQuestion], dict[str, Any]]:
+    """The benchmark's questions and a description of the split (version, digest)."""
+    from envs import benchmark as b
+
+    items = b.items(per_cell, tasks or b.TASKS)
+    out = []
+    for it in items:
+        s = it.sample
+        out.append(EvalQuestion(it.id, s.task, it.cell.split, it.cell.nodes,
+                                s.meta.get("domain", ""), from_sample(s),
+                                Target.from_record(s.to_record()), s.prompt(),
+                                s.prompt_no_graph))
+    info = {"benchmark": b.VERSION, "per_cell": per_cell, "digest": b.digest(items),
+            "tasks": list(tasks or b.TASKS), "nodes": list(b.NODES),
+            "splits": {k: list(v) for k, v in b.SPLITS.items()}, "length": b.LENGTH,
+            "precision": b.PRECISION}
+    return out, info
+
+
+def file_questions(path: str, precision: int = 2) -> tuple[list[EvalQuestion], dict[str, Any]]:
+    """Questions from a file: ST-Test rows (`input`, `timeseries`, `output`, `category`) are
+    rebuilt with their numbers inline at `precision`; `strl generate` rows are asked with
+    their own `prompt` / `prompt_no_graph`."""
+    from rlsys.dataio import DataError, read_rows
+    from rlsys.openai_api import BadRequest
+
+    rows = read_rows(path)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    out = []
+    for i, row in enumerate(rows):
+        rid = str(row.get("id") or row.get("sample_id") or f"row-{i + 1}")
+        try:
+            target = Target.from_record(row)
+            if "prompt" in row:
+                q = parse_question({"input": row["prompt"], "category": row.get("task")})
+                prompt, free = row["prompt"], row.get("prompt_no_graph")
+            else:
+                q = parse_question(row)
+                prompt = q.prompt(precision)
+                free = q.prompt(precision, with_graph=False) if q.edges else None
+        except (BadRequest, ValueError, KeyError) as e:
+            raise DataError(f"{path} row {i + 1} ({rid}): {e}") from None
+        q.gold = q.gold or target.answer
+        out.append(EvalQuestion(rid, target.task, "file", int(q.series.shape[0]), "",
+                                q, target, prompt, free))
+    return out, {"file": str(path), "rows": len(rows), "precision": precision}
+
+
+# ---- backends -----------------------------------------------------------------------
+
+class LocalModel:
+    """A checkpoint on an in-process vLLM engine (no Ray)."""
+
+    def __init__(self, checkpoint: str, card: PromptCard, sampling: Sampling,
+                 max_model_len: int | None = None, kv_cache_gib: int = 2) -> None:
+        from rlsys.gateway import model_context
+
+        self.name, self.card, self.sampling = str(checkpoint), card, sampling
+        self.context = model_context(checkpoint, max_model_len)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # deterministic, no spawn
+        from vllm import LLM
+
+        self.llm = LLM(model=str(checkpoint), max_model_len=self.context, enforce_eager=True,
+                       gpu_memory_utilization=0.3, seed=sampling.seed)
+        self.tok = self.llm.get_tokenizer()
+
+    def generate(self, prompts: list[str], desc: str) -> list[str | None]:
+        from vllm import SamplingParams, TokensPrompt
+
+        from rlsys.data import chat_ids
+
+        s = self.sampling
+        end = self.tok.convert_tokens_to_ids("<|im_end|>")
+        params = SamplingParams(temperature=s.temperature, top_p=s.top_p,
+                                max_tokens=s.max_tokens,
+                                stop_token_ids=[end] if isinstance(end, int) and end >= 0
+                                else None)
+        ids = [chat_ids(self.tok, p, self.card.system) for p in prompts]
+        fits = [i for i, x in enumerate(ids) if len(x) + s.max_tokens <= self.context]
+        print(f"{desc}: {len(fits)} prompts ({len(prompts) - len(fits)} over the context of "
+              f"{self.context} tokens)", flush=True)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids[i]) for i in fits],
+                                 params, use_tqdm=True)
+        texts: list[str | None] = [None] * len(prompts)
+        for i, o in zip(fits, outs, strict=True):
+            texts[i] = o.outputs[0].text
+        return texts
+
+
+class Endpoint:
+    """Any OpenAI-compatible chat-completions server."""
+
+    def __init__(self, url: str, card: PromptCard, sampling: Sampling,
+                 model: str | None = None, concurrency: int = 8, timeout_s: float = 300,
+                 retries: int = 2) -> None:
+        base = url.rstrip("/")
+        self.base = base if base.endswith("/v1") else base + "/v1"
+        self.card, self.sampling = card, sampling
+        self.concurrency, self.timeout_s, self.retries = concurrency, timeout_s, retries
+        self.model = model or self._first_model()
+        self.name = f"{self.base} ({self.model})"
+        self.failures: list[str] = []
+
+    def _first_model(self) -> str:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.base + "/models", timeout=30) as r:
+                return json.loads(r.read())["data"][0]["id"]
+        except (OSError, ValueError, KeyError, IndexError) as e:
+            raise RuntimeError(f"cannot list the models of {self.base} ({e}); is the server "
+                               "up? (or pass --model)") from None
+
+    def _ask(self, prompt: str) -> str | None:
+        import urllib.error
+        import urllib.request
+
+        s = self.sampling
+        body = json.dumps({"model": self.model, "max_tokens": s.max_tokens,
+                           "temperature": s.temperature, "top_p": s.top_p,
+                           "messages": [{"role": "system", "content": self.card.system},
+                                        {"role": "user", "content": prompt}]}).encode()
+        err = ""
+        for attempt in range(self.retries + 1):
+            req = urllib.request.Request(self.base + "/chat/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+                    return json.loads(r.read())["choices"][0]["message"]["content"]
+            except urllib.error.HTTPError as e:
+                msg = e.read().decode(errors="replace")
+                if e.code == 400 and "context" in msg:
+                    return None  # over the model's context: not retried
+                err = f"HTTP {e.code}: {msg[:200]}"
+                if e.code < 500:
+                    break
+            except (OSError, ValueError, KeyError, IndexError) as e:
+                err = f"{type(e).__name__}: {e}"
+            time.sleep(0.5 * 2 ** attempt)
+        self.failures.append(err)
+        return REQUEST_FAILED
+
+    def generate(self, prompts: list[str], desc: str) -> list[str | None]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tqdm import tqdm
+
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            return list(tqdm(pool.map(self._ask, prompts), total=len(prompts), desc=desc,
+                             unit="q"))
+
+
+class RunEngines:
+    """The rollout engines of a training run (its weights are the current policy)."""
+
+    def __init__(self, trainer: Any, context: int, card: PromptCard, sampling: Sampling) -> None:
+        self.trainer, self.context, self.card, self.sampling = trainer, context, card, sampling
+        self.name = "the run's final policy"
+
+    def generate(self, prompts: list[str], desc: str) -> list[str | None]:
+        from actors.rollout import SamplingSettings
+        from rlsys.data import chat_ids
+
+        s = self.sampling
+        ids = [chat_ids(self.trainer.tok, p, self.card.system) for p in prompts]
+        fits = [i for i, x in enumerate(ids) if len(x) + s.max_tokens <= self.context]
+        params = SamplingSettings(n=1, temperature=s.temperature, top_p=s.top_p,
+                                  max_tokens=s.max_tokens, stop_token_ids=self.trainer.stop_ids)
+        groups = self.trainer.generate([ids[i] for i in fits], params, s.seed)
+        texts: list[str | None] = [None] * len(prompts)
+        for i, g in zip(fits, groups, strict=True):
+            texts[i] = g[0].text
+        return texts
+
+
+# ---- scoring ------------------------------------------------------------------------
+
+@dataclass
+class Answered:
+    q: EvalQuestion
+    text: str | None  # None: over context
+    free: str | None = None
+    free_asked: bool = False
+    reading: Reading = field(init=False)
+    score: float | None = field(init=False)
+    free_reading: Reading | None = field(init=False, default=None)
+    free_score: float | None = field(init=False, default=None)
+
+
+def _reading(text: str | None, q: Question) -> Reading:
+    if text is None or text == REQUEST_FAILED:
+        reason = OVER_CONTEXT if text is None else REQUEST_FAILED
+        return Reading("", None, False, reason,
+                       False if q.gold is not None and q.kind == CHOICE else None)
+    return read(text, q)
+
+
+def _score(answered: list[Answered], judge: dict[str, Any] | None) -> None:
+    """Readings and correctness scores of every answer (with and without the graph)."""
+    specs = [RewardSpec("accuracy")] + ([RewardSpec("judge", params=judge)] if judge else [])
+    rs = RewardSet(specs)
+    for free in (False, True):
+        rows = [a for a in answered if not free or a.free_asked]
+        texts = [(a.free if free else a.text) for a in rows]
+        result = rs.score([t if t and t != REQUEST_FAILED else "" for t in texts],
+                          [a.q.target for a in rows])
+        for k, (a, t) in enumerate(zip(rows, texts, strict=True)):
+            s = result.components["accuracy"][k]
+            if a.q.target.kind == TEXT:
+                s = result.components["judge"][k] if judge else None
+            if free:
+                a.free_reading, a.free_score = _reading(t, a.q.question), s
+            else:
+                a.reading, a.score = _reading(t, a.q.question), s
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarize(group: list[Answered]) -> dict[str, Any]:
+    """Metrics of a group of answered questions."""
+    texts = [a.text if a.text and a.text != REQUEST_FAILED else "" for a in group]
+    m = evaluate(texts, [a.q.target for a in group])["all"]  # the pooled row
+    score = _mean([a.score for a in group])
+    both = [a for a in group if a.free_asked and a.score is not None
+            and a.free_score is not None]
+    g, f = _mean([a.score for a in both]), _mean([a.free_score for a in both])
+    return {"n": m.n, "n_valid": m.n_valid, "success_rate": m.success_rate,
+            "accuracy": m.accuracy, "mae": m.mae, "score": score,
+            "score_no_graph": _mean([a.free_score for a in group if a.free_asked]),
+            "graph_reliance": None if g is None or f is None else g - f,
+            OVER_CONTEXT: sum(1 for a in group if a.reading.invalid_reason == OVER_CONTEXT),
+            REQUEST_FAILED: sum(1 for a in group if a.reading.invalid_reason == REQUEST_FAILED)}
+
+
+def _grouped(answered: list[Answered], key: Callable[[Answered], Any]) -> dict[Any, Any]:
+    groups: dict[Any, list[Answered]] = defaultdict(list)
+    for a in answered:
+        groups[key(a)].append(a)
+    return {k: summarize(v) for k, v in groups.items()}
+
+
+def run_eval(questions: list[EvalQuestion], backend: Any, info: dict[str, Any],
+             sampling: Sampling, graph_free: bool = True,
+             judge: dict[str, Any] | None = None,
+             card: PromptCard | None = None) -> dict[str, Any]:
+    """Ask every question (and its graph-free twin), score, and summarize."""
+    t0 = time.perf_counter()
+    texts = backend.generate([q.prompt for q in questions], "with the graph")
+    answered = [Answered(q, t) for q, t in zip(questions, texts, strict=True)]
+    if graph_free:
+        twins = [a for a in answered if a.q.prompt_no_graph is not None]
+        frees = backend.generate([a.q.prompt_no_graph for a in twins], "without the graph")
+        for a, t in zip(twins, frees, strict=True):
+            a.free, a.free_asked = t, True
+    _score(answered, judge)
+    tasks = _grouped(answered, lambda a: a.q.task)
+    tasks["all"] = summarize(answered)
+    by_split: dict[str, Any] = defaultdict(dict)
+    for (task, split), m in _grouped(answered, lambda a: (a.q.task, a.q.split)).items():
+        by_split[split][task] = m
+    by_nodes: dict[str, Any] = defaultdict(dict)
+    for (task, nodes), m in _grouped(answered, lambda a: (a.q.task, a.q.nodes)).items():
+        by_nodes[task][str(nodes)] = m
+    for split in {a.q.split for a in answered}:
+        by_split[split]["all"] = summarize([a for a in answered if a.q.split == split])
+    warnings = ood_warnings(card, info)
+    return {
+        **info, "model": backend.name, "card": card.to_json() if card else None,
+        "sampling": sampling.__dict__, "graph_free": graph_free, "judge": bool(judge),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_s": time.perf_counter() - t0, "warnings": warnings,
+        "tasks": tasks, "splits": dict(by_split), "nodes": dict(by_nodes),
+        "questions": [_question_record(a) for a in answered],
+    }
+
+
+def ood_warnings(card: PromptCard | None, info: dict[str, Any]) -> list[str]:
+    """A warning when the checkpoint trained on the benchmark's held-out domains."""
+    ood = (info.get("splits") or {}).get("ood")
+    if not ood or card is None or not card.domains:
+        return []
+    seen = sorted(set(card.domains) & set(ood))
+    if not seen:
+        return []
+    return [f"the checkpoint trained on {', '.join(seen)}, which the benchmark holds out as "
+            "out-of-distribution: its OOD figures are not out-of-distribution"]
+
+
+def _question_record(a: Answered) -> dict[str, Any]:
+    return {"id": a.q.id, "task": a.q.task, "split": a.q.split, "nodes": a.q.nodes,
+            "domain": a.q.domain, "meta": a.q.meta, "question": a.q.question.to_json(),
+            "reading": {**a.reading.to_json(), "completion": a.text or ""},
+            "score": a.score,
+            "reading_no_graph": ({**a.free_reading.to_json(), "completion": a.free or ""}
+                                 if a.free_reading else None),
+            "score_no_graph": a.free_score}
+
+
+def load_card(checkpoint: str | None) -> PromptCard:
+    return read_card(checkpoint) if checkpoint else PromptCard()

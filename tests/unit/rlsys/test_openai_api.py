@@ -1,0 +1,73 @@
+"""The chat-completions wire format shared by the judge and `strl serve`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlsys.openai_api import BadRequest, chunk_body, completion_body, load_json, parse_chat
+
+MSG = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+
+
+def test_a_full_request_is_read_and_defaults_fill_the_rest() -> None:
+    c = parse_chat({"messages": MSG, "temperature": 0.7, "top_p": 0.9, "max_tokens": 32,
+                    "stop": "\n", "stream": True, "model": "strl",
+                    "response_format": {"type": "json_schema",
+                                        "json_schema": {"schema": {"type": "object"}}}}, 64)
+    assert (c.temperature, c.top_p, c.max_tokens, c.stop, c.stream, c.model) == (
+        0.7, 0.9, 32, ("\n",), True, "strl")
+    assert json.loads(c.schema) == {"type": "object"}
+    d = parse_chat({"messages": MSG, "max_completion_tokens": 5}, 64, default_temperature=1.0)
+    assert (d.max_tokens, d.temperature, d.top_p, d.stream, d.schema) == (5, 1.0, 1.0, False,
+                                                                           None)
+    assert parse_chat({"messages": MSG}, 64, default_max_tokens=512).max_tokens == 64
+
+
+@pytest.mark.parametrize("req,field", [
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": 3}]}, "messages"),
+    ({"messages": MSG, "temperature": 5}, "temperature"),
+    ({"messages": MSG, "temperature": float("nan")}, "temperature"),
+    ({"messages": MSG, "temperature": True}, "temperature"),
+    ({"messages": MSG, "top_p": 0}, "top_p"),
+    ({"messages": MSG, "max_tokens": 0}, "max_tokens"),
+    ({"messages": MSG, "max_tokens": 10**6}, "max_tokens"),
+    ({"messages": MSG, "max_tokens": "8"}, "max_tokens"),
+    ({"messages": MSG, "n": 3}, "n: only 1"),
+    ({"messages": MSG, "stop": [1]}, "stop"),
+    ({"messages": MSG, "stream": "yes"}, "stream"),
+    ({"messages": MSG, "model": 7}, "model"),
+    ({"messages": MSG, "response_format": {"type": "json_schema"}},
+     "response_format.json_schema.schema"),
+    ({"messages": MSG, "response_format": {"type": "xml"}}, "response_format"),
+])
+def test_bad_fields_are_named(req: dict, field: str) -> None:
+    with pytest.raises(BadRequest) as e:
+        parse_chat(req, 64)
+    assert str(e.value).startswith(field), str(e.value)
+
+
+def test_bodies_must_be_small_json_objects() -> None:
+    assert load_json(b'{"a": 1}', 100) == {"a": 1}
+    with pytest.raises(BadRequest, match="not JSON") as e:
+        load_json(b"{nope", 100)
+    assert e.value.status == 400
+    with pytest.raises(BadRequest, match="must be a JSON object"):
+        load_json(b"[1, 2]", 100)
+    with pytest.raises(BadRequest, match="more than the limit of 10") as e:
+        load_json(b'{"a": "0123456789"}', 10)
+    assert e.value.status == 413
+    with pytest.raises(BadRequest, match="not JSON"):
+        load_json(b"\xff\xfe", 100)
+
+
+def test_replies_have_the_openai_shape() -> None:
+    body = completion_body("id1", "strl", "hello", "stop", 3, 2)
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "hello"}
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    line = chunk_body("id1", "strl", {"content": "he"})
+    assert line.startswith("data: ") and line.endswith("\n\n")
+    assert json.loads(line[6:])["choices"][0]["delta"] == {"content": "he"}
