@@ -7,7 +7,10 @@ BIN    := $(VENV)/bin
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: venv run demo test test-fast lint quality bench bench-sync bench-rollout clean
+CHECKPOINT ?= runs/tiny/checkpoints/final
+
+.PHONY: venv run demo test test-fast lint quality bench bench-sync bench-rollout serve eval \
+	bench-serve clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +57,18 @@ bench-sync: $(STAMP)
 
 bench-rollout: $(STAMP)
 	$(BIN)/python benchmarks/rollout_throughput.py --config configs/tiny_cpu.yaml
+
+# The trained model behind Ray Serve (after `make run`): http://127.0.0.1:8000/view
+serve: $(STAMP)
+	$(BIN)/strl serve --checkpoint $(CHECKPOINT)
+
+# The whole benchmark (320 questions, with and without their graph) on that checkpoint.
+eval: $(STAMP)
+	$(BIN)/strl eval --checkpoint $(CHECKPOINT)
+
+# 64 concurrent clients for 60 s against a local deployment, and an offline baseline.
+bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/serve_load.py --checkpoint $(CHECKPOINT)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

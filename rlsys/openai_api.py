@@ -45,6 +45,8 @@ def load_json(body: bytes, max_bytes: int) -> dict[str, Any]:
         req = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"body: not JSON ({e})") from None
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deeply") from None
     if not isinstance(req, dict):
         raise BadRequest("body: must be a JSON object")
     return req

@@ -39,6 +39,7 @@ from rlsys.openai_api import BadRequest
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _HORIZON_RE = re.compile(r"for the next (\d+) (?:time )?steps")
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
+MAX_ABS = 1e12  # larger magnitudes would not print faithfully at the prompt's precision
 OURS = ("series", "edges", "question", "options", "horizon", "answer", "task",
         "node_names", "with_graph")
 """Fields of our question shape (the request may also carry sampling fields)."""
@@ -150,7 +151,7 @@ def _st_test(req: dict[str, Any], limits: Limits) -> Question:
                          "in input")
     try:
         parsed = parse_prompt(text, ts)
-    except ValueError as e:
+    except (ValueError, OverflowError) as e:
         raise BadRequest(f"input: {e}") from None
     if parsed.series.size and not np.isfinite(parsed.series).all():
         raise BadRequest("input: a series holds a value that is not a finite number")
@@ -209,9 +210,12 @@ def _series(value: Any, name: str, limits: Limits) -> np.ndarray:
         for t, v in enumerate(row):
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise BadRequest(f"{name}[{i}][{t}]: a number, got {v!r}")
-            if not math.isfinite(v):
+            if isinstance(v, float) and not math.isfinite(v):
                 raise BadRequest(f"{name}[{i}][{t}]: not a finite number ({v!r}); send "
                                  "finite values (fill gaps before sending)")
+            if abs(v) > MAX_ABS:
+                raise BadRequest(f"{name}[{i}][{t}]: larger than {MAX_ABS:.0e} in magnitude; "
+                                 "rescale the series (change its unit)")
         if length is None:
             length = len(row)
         elif len(row) != length:

@@ -53,15 +53,15 @@ def write_serve_config(cfg: ServeConfig, out: Path) -> Path:
 
 def run(cfg: ServeConfig, detach: bool = False) -> int:
     """Deploy and serve until interrupted (or, with `detach`, deploy and return)."""
+    check_checkpoint(cfg.checkpoint)
+    if detach and cfg.address is None:
+        raise ValueError("--detach needs an existing cluster (address=auto or "
+                         "address=ray://...): a local cluster ends with this command")
     import ray
     from ray import serve
 
     from actors.serve import build
 
-    check_checkpoint(cfg.checkpoint)
-    if detach and cfg.address is None:
-        raise ValueError("--detach needs an existing cluster (address=auto or "
-                         "address=ray://...): a local cluster ends with this command")
     ray.init(address=cfg.address, num_cpus=cfg.num_cpus if cfg.address is None else None,
              include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     stop = threading.Event()

@@ -62,6 +62,8 @@ def test_bodies_must_be_small_json_objects() -> None:
     assert e.value.status == 413
     with pytest.raises(BadRequest, match="not JSON"):
         load_json(b"\xff\xfe", 100)
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        load_json(b"[" * 100_000 + b"]" * 100_000, 1 << 20)
 
 
 def test_replies_have_the_openai_shape() -> None:

@@ -108,6 +108,8 @@ BAD = [
     (_set("series.0.2", float("inf")), "series[0][2]: not a finite number"),
     (_set("series.0.0", "12"), "series[0][0]: a number"),
     (_set("series.0.0", True), "series[0][0]: a number"),
+    (_set("series.0.0", 10**400), "series[0][0]: larger than 1e+12 in magnitude"),
+    (_set("series.0.1", -3e15), "series[0][1]: larger than 1e+12 in magnitude"),
     (_set("series.1", "abc"), "series[1]: a non-empty list of numbers"),
     (_set("edges.0", [0, 7]), "edges[0].to: node 7 is not one of the 3 nodes (0-2)"),
     (_set("edges.0", [-1, 2]), "edges[0].from: node -1 is not one of the 3 nodes"),
@@ -165,6 +167,10 @@ def test_bad_st_test_rows_name_the_field() -> None:
     nan["timeseries"][1][3] = float("nan")
     with pytest.raises(BadRequest, match=r"timeseries\[1\]\[3\]: not a finite number"):
         parse_question(nan)
+    big = {"input": row["input"].replace("<ts><ts/>", "[1, 2]").replace(
+        "[1, 2]", "[1, " + "9" * 400 + "]", 1)}
+    with pytest.raises(BadRequest, match="input: "):
+        parse_question(big)
     with pytest.raises(BadRequest, match="output: one of the option letters A-D"):
         parse_question({**row, "output": "<answer>Q</answer>"})
 

@@ -1,0 +1,198 @@
+"""Load test: N concurrent clients for T seconds against `strl serve`'s application.
+
+Each client sends `POST /v1/reason` requests back to back (a new one as soon as the last
+one is answered): the benchmark's questions (one per cell, 3 to 10 nodes) in turn, with
+a fixed max_tokens. It reports requests/s, generated tokens/s, p50/p95/p99 latency,
+errors (a non-200 reply) and dropped requests (no reply at all: a reset connection or a
+timeout). The target is zero errors and zero dropped requests under 64 clients.
+
+The baseline, measured in the same run after the application is taken down: the same
+engine settings as an offline in-process `vllm.LLM`, given the same prompts all at once
+(vLLM's best batching, no HTTP, no Serve). `served / offline` is the share of the
+engine's own throughput that reaches clients through the whole HTTP path.
+
+Run: `python benchmarks/serve_load.py [--checkpoint DIR] [--clients 64] [--seconds 60]
+[--max-tokens 32]` (default checkpoint: models/tiny, built if missing); or `--url URL`
+to load a running server (no baseline then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OFFLINE_CAP = 256  # requests in the offline baseline batch
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    tokens: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    sent: int = 0
+
+
+def questions(max_tokens: int) -> list[dict]:
+    """The benchmark's first question of every cell, as /v1/reason bodies."""
+    from envs.benchmark import items
+    from rlsys.reason import from_sample
+
+    out = []
+    for it in items(1):
+        body = from_sample(it.sample).to_json()
+        body.update(max_tokens=max_tokens, temperature=1.0)
+        out.append(body)
+    return out
+
+
+async def client(session, url: str, bodies: list[dict], start: int, deadline: float,
+                 tally: Tally) -> None:
+    import aiohttp
+
+    k = start
+    while time.perf_counter() < deadline:
+        body = bodies[k % len(bodies)]
+        k += 1
+        tally.sent += 1
+        t0 = time.perf_counter()
+        try:
+            async with session.post(url, json=body) as r:
+                data = await r.json(content_type=None)
+                if r.status != 200:
+                    key = f"{r.status}: {data.get('error', {}).get('message', '')[:80]}"
+                    tally.errors[key] = tally.errors.get(key, 0) + 1
+                    continue
+                tally.tokens += data["usage"]["completion_tokens"]
+        except (TimeoutError, aiohttp.ClientError, ValueError) as e:
+            tally.dropped += 1
+            tally.errors[f"dropped: {type(e).__name__}"] = tally.errors.get(
+                f"dropped: {type(e).__name__}", 0) + 1
+            continue
+        tally.latencies.append(time.perf_counter() - t0)
+
+
+async def load(url: str, bodies: list[dict], clients: int, seconds: float) -> tuple[Tally, float]:
+    import aiohttp
+
+    tally = Tally()
+    timeout = aiohttp.ClientTimeout(total=600)
+    conn = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        await asyncio.gather(*(client(session, url, bodies, i, deadline, tally)
+                               for i in range(clients)))
+        wall = time.perf_counter() - t0  # in-flight requests at the deadline are awaited
+    return tally, wall
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def start_app(checkpoint: str, num_cpus: float) -> tuple[str, object]:
+    import ray
+    from ray import serve
+
+    from actors.serve import build
+    from rlsys.config import ServeConfig
+    from rlsys.weightsync import free_port
+
+    port = free_port()
+    cfg = ServeConfig(checkpoint=checkpoint, port=port)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    t0 = time.perf_counter()
+    serve.run(build(cfg), name=cfg.name)
+    print(f"application up in {time.perf_counter() - t0:.0f} s on port {port}", flush=True)
+    return f"http://127.0.0.1:{port}", cfg
+
+
+def offline(checkpoint: str, bodies: list[dict], n: int, max_tokens: int) -> tuple[float, float]:
+    """req/s and tokens/s of the same prompts on an offline engine, all in one batch."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    from rlsys.card import read_card
+    from rlsys.data import chat_ids
+    from rlsys.gateway import model_context
+    from rlsys.reason import parse_question
+
+    card = read_card(checkpoint)
+    tok = AutoTokenizer.from_pretrained(checkpoint)
+    prompts = []
+    for k in range(n):
+        body = {key: v for key, v in bodies[k % len(bodies)].items()
+                if key not in ("max_tokens", "temperature")}
+        prompts.append(chat_ids(tok, parse_question(body).prompt(card.precision), card.system))
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    llm = LLM(model=checkpoint, max_model_len=model_context(checkpoint, None),
+              enforce_eager=True, gpu_memory_utilization=0.3, max_num_seqs=64)
+    params = SamplingParams(max_tokens=max_tokens, temperature=1.0, stop_token_ids=[end])
+    t0 = time.perf_counter()
+    outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
+                        use_tqdm=False)
+    sec = time.perf_counter() - t0
+    return n / sec, sum(len(o.outputs[0].token_ids) for o in outs) / sec
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="models/tiny")
+    p.add_argument("--url", help="load a running server instead (no baseline)")
+    p.add_argument("--clients", type=int, default=64)
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--num-cpus", type=float, default=3, help="logical CPUs of the local Ray")
+    a = p.parse_args()
+
+    bodies = questions(a.max_tokens)
+    if a.url:
+        url, cfg = a.url.rstrip("/"), None
+    else:
+        from rlsys.modelinit import ensure_model
+
+        if a.checkpoint == "models/tiny":
+            ensure_model(a.checkpoint, "tiny", 0)
+        url, cfg = start_app(str(Path(a.checkpoint)), a.num_cpus)
+    print(f"{a.clients} clients for {a.seconds:g} s against {url}/v1/reason "
+          f"({len(bodies)} questions, max_tokens {a.max_tokens}) ...", flush=True)
+    tally, wall = asyncio.run(load(f"{url}/v1/reason", bodies, a.clients, a.seconds))
+    done = len(tally.latencies)
+    rps, tps = done / wall, tally.tokens / wall
+    lat = tally.latencies
+    print(json.dumps({"clients": a.clients, "seconds": round(wall, 1), "sent": tally.sent,
+                      "answered": done, "errors": sum(tally.errors.values()) - tally.dropped,
+                      "dropped": tally.dropped, "error_kinds": tally.errors}, indent=1))
+    print(f"requests/s {rps:.2f}; generated tokens/s {tps:.0f}; latency p50 "
+          f"{percentile(lat, 50):.2f} s, p95 {percentile(lat, 95):.2f} s, p99 "
+          f"{percentile(lat, 99):.2f} s, mean {statistics.fmean(lat) if lat else 0:.2f} s")
+    ok = tally.dropped == 0 and not tally.errors
+    print(f"target (zero errors, zero dropped): {'met' if ok else 'NOT met'}")
+    if cfg is None:
+        return
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+    n = min(max(done, 1), OFFLINE_CAP)
+    o_rps, o_tps = offline(a.checkpoint, bodies, n, a.max_tokens)
+    print(f"baseline, offline vLLM, {n} of the same prompts in one batch: requests/s "
+          f"{o_rps:.2f}, generated tokens/s {o_tps:.0f}")
+    print(f"served / offline: requests/s {rps / o_rps:.2f}, tokens/s {tps / o_tps:.2f}")
+
+
+if __name__ == "__main__":
+    main()
