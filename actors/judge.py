@@ -91,6 +91,9 @@ class JudgeWorker:
     def parse(self, body: bytes) -> _Job:
         """A chat-completion request as a job, or BadRequest naming the field."""
         req = parse_chat(load_json(body, MAX_BODY), self.s.max_tokens_cap)
+        if req.stream or req.stop or req.top_p != 1.0:
+            raise BadRequest("stream, stop, top_p: not served by the judge (whole replies, "
+                             "temperature and max_tokens only)")
         return _Job(req.messages, req.temperature, req.max_tokens, req.schema, Future())
 
     def _dispatch(self) -> None:
@@ -155,7 +158,7 @@ def _handler(worker: JudgeWorker) -> type[BaseHTTPRequestHandler]:
             try:
                 job = worker.parse(self.rfile.read(size))
             except BadRequest as e:
-                self._reply(400, {"error": {"message": str(e)}})
+                self._reply(e.status, {"error": {"message": str(e)}})
                 return
             worker.jobs.put(job)
             try:

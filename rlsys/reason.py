@@ -41,8 +41,10 @@ _HORIZON_RE = re.compile(r"for the next (\d+) (?:time )?steps")
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
 MAX_ABS = 1e12  # larger magnitudes would not print faithfully at the prompt's precision
 OURS = ("series", "edges", "question", "options", "horizon", "answer", "task",
-        "node_names", "with_graph")
+        "node_names", "with_graph", "id")
 """Fields of our question shape (the request may also carry sampling fields)."""
+ST_TEST = ("input", "timeseries", "output", "category")
+"""Fields of an ST-Test row (other fields, the rows' own metadata, are ignored)."""
 SAMPLING = ("max_tokens", "temperature", "top_p", "model", "seed")
 
 
@@ -70,6 +72,7 @@ class Question:
     gold: str | None = None
     node_names: list[str] | None = None
     with_graph: bool = True
+    id: str | None = None  # the client's own id of the question, echoed back
 
     @property
     def full_question(self) -> str:
@@ -102,9 +105,11 @@ class Question:
         if self.horizon:
             out["horizon"] = self.horizon
         for key, value in (("answer", self.gold), ("task", self.task),
-                           ("node_names", self.node_names)):
+                           ("node_names", self.node_names), ("id", self.id)):
             if value:
                 out[key] = value
+        if not self.with_graph:
+            out["with_graph"] = False
         return out
 
 
@@ -128,7 +133,8 @@ def parse_question(req: dict[str, Any], limits: Limits = Limits()) -> Question:
                          "(a forecast), not both")
     q = Question(series, edges, question, task=_task(req.get("task")),
                  node_names=_names(req.get("node_names"), series.shape[0]),
-                 with_graph=_bool(req.get("with_graph", True), "with_graph"))
+                 with_graph=_bool(req.get("with_graph", True), "with_graph"),
+                 id=_id(req.get("id")))
     if options is not None:
         q.options, q.kind = _options(options, limits), CHOICE
     elif horizon is not None:
@@ -139,6 +145,10 @@ def parse_question(req: dict[str, Any], limits: Limits = Limits()) -> Question:
 
 
 def _st_test(req: dict[str, Any], limits: Limits) -> Question:
+    mixed = sorted(set(req) & (set(OURS) - {"with_graph", "id"}))
+    if mixed:
+        raise BadRequest(f"{mixed[0]}: an ST-Test row (input, timeseries, output, category) "
+                         "or our fields (series, edges, question, ...), not both")
     text = _text(req.get("input"), "input", limits.max_input_chars)
     ts = req.get("timeseries")
     if PLACEHOLDER in text and ts is None:
@@ -151,30 +161,30 @@ def _st_test(req: dict[str, Any], limits: Limits) -> Question:
                          "in input")
     try:
         parsed = parse_prompt(text, ts)
-    except (ValueError, OverflowError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         raise BadRequest(f"input: {e}") from None
-    if parsed.series.size and not np.isfinite(parsed.series).all():
-        raise BadRequest("input: a series holds a value that is not a finite number")
     series = _series(parsed.series.tolist(), "input (series)", limits)
     edges = _edges([list(e) for e in parsed.edges or []], series.shape[0])
     task = _task(req.get("category"))
-    q = Question(series, edges, parsed.question, task=task)
+    q = Question(series, edges, parsed.question, task=task,
+                 with_graph=_bool(req.get("with_graph", True), "with_graph"),
+                 id=_id(req.get("id") or req.get("sample_id")))
     if parsed.options:
         q.options, q.kind = _options(parsed.options, limits), CHOICE
     gold = req.get("output")
-    if task == "forecasting" or (not parsed.options and _HORIZON_RE.search(parsed.question)):
+    if gold is not None and not isinstance(gold, str):
+        raise BadRequest(f"output: the gold answer as a string, got {gold!r}")
+    said = _HORIZON_RE.search(parsed.question)
+    if task == "forecasting" or (not parsed.options and said):
         q.kind = SEQUENCE
-        m = _HORIZON_RE.search(parsed.question)
-        if gold is not None:
-            q.horizon = len(_numbers(parse_gold(str(gold)), "output"))
-        elif m:
-            q.horizon = _horizon(int(m.group(1)), "input (forecast horizon)", limits)
+        if said:
+            q.horizon = _horizon(int(said.group(1)), "input (the forecast horizon)", limits)
+        elif gold is not None:
+            q.horizon = _horizon(len(_numbers(parse_gold(gold), "output")), "output", limits)
         else:
             raise BadRequest("input: a forecast question must say 'for the next N steps' "
                              "(or the row must carry its output)")
     if gold is not None:
-        if not isinstance(gold, str):
-            raise BadRequest(f"output: the gold answer as a string, got {gold!r}")
         q.gold = _gold(parse_gold(gold), q, "output")
     return q
 
@@ -275,6 +285,15 @@ def _task(value: Any) -> str:
     return value
 
 
+def _id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > 200:
+        raise BadRequest(f"id: a string or an integer of at most 200 characters, got "
+                         f"{str(value)[:40]!r}")
+    return str(value)
+
+
 def _bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise BadRequest(f"{name}: true or false, got {value!r}")
@@ -316,8 +335,8 @@ def _numbers(text: str, name: str) -> list[float]:
     except ValueError:
         values = None
     if not (isinstance(values, list) and values and all(
-            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-            for x in values)):
+            isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= MAX_ABS
+            and math.isfinite(x) for x in values)):
         raise BadRequest(f"{name}: a list of finite numbers, got {text!r}")
     return [float(x) for x in values]
 

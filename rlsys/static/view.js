@@ -111,9 +111,31 @@ function showQuestion(q, meta) {
   const gold = q.answer === undefined ? "-" : (Array.isArray(q.answer) ? JSON.stringify(q.answer)
                                                  : String(q.answer));
   $("gold").textContent = gold;
+  $("graph-note").textContent = q.with_graph === false ? "(not shown to the model)" : "";
   drawSeries(q);
   drawGraph(q);
   showAnswer(null);
+}
+
+function verdictOf(r) {
+  if (!r.valid) return [`invalid (${r.invalid_reason})`, "invalid"];
+  if (r.correct === true) return ["correct", "correct"];
+  if (r.correct === false) return ["wrong", "wrong"];
+  if (r.mae !== null && r.mae !== undefined) return [`MAE ${r.mae.toPrecision(4)}`, "unknown"];
+  return ["valid (no gold answer)", "unknown"];
+}
+
+function answerText(a) {
+  return a === null || a === undefined ? "(none)" : Array.isArray(a) ? JSON.stringify(a) : String(a);
+}
+
+function showNoGraph(r) {
+  $("nograph").hidden = !r;
+  if (!r) return;
+  const [text, cls] = verdictOf(r);
+  $("nograph-answer").textContent = answerText(r.answer);
+  $("nograph-verdict").textContent = text;
+  $("nograph-verdict").className = `badge ${cls}`;
 }
 
 function showAnswer(r) {
@@ -127,19 +149,13 @@ function showAnswer(r) {
     return;
   }
   const a = r.answer;
-  $("answer").textContent = a === null || a === undefined ? "(none)"
-    : Array.isArray(a) ? JSON.stringify(a) : String(a);
+  $("answer").textContent = answerText(a);
   $("reasoning").textContent = r.reasoning || "(no reasoning)";
   $("completion").textContent = r.completion || "";
   for (const li of $("options").children) {
     li.classList.toggle("picked", li.dataset.letter === a);
   }
-  let text, cls;
-  if (!r.valid) { text = `invalid (${r.invalid_reason})`; cls = "invalid"; }
-  else if (r.correct === true) { text = "correct"; cls = "correct"; }
-  else if (r.correct === false) { text = "wrong"; cls = "wrong"; }
-  else if (r.mae !== null && r.mae !== undefined) { text = `MAE ${r.mae.toPrecision(4)}`; cls = "unknown"; }
-  else { text = "valid (no gold answer)"; cls = "unknown"; }
+  const [text, cls] = verdictOf(r);
   v.textContent = text;
   v.className = `badge ${cls}`;
 }
@@ -222,6 +238,7 @@ function embedded(records) {
     pick.value = String(i);
     showQuestion(r.question, r.meta || r.id);
     showAnswer(r.reading);
+    showNoGraph(r.reading_no_graph);
     status(`${i + 1} of ${records.length}`);
   };
   prev.addEventListener("click", () => { i = (i + records.length - 1) % records.length; show(); });

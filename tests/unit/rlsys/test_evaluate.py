@@ -13,7 +13,7 @@ from rlsys.card import PromptCard
 from rlsys.evaluate import Sampling, benchmark_questions, file_questions, ood_warnings, run_eval
 
 FIXTURES = Path(__file__).parents[1] / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
-XSS = "</script><script>alert(1)</script>"
+XSS = "</script><script>alert(1)</script><!--<script>"
 
 
 class Scripted:
@@ -22,7 +22,7 @@ class Scripted:
     name = "scripted"
 
     def __init__(self, answers: dict[str, str | None]) -> None:
-        self.answers, self.asked = answers, 0
+        self.answers, self.asked, self.failures = answers, 0, []
 
     def generate(self, prompts: list[str], desc: str) -> list[str | None]:
         self.asked += len(prompts)
@@ -66,6 +66,8 @@ def test_scores_with_and_without_the_graph_and_the_reliance(result: dict) -> Non
     rc = t["root_cause"]
     assert rc["over_context"] == 1 and rc["n"] == 6
     assert rc["success_rate"] == pytest.approx(5 / 6) and rc["score"] == pytest.approx(5 / 6)
+    # the pair with a prompt over the context is left out of the reliance, not counted wrong
+    assert rc["reliance_pairs"] == 5 and rc["graph_reliance"] == 1.0
     assert t["path_description"]["success_rate"] == 1.0
     assert t["path_description"]["score"] is None  # needs a judge
     assert t["all"]["n"] == 40 and result["splits"]["ood"]["all"]["n"] == 20
@@ -86,7 +88,9 @@ def test_outputs_are_written_and_the_page_cannot_be_broken_by_an_answer(
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
     page = paths["html"].read_text()
     assert "window.STRL_RECORDS = " in page and "function embedded" in page
-    assert XSS not in page and "<\\/script><script>alert(1)<\\/script>" in page
+    data = page[page.index("window.STRL_RECORDS = "):page.index("</script>")]
+    assert "<" not in data and "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)" in data
+    assert json.loads(data.removeprefix("window.STRL_RECORDS = ").rstrip(";"))[0]["id"]
 
 
 def test_compare_puts_two_evaluations_side_by_side(result: dict) -> None:
@@ -119,6 +123,16 @@ def test_st_test_rows_and_generated_rows_are_evaluated(tmp_path: Path) -> None:
     res = run_eval(questions, Scripted({s.prompt(): s.completion for s in samples}), info,
                    Sampling())
     assert res["tasks"]["all"]["success_rate"] == 1.0
+
+    ours = tmp_path / "ours.jsonl"  # rows in /v1/reason's shape, with ids
+    from rlsys.reason import from_sample
+
+    ours.write_text("".join(json.dumps({**from_sample(s).to_json(), "id": f"q{k}"}) + "\n"
+                            for k, s in enumerate(samples)))
+    questions, _ = file_questions(str(ours))
+    assert [q.id for q in questions] == [f"q{k}" for k in range(7)]
+    assert [q.prompt for q in questions] == [s.prompt() for s in samples]
+    assert [q.target.kind for q in questions] == [s.kind for s in samples]
 
     broken = tmp_path / "broken.jsonl"
     row = json.loads(FIXTURES.read_text().splitlines()[0])

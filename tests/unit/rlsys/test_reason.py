@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,37 @@ def test_bad_st_test_rows_name_the_field() -> None:
         parse_question(big)
     with pytest.raises(BadRequest, match="output: one of the option letters A-D"):
         parse_question({**row, "output": "<answer>Q</answer>"})
+
+
+def test_st_test_rows_that_would_give_a_wrong_prompt_are_refused() -> None:
+    head = "You are a spatial temporal analysis expert. "
+    ask = (", please analyze the spatial temporal data and answer the following question: "
+           "Which? Options: A. up B. down")
+
+    def row(body: str) -> dict:
+        return {"input": head + body + ask}
+
+    ok = parse_question(row("Node 0 time series with length of 2: [1, 2]; Node 1 time series "
+                            "with length of 2: [5, 6]; Graph Structure: Node 1->Node 0"))
+    assert ok.edges == [(1, 0, None)] and ok.series.tolist() == [[1, 2], [5, 6]]
+    cases = [  # (body, message)
+        ("Node 1 time series with length of 2: [1, 2]; Node 0 time series with length of 2: "
+         "[5, 6]; Graph Structure: Node 1->Node 0", "clause 0 is Node 1"),
+        ("Node 0 time series with length of 3: [1, 2]", "said to have length 3 but has 2"),
+        ('Node 0 time series with length of 2: ["1", 2]', "must be a list of numbers"),
+        ("Node 0 time series with length of 2: [true, 2]", "must be a list of numbers"),
+        ('Node 0 time series with length of 2: [{"a": 1}, 2]', "input: "),
+    ]
+    for body, message in cases:
+        with pytest.raises(BadRequest, match=re.escape(message)):
+            parse_question(row(body))
+    forecast = _rows()[3]
+    with pytest.raises(BadRequest, match="output: 2 values for a horizon of 3"):
+        parse_question({**forecast, "output": "[1, 2]"})
+    with pytest.raises(BadRequest, match="series: an ST-Test row .* or our fields"):
+        parse_question({**forecast, "series": [[1.0]]})
+    free = parse_question({**forecast, "with_graph": False, "sample_id": "x"})
+    assert "Graph Structure" not in free.prompt(2) and free.id == "x"
 
 
 def test_completions_are_read_as_training_scored_them(samples: list) -> None:

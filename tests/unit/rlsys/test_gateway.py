@@ -1,0 +1,115 @@
+"""The HTTP API's failure paths, which a real engine cannot be made to take on demand:
+an engine that hangs, dies, refuses a request, or breaks mid-stream. (Every other path,
+with the real vLLM engine behind Ray Serve, is in tests/integration/test_serve.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from rlsys.config import ServeConfig
+from rlsys.gateway import Gateway
+
+
+class Engine:
+    """An engine that does what the test says."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    async def generate(self, ids, sampling):
+        if self.mode == "hang":
+            await asyncio.sleep(60)
+        if self.mode == "refuse":
+            return {"error": "invalid JSON schema"}
+        if self.mode == "crash":
+            raise RuntimeError("engine core died")
+        return {"text": "<think>t</think><answer>B</answer>", "n_out": 7,
+                "finish_reason": "stop"}
+
+    async def stream(self, ids, sampling):
+        yield {"text": "<think>", "n_new": 1, "finish_reason": None}
+        if self.mode == "crash":
+            raise RuntimeError("engine core died")
+        yield {"text": "ok</think>", "n_new": 2, "finish_reason": "stop"}
+
+    async def health(self) -> None:
+        if self.mode == "crash":
+            raise RuntimeError("engine core died")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rlsys.modelinit import build_model
+
+    return build_model(tmp_path_factory.mktemp("gw") / "m", corpus_size=200, progress=False)
+
+
+def _ask(gw: Gateway, method: str, path: str, obj=None):
+    body = json.dumps(obj).encode() if obj is not None else b""
+
+    async def read() -> bytes:
+        return body
+
+    return asyncio.run(gw.handle(method, path, read, len(body)))
+
+
+QUESTION = {"series": [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], "edges": [[0, 1]],
+            "question": "Which?", "options": ["x", "y"], "answer": "B"}
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def _gateway(model: Path, mode: str) -> Gateway:
+    return Gateway(ServeConfig(checkpoint=str(model), limits={"timeout_s": 0.5}), Engine(mode))
+
+
+def _stream(reply) -> list[str]:
+    async def drain() -> list[str]:
+        return [x async for x in reply.body]
+
+    return asyncio.run(drain())
+
+
+def test_a_working_engine_answers_and_is_counted(model: Path) -> None:
+    gw = _gateway(model, "ok")
+    reply = _ask(gw, "POST", "/v1/reason", QUESTION)
+    data = json.loads(reply.body)
+    assert reply.status == 200 and data["answer"] == "B" and data["correct"] is True
+    chunks = _stream(_ask(gw, "POST", "/v1/chat/completions", CHAT))
+    assert chunks[-1] == "data: [DONE]\n\n" and '"finish_reason": "stop"' in chunks[-2]
+    text = gw.metrics.text().decode()
+    assert 'strl_answers_total{kind="choice",valid="true"} 1.0' in text
+    assert "strl_completion_tokens_total 10.0" in text  # 7 whole + 3 streamed
+
+
+def test_a_hanging_engine_is_a_504_and_a_dead_one_a_500_and_an_unhealthy_503(
+        model: Path) -> None:
+    reply = _ask(_gateway(model, "hang"), "POST", "/v1/reason", QUESTION)
+    assert reply.status == 504 and b"limits.timeout_s=0.5" in reply.body
+    crash = _gateway(model, "crash")
+    reply = _ask(crash, "POST", "/v1/reason", QUESTION)
+    assert reply.status == 500 and b"engine core died" in reply.body
+    reply = _ask(crash, "GET", "/healthz")
+    assert reply.status == 503 and json.loads(reply.body)["status"] == "unavailable"
+    chunks = _stream(_ask(crash, "POST", "/v1/chat/completions", CHAT))
+    assert '"content": "<think>"' in chunks[1] and '"code": 500' in chunks[-1]
+    assert "[DONE]" not in chunks[-1]  # a broken stream does not claim to be complete
+    assert 'route="/v1/reason",status="500"' in crash.metrics.text().decode()
+
+
+def test_a_request_the_engine_refuses_is_the_clients_400(model: Path) -> None:
+    reply = _ask(_gateway(model, "refuse"), "POST", "/v1/reason", QUESTION)
+    assert reply.status == 400 and b"the engine refused it (invalid JSON schema)" in reply.body
+
+
+def test_the_body_limit_is_checked_before_the_body_is_read(model: Path) -> None:
+    gw = _gateway(model, "ok")
+
+    async def never() -> bytes:
+        raise AssertionError("the body was read")
+
+    reply = asyncio.run(gw.handle("POST", "/v1/reason", never, 1 << 30))
+    assert reply.status == 413 and b"more than the limit" in reply.body
