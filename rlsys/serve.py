@@ -9,6 +9,7 @@ writes a Serve config file for `serve deploy` instead of deploying.
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 import time
@@ -33,6 +34,18 @@ def check_checkpoint(path: str) -> Path:
     return p
 
 
+def check_port(host: str, port: int) -> None:
+    """An error naming the port when something on this machine already listens there
+    (Serve's proxy would otherwise fail inside an actor, with a traceback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise RuntimeError(f"port {port} on {host} is taken ({e.strerror}); serve on "
+                               "another one with port=N") from None
+
+
 def serve_config_file(cfg: ServeConfig) -> dict[str, Any]:
     """A Serve config file (`serve deploy FILE`) deploying this application."""
     args = cfg.model_dump(mode="json", exclude={"address", "num_cpus", "host", "port",
@@ -54,6 +67,8 @@ def write_serve_config(cfg: ServeConfig, out: Path) -> Path:
 def run(cfg: ServeConfig, detach: bool = False) -> int:
     """Deploy and serve until interrupted (or, with `detach`, deploy and return)."""
     check_checkpoint(cfg.checkpoint)
+    if cfg.address is None:
+        check_port(cfg.host, cfg.port)
     if detach and cfg.address is None:
         raise ValueError("--detach needs an existing cluster (address=auto or "
                          "address=ray://...): a local cluster ends with this command")

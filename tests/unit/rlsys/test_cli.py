@@ -179,6 +179,20 @@ def test_serve_writes_a_config_file_that_serve_deploy_accepts(tmp_path, capsys) 
     assert fixed.num_replicas == 2 and fixed._deployment_config.autoscaling_config is None
 
 
+def test_serve_refuses_a_port_that_is_taken(tmp_path, capsys) -> None:
+    import socket
+
+    from rlsys.modelinit import build_model
+
+    model = build_model(tmp_path / "m", corpus_size=200, progress=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc, _, err = run(capsys, "serve", "--checkpoint", str(model), f"port={port}")
+    assert rc == 2 and f"port {port} on 127.0.0.1 is taken" in err
+
+
 def test_installed_console_script_runs(tmp_path) -> None:
     exe = shutil.which("strl") or str(Path(sys.executable).parent / "strl")
     out = tmp_path / "x.jsonl"
