@@ -12,8 +12,9 @@ engine settings as an offline in-process `vllm.LLM`, given the same prompts all 
 engine's own throughput that reaches clients through the whole HTTP path.
 
 Run: `python benchmarks/serve_load.py [--checkpoint DIR] [--clients 64] [--seconds 60]
-[--max-tokens 32]` (default checkpoint: models/tiny, built if missing); or `--url URL`
-to load a running server (no baseline then).
+[--max-tokens 32] [--max-replicas 2]` (default checkpoint: models/tiny, built if missing);
+or `--url URL` to load a running server (no baseline then). With `--max-replicas` above 1
+the model replicas autoscale from one, and the run prints when Serve added them.
 """
 
 from __future__ import annotations
@@ -78,19 +79,42 @@ async def client(session, url: str, bodies: list[dict], start: int, deadline: fl
         tally.latencies.append(time.perf_counter() - t0)
 
 
-async def load(url: str, bodies: list[dict], clients: int, seconds: float) -> tuple[Tally, float]:
+def running_replicas(app: str) -> int:
+    """Model replicas of the application that are running now (Serve's own status)."""
+    from ray import serve
+
+    status = serve.status().applications.get(app)
+    if status is None or "model" not in status.deployments:
+        return 0
+    return sum(n for state, n in status.deployments["model"].replica_states.items()
+               if str(getattr(state, "value", state)) == "RUNNING")
+
+
+async def watch(app: str, t0: float, until: float, seen: list[tuple[float, int]]) -> None:
+    """Record (time, running replicas) whenever the count changes."""
+    while time.perf_counter() < until:
+        n = await asyncio.to_thread(running_replicas, app)
+        if not seen or seen[-1][1] != n:
+            seen.append((time.perf_counter() - t0, n))
+        await asyncio.sleep(2)
+
+
+async def load(url: str, bodies: list[dict], clients: int, seconds: float,
+               app: str | None = None) -> tuple[Tally, float, list[tuple[float, int]]]:
     import aiohttp
 
     tally = Tally()
+    replicas: list[tuple[float, int]] = []
     timeout = aiohttp.ClientTimeout(total=600)
     conn = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
         t0 = time.perf_counter()
         deadline = t0 + seconds
+        watcher = [watch(app, t0, deadline, replicas)] if app else []
         await asyncio.gather(*(client(session, url, bodies, i, deadline, tally)
-                               for i in range(clients)))
+                               for i in range(clients)), *watcher)
         wall = time.perf_counter() - t0  # in-flight requests at the deadline are awaited
-    return tally, wall
+    return tally, wall, replicas
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -100,7 +124,7 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
-def start_app(checkpoint: str, num_cpus: float) -> tuple[str, object]:
+def start_app(checkpoint: str, num_cpus: float, max_replicas: int) -> tuple[str, object]:
     import ray
     from ray import serve
 
@@ -109,7 +133,8 @@ def start_app(checkpoint: str, num_cpus: float) -> tuple[str, object]:
     from rlsys.weightsync import free_port
 
     port = free_port()
-    cfg = ServeConfig(checkpoint=checkpoint, port=port)
+    cfg = ServeConfig(checkpoint=checkpoint, port=port,
+                      replicas={"max_replicas": max_replicas, "upscale_delay_s": 5})
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     t0 = time.perf_counter()
@@ -155,6 +180,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--num-cpus", type=float, default=3, help="logical CPUs of the local Ray")
+    p.add_argument("--max-replicas", type=int, default=1,
+                   help="autoscale the model replicas from 1 up to this many")
     a = p.parse_args()
 
     bodies = questions(a.max_tokens)
@@ -165,10 +192,11 @@ def main() -> None:
 
         if a.checkpoint == "models/tiny":
             ensure_model(a.checkpoint, "tiny", 0)
-        url, cfg = start_app(str(Path(a.checkpoint)), a.num_cpus)
+        url, cfg = start_app(str(Path(a.checkpoint)), a.num_cpus, a.max_replicas)
     print(f"{a.clients} clients for {a.seconds:g} s against {url}/v1/reason "
           f"({len(bodies)} questions, max_tokens {a.max_tokens}) ...", flush=True)
-    tally, wall = asyncio.run(load(f"{url}/v1/reason", bodies, a.clients, a.seconds))
+    tally, wall, replicas = asyncio.run(load(f"{url}/v1/reason", bodies, a.clients, a.seconds,
+                                             cfg.name if cfg else None))
     done = len(tally.latencies)
     rps, tps = done / wall, tally.tokens / wall
     lat = tally.latencies
@@ -178,6 +206,9 @@ def main() -> None:
     print(f"requests/s {rps:.2f}; generated tokens/s {tps:.0f}; latency p50 "
           f"{percentile(lat, 50):.2f} s, p95 {percentile(lat, 95):.2f} s, p99 "
           f"{percentile(lat, 99):.2f} s, mean {statistics.fmean(lat) if lat else 0:.2f} s")
+    if replicas:
+        print("running model replicas over time: " + ", ".join(f"{n} at {t:.0f} s"
+                                                               for t, n in replicas))
     ok = tally.dropped == 0 and not tally.errors
     print(f"target (zero errors, zero dropped): {'met' if ok else 'NOT met'}")
     if cfg is None:
