@@ -79,32 +79,33 @@ async def client(session, url: str, bodies: list[dict], start: int, deadline: fl
         tally.latencies.append(time.perf_counter() - t0)
 
 
-def running_replicas(app: str) -> int:
-    """Model replicas of the application that are running now (Serve's own status)."""
+def replica_states(app: str) -> str:
+    """The model deployment's replicas by state (Serve's own status), e.g. "RUNNING 1"."""
     from ray import serve
 
     status = serve.status().applications.get(app)
     if status is None or "model" not in status.deployments:
-        return 0
-    return sum(n for state, n in status.deployments["model"].replica_states.items()
-               if str(getattr(state, "value", state)) == "RUNNING")
+        return "-"
+    states = status.deployments["model"].replica_states
+    return ", ".join(f"{getattr(k, 'value', k)} {n}" for k, n in sorted(
+        states.items(), key=lambda kv: str(kv[0])) if n)
 
 
-async def watch(app: str, t0: float, until: float, seen: list[tuple[float, int]]) -> None:
-    """Record (time, running replicas) whenever the count changes."""
+async def watch(app: str, t0: float, until: float, seen: list[tuple[float, str]]) -> None:
+    """Record (time, replicas by state) whenever they change."""
     while time.perf_counter() < until:
-        n = await asyncio.to_thread(running_replicas, app)
-        if not seen or seen[-1][1] != n:
-            seen.append((time.perf_counter() - t0, n))
+        now = await asyncio.to_thread(replica_states, app)
+        if not seen or seen[-1][1] != now:
+            seen.append((time.perf_counter() - t0, now))
         await asyncio.sleep(2)
 
 
 async def load(url: str, bodies: list[dict], clients: int, seconds: float,
-               app: str | None = None) -> tuple[Tally, float, list[tuple[float, int]]]:
+               app: str | None = None) -> tuple[Tally, float, list[tuple[float, str]]]:
     import aiohttp
 
     tally = Tally()
-    replicas: list[tuple[float, int]] = []
+    replicas: list[tuple[float, str]] = []
     timeout = aiohttp.ClientTimeout(total=600)
     conn = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
@@ -207,8 +208,8 @@ def main() -> None:
           f"{percentile(lat, 50):.2f} s, p95 {percentile(lat, 95):.2f} s, p99 "
           f"{percentile(lat, 99):.2f} s, mean {statistics.fmean(lat) if lat else 0:.2f} s")
     if replicas:
-        print("running model replicas over time: " + ", ".join(f"{n} at {t:.0f} s"
-                                                               for t, n in replicas))
+        print("model replicas over time: " + "; ".join(f"{t:.0f} s: {n}"
+                                                       for t, n in replicas))
     ok = tally.dropped == 0 and not tally.errors
     print(f"target (zero errors, zero dropped): {'met' if ok else 'NOT met'}")
     if cfg is None:
