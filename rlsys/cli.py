@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from envs.sample import TASKS
 
@@ -155,8 +156,6 @@ def cmd_init_model(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rlsys.config import load_config
     from rlsys.run import Interrupted, run
 
@@ -180,8 +179,6 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rlsys.config import ServeConfig, explain, load_config
 
     if a.explain:
@@ -201,7 +198,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return run(cfg, detach=a.detach)
 
 
-def _eval_one(a: argparse.Namespace, checkpoint: str | None, out_dir):
+def _eval_one(a: argparse.Namespace, checkpoint: str | None,
+              out_dir: Path) -> tuple[dict, dict[str, Path]]:
     """Evaluate a checkpoint (or a.endpoint) as the flags say; returns (result, paths)."""
     from rlsys import evalreport
     from rlsys.evaluate import (
@@ -239,24 +237,18 @@ def _eval_one(a: argparse.Namespace, checkpoint: str | None, out_dir):
     return result, evalreport.write(result, out_dir)
 
 
-def _eval_dir(a: argparse.Namespace, label: str):
-    from pathlib import Path
-
+def _eval_dir(a: argparse.Namespace, label: str) -> Path:
     from rlsys.dataio import fresh_dir
 
     return Path(a.out) if a.out else fresh_dir(Path("runs") / "eval" / label)
 
 
 def _label(path: str) -> str:
-    from pathlib import Path
-
     p = Path(path).resolve()
     return f"{p.parents[1].name}-{p.name}" if p.parent.name == "checkpoints" else p.name
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rlsys import evalreport
 
     if a.compare:
