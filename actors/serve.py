@@ -157,11 +157,10 @@ class Frontend:
 def build(cfg: ServeConfig) -> serve.Application:
     """The application: model replicas with their autoscaling bounds, and the front end."""
     r, e = cfg.replicas, cfg.engine
-    device = e.device if e.device != "auto" else ("cuda" if r.gpus > 0 else "cpu")
     settings = ModelSettings(model_path=cfg.checkpoint, dtype=e.dtype,
                              max_model_len=e.max_model_len, kv_cache_gib=e.kv_cache_gib,
                              gpu_memory_utilization=e.gpu_memory_utilization,
-                             tensor_parallel=e.tensor_parallel, device=device,
+                             tensor_parallel=e.tensor_parallel, device=cfg.device,
                              max_num_seqs=r.max_ongoing_requests)
     scaling: dict[str, Any] = {"num_replicas": r.min_replicas}
     if r.max_replicas > r.min_replicas:
@@ -175,8 +174,7 @@ def build(cfg: ServeConfig) -> serve.Application:
     front = serve.deployment(Frontend, name="frontend", num_replicas=r.frontend_replicas,
                              max_ongoing_requests=FRONTEND_MAX_ONGOING,
                              ray_actor_options={"num_cpus": FRONTEND_CPUS})
-    return front.bind(cfg.model_copy(update={"engine": e.model_copy(update={"device": device})}),
-                      model.bind(settings))
+    return front.bind(cfg, model.bind(settings))
 
 
 def app(args: dict[str, Any]) -> serve.Application:

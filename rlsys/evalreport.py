@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from rlsys.gateway import STATIC
+from rlsys.report import delta, fmt, md_table, save_png, write_atomic
 
 COLUMNS = ("n", "success_rate", "accuracy", "mae", "score", "score_no_graph",
            "graph_reliance", "over_context")
@@ -20,23 +20,10 @@ HEADERS = {"n": "n", "success_rate": "success", "accuracy": "accuracy", "mae": "
 COMPARED = ("success_rate", "accuracy", "mae", "score", "graph_reliance")
 
 
-def _fmt(v: Any, sign: bool = False) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:+.3f}" if sign else f"{v:.3f}"
-    return str(v)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def task_table(tasks: dict[str, dict[str, Any]]) -> list[str]:
     """One row per task (and "all"): the headline metrics."""
-    rows = [[t] + [_fmt(m.get(c)) for c in COLUMNS] for t, m in tasks.items()]
-    return _table(["task"] + [HEADERS[c] for c in COLUMNS], rows)
+    rows = [[t] + [fmt(m.get(c)) for c in COLUMNS] for t, m in tasks.items()]
+    return md_table(["task"] + [HEADERS[c] for c in COLUMNS], rows)
 
 
 def split_table(result: dict[str, Any]) -> list[str]:
@@ -46,10 +33,10 @@ def split_table(result: dict[str, Any]) -> list[str]:
     rows = []
     for task in result["tasks"]:
         i, o = splits["id"].get(task, {}), splits["ood"].get(task, {})
-        rows.append([task] + [_fmt(m.get(c)) for c in ("success_rate", "score")
-                              for m in (i, o)] + [_fmt(_delta(i.get("score"), o.get("score")),
-                                                       True)])
-    return _table(["task", "success ID", "success OOD", "score ID", "score OOD",
+        rows.append([task] + [fmt(m.get(c)) for c in ("success_rate", "score")
+                              for m in (i, o)] + [fmt(delta(i.get("score"), o.get("score")),
+                                                      sign=True)])
+    return md_table(["task", "success ID", "success OOD", "score ID", "score OOD",
                    "OOD - ID"], rows)
 
 
@@ -58,13 +45,9 @@ def nodes_table(result: dict[str, Any]) -> list[str]:
     sizes = sorted({int(n) for t in by.values() for n in t})
     if len(sizes) < 2:
         return []
-    rows = [[task] + [_fmt((cells.get(str(n)) or {}).get("score")) for n in sizes]
+    rows = [[task] + [fmt((cells.get(str(n)) or {}).get("score")) for n in sizes]
             for task, cells in by.items()]
-    return _table(["task"] + [f"score, {n} nodes" for n in sizes], rows)
-
-
-def _delta(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else b - a
+    return md_table(["task"] + [f"score, {n} nodes" for n in sizes], rows)
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -129,15 +112,7 @@ def plot(result: dict[str, Any], out: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     ax_s.legend(fontsize="small")
     fig.suptitle(describe(result).replace("`", ""), fontsize=10)
-    return _save(fig, out)
-
-
-def _save(fig: Any, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    tmp.replace(out)
-    return out
+    return save_png(fig, out)
 
 
 def html(records: list[dict[str, Any]], title: str) -> str:
@@ -158,25 +133,18 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def write(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write every output of an evaluation into `out_dir`; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     questions = result["questions"]
     summary = {k: v for k, v in result.items() if k != "questions"}
     paths = {
-        "json": _atomic(out_dir / "eval.json", json.dumps(summary, indent=1)),
-        "completions": _atomic(out_dir / "completions.jsonl",
+        "json": write_atomic(out_dir / "eval.json", json.dumps(summary, indent=1)),
+        "completions": write_atomic(out_dir / "completions.jsonl",
                                "".join(json.dumps(q) + "\n" for q in questions)),
-        "markdown": _atomic(out_dir / "eval.md", "\n".join(markdown(result))),
+        "markdown": write_atomic(out_dir / "eval.md", "\n".join(markdown(result))),
         "plot": plot(result, out_dir / "eval.png"),
-        "html": _atomic(out_dir / "samples.html",
+        "html": write_atomic(out_dir / "samples.html",
                         html(questions, f"strl eval: {describe(result)}")),
     }
     return paths
@@ -213,9 +181,9 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> lis
         ma, mb = a["tasks"].get(task, {}), b["tasks"].get(task, {})
         cells = [task]
         for c in COMPARED:
-            cells += [_fmt(ma.get(c)), _fmt(mb.get(c)), _fmt(_delta(ma.get(c), mb.get(c)), True)]
+            cells += [fmt(ma.get(c)), fmt(mb.get(c)), fmt(delta(ma.get(c), mb.get(c)), sign=True)]
         rows.append(cells)
-    return lines + _table(header, rows) + ["", "Δ = B - A (for MAE, lower is better)."]
+    return lines + md_table(header, rows) + ["", "Δ = B - A (for MAE, lower is better)."]
 
 
 def compare_plot(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str],
@@ -234,4 +202,4 @@ def compare_plot(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str],
     ax.set_ylim(0, 1)
     ax.legend(fontsize="small")
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, out)
+    return save_png(fig, out)

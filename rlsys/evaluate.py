@@ -132,6 +132,17 @@ class Backend(Protocol):
     def generate(self, prompts: list[str], desc: str) -> list[str | None]: ...
 
 
+def answer_fitting(ids: list[list[int]], max_tokens: int, context: int,
+                   run: Callable[[list[list[int]]], list[str]]) -> list[str | None]:
+    """`run` on the prompts (token ids) that fit the context with `max_tokens` to spare;
+    None in the place of each one that does not."""
+    fits = [i for i, x in enumerate(ids) if len(x) + max_tokens <= context]
+    texts: list[str | None] = [None] * len(ids)
+    for i, t in zip(fits, run([ids[i] for i in fits]), strict=True):
+        texts[i] = t
+    return texts
+
+
 class LocalModel:
     """A checkpoint on an in-process vLLM engine (no Ray)."""
 
@@ -161,16 +172,15 @@ class LocalModel:
                                 max_tokens=s.max_tokens,
                                 stop_token_ids=[end] if isinstance(end, int) and end >= 0
                                 else None)
+        def run(ids: list[list[int]]) -> list[str]:
+            print(f"{desc}: {len(ids)} prompts ({len(prompts) - len(ids)} over the context of "
+                  f"{self.context} tokens)", flush=True)
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params,
+                                     use_tqdm=True)
+            return [o.outputs[0].text for o in outs]
+
         ids = [chat_ids(self.tok, p, self.card.system) for p in prompts]
-        fits = [i for i, x in enumerate(ids) if len(x) + s.max_tokens <= self.context]
-        print(f"{desc}: {len(fits)} prompts ({len(prompts) - len(fits)} over the context of "
-              f"{self.context} tokens)", flush=True)
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids[i]) for i in fits],
-                                 params, use_tqdm=True)
-        texts: list[str | None] = [None] * len(prompts)
-        for i, o in zip(fits, outs, strict=True):
-            texts[i] = o.outputs[0].text
-        return texts
+        return answer_fitting(ids, s.max_tokens, self.context, run)
 
 
 class Endpoint:
@@ -249,15 +259,14 @@ class RunEngines:
         from rlsys.data import chat_ids
 
         s = self.sampling
-        ids = [chat_ids(self.trainer.tok, p, self.card.system) for p in prompts]
-        fits = [i for i, x in enumerate(ids) if len(x) + s.max_tokens <= self.context]
         params = SamplingSettings(n=1, temperature=s.temperature, top_p=s.top_p,
                                   max_tokens=s.max_tokens, stop_token_ids=self.trainer.stop_ids)
-        groups = self.trainer.generate([ids[i] for i in fits], params, s.seed)
-        texts: list[str | None] = [None] * len(prompts)
-        for i, g in zip(fits, groups, strict=True):
-            texts[i] = g[0].text
-        return texts
+
+        def run(ids: list[list[int]]) -> list[str]:
+            return [g[0].text for g in self.trainer.generate(ids, params, s.seed)]
+
+        ids = [chat_ids(self.trainer.tok, p, self.card.system) for p in prompts]
+        return answer_fitting(ids, s.max_tokens, self.context, run)
 
 
 # ---- scoring ------------------------------------------------------------------------

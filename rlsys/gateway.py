@@ -121,7 +121,7 @@ class Gateway:
                              max_horizon=lim.max_horizon)
         end = self.tok.convert_tokens_to_ids("<|im_end|>")
         self.stop_ids = [end] if isinstance(end, int) and end >= 0 else []
-        self.cpu = cfg.engine.device != "cuda" and cfg.replicas.gpus == 0
+        self.cpu = cfg.device == "cpu"
         self.metrics = Metrics()
         self.examples_by_id = _examples()
         self.routes: dict[tuple[str, str], Callable[..., Awaitable[Reply]]] = {

@@ -124,12 +124,24 @@ def plot_curves(metrics: list[dict[str, Any]], out: Path) -> Path:
             drawn = True
     _finish(ax_time, "step time (s)", drawn)
 
-    out = Path(out)
+    return save_png(fig, Path(out))
+
+
+def save_png(fig: Any, out: Path) -> Path:
+    """Write a matplotlib figure as PNG atomically (a reader never sees half a file)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")  # a reader never sees half a file
+    tmp = out.with_name(f".{out.name}.tmp")
     fig.savefig(tmp, dpi=100, format="png")
     tmp.replace(out)
     return out
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write a text file under a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def _finish(ax: Any, title: str, drawn: bool) -> None:
@@ -147,11 +159,11 @@ def _finish(ax: Any, title: str, drawn: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Markdown
+# Markdown (fmt, md_table and delta are shared with `rlsys.evalreport`)
 # ---------------------------------------------------------------------------------------
 
 
-def _fmt(v: Any, digits: int = 3, sign: bool = False) -> str:
+def fmt(v: Any, digits: int = 3, sign: bool = False) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     if isinstance(v, float):
@@ -175,12 +187,12 @@ def _bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return out + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _delta(a: float | None, b: float | None) -> float | None:
+def delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
 
@@ -210,13 +222,13 @@ def _eval_section(before: dict[str, dict[str, Any]],
     for task in tasks + ["all"]:
         b, a = before.get(task, {}), after.get(task, {})
         nb, na = b.get("n"), a.get("n")
-        cells = [task, _fmt(nb if nb == na or na is None else f"{_fmt(nb)} / {na}")]
+        cells = [task, fmt(nb if nb == na or na is None else f"{fmt(nb)} / {na}")]
         for metric in EVAL_METRICS:
             vb, va = b.get(metric), a.get(metric)
-            cells += [_fmt(vb), _fmt(va), _fmt(_delta(vb, va), sign=True)]
+            cells += [fmt(vb), fmt(va), fmt(delta(vb, va), sign=True)]
         rows.append(cells)
     return ["## Evaluation before / after training", "",
-            *_table(header, rows), "",
+            *md_table(header, rows), "",
             "MAE: lower is better; n differs (before / after) only if the eval sets did.", ""]
 
 
@@ -233,8 +245,8 @@ def _reward_section(rows: list[dict[str, Any]]) -> list[str]:
         _, values = _series(rows, key)
         if values:
             first, last = first_last_fifth(values)
-            table.append([f"`{key}`", _fmt(first), _fmt(last), _fmt(last - first, sign=True)])
-    return lines + _table(["metric", "first fifth", "last fifth", "difference"], table) + [""]
+            table.append([f"`{key}`", fmt(first), fmt(last), fmt(last - first, sign=True)])
+    return lines + md_table(["metric", "first fifth", "last fifth", "difference"], table) + [""]
 
 
 def _time_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -253,10 +265,10 @@ def _time_section(rows: list[dict[str, Any]]) -> list[str]:
     else:
         whole = phases
         last, what = "**sum of phases**", f"the sum of the phases (no `{TIME_STEP}` logged)"
-    table = [[name, _fmt(v), _share(v, whole)] for name, v in means.items()]
-    table.append([last, _fmt(whole), _share(whole, whole)])
+    table = [[name, fmt(v), _share(v, whole)] for name, v in means.items()]
+    table.append([last, fmt(whole), _share(whole, whole)])
     return ["## Step time", "", f"Mean seconds per step over {len(timed)} timed steps; share of "
-            f"{what}.", "", *_table(["phase", "s / step", "share"], table), ""]
+            f"{what}.", "", *md_table(["phase", "s / step", "share"], table), ""]
 
 
 def _share(part: float, whole: float) -> str:
@@ -268,13 +280,13 @@ def _throughput_section(rows: list[dict[str, Any]]) -> list[str]:
     _, tps = _series(rows, TOKENS_PER_S)
     if tps:
         table.append(["generated tokens / s of generation (mean over steps)",
-                      _fmt(sum(tps) / len(tps), 1)])
+                      fmt(sum(tps) / len(tps), 1)])
     pairs = [(t, s) for r in rows
              if (t := _value(r, GENERATED_TOKENS)) is not None
              and (s := _value(r, TIME_STEP)) is not None]
     if pairs and sum(s for _, s in pairs) > 0:
         table.append(["generated tokens / s of step time (whole run)",
-                      _fmt(sum(t for t, _ in pairs) / sum(s for _, s in pairs), 1)])
+                      fmt(sum(t for t, _ in pairs) / sum(s for _, s in pairs), 1)])
     _, synced = _series(rows, SYNC_BYTES)
     if synced:
         table.append(["bytes synced / step (mean)", _bytes(sum(synced) / len(synced))])
@@ -282,7 +294,7 @@ def _throughput_section(rows: list[dict[str, Any]]) -> list[str]:
     skipped = sum(1 for r in rows if _value(r, SKIPPED) and not _value(r, EMPTY_STEP))
     table.append(["skipped steps (no update)", f"{empty + skipped} of {len(rows)} ({empty} "
                   f"with every group flat, {skipped} skipped by the learner)"])
-    return ["## Throughput", "", *_table(["metric", "value"], table), ""]
+    return ["## Throughput", "", *md_table(["metric", "value"], table), ""]
 
 
 def _nested_sections(nested: dict[str, Any]) -> list[str]:
@@ -322,15 +334,11 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
             summary.append(["wall time", _duration(float(extra.pop(key)))])
             break
     nested = {k: v for k, v in extra.items() if isinstance(v, dict | list)}
-    summary += [[str(k), _fmt(v)] for k, v in extra.items() if k not in nested]
+    summary += [[str(k), fmt(v)] for k, v in extra.items() if k not in nested]
 
-    lines = [f"# Run report: {run_dir.name}", "", *_table(["summary", ""], summary), "",
+    lines = [f"# Run report: {run_dir.name}", "", *md_table(["summary", ""], summary), "",
              *_eval_section(before, after), *(sections or []), *_reward_section(rows),
              *_time_section(rows),
              *_throughput_section(rows), *_nested_sections(nested),
              "## Curves", "", f"![training curves]({CURVES_FILE})", ""]
-    out = run_dir / REPORT_FILE
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_atomic(run_dir / REPORT_FILE, "\n".join(lines))
