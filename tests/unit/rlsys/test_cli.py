@@ -146,8 +146,8 @@ def test_serve_writes_a_config_file_that_serve_deploy_accepts(tmp_path, capsys) 
     """`strl serve --write-config`: a Serve config file (Ray's own schema validates it)
     deploying `actors.serve:app` with the replicas, autoscaling bounds and limits."""
     import yaml
+    from ray.serve import schema  # ray[serve] is pinned in the cpu extra
 
-    schema = pytest.importorskip("ray.serve.schema")
     from rlsys.modelinit import build_model
 
     model = build_model(tmp_path / "m", corpus_size=200, progress=False)
