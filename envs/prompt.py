@@ -1,13 +1,17 @@
 """The STReasoner prompt shape: writing prompts, and reading them back.
 
     You are a spatial temporal analysis expert. Node 0 time series with length of 48: <ts>;
-    ...; Graph Structure: Node 0->Node 2; Node 1->Node 2, please analyze the spatial
-    temporal data and answer the following question: <question>
+    ...; Graph Structure: Node 0->Node 2 (lag 3); Node 1->Node 2 (lag 1), please analyze the
+    spatial temporal data and answer the following question: <question>
 
 The series body is either the numbers inline (`[20.29, 19.07, ...]` at a chosen precision,
 for text-only models) or the `<ts><ts/>` placeholder with the numbers in a separate array
 (the STReasoner / ST-Test format). The graph-free prompt for S-GRPO is the same text with
 the `; Graph Structure: ...` clause removed.
+
+An edge may carry its propagation delay in steps, `Node 0->Node 2 (lag 3)`: the graph
+is the network *and* its delays, which the questions that align timing need (ST-Test's
+own rows write edges without lags; both forms are read back).
 
 `parse_prompt` reads a prompt back into series, edges, question and options. The oracle
 solvers use only it, which is what makes them honest: they see what a model sees.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,9 +47,16 @@ def format_series(row: np.ndarray, precision: int) -> str:
     return str(np.round(row, precision).tolist())
 
 
+def format_edge(edge: tuple[int, ...]) -> str:
+    """`Node u->Node v`, or `Node u->Node v (lag L)` for an edge (u, v, L) with a lag."""
+    u, v = edge[0], edge[1]
+    lag = edge[2] if len(edge) > 2 else None
+    return f"Node {u}->Node {v}" if lag is None else f"Node {u}->Node {v} (lag {lag})"
+
+
 def build_prompt(
     series: np.ndarray,
-    edges: list[tuple[int, int]],
+    edges: list[tuple[int, ...]],
     question: str,
     *,
     inline: bool = True,
@@ -55,6 +66,7 @@ def build_prompt(
 ) -> str:
     """The STReasoner-shaped prompt for series (N, T) in shown-label order.
 
+    `edges` are (from, to) or (from, to, lag) tuples; a lag of None is not written.
     `bodies` may pass the already formatted series texts (they are the costly part)."""
     n, t_len = series.shape
     if bodies is None:
@@ -63,7 +75,7 @@ def build_prompt(
     parts = [f"Node {i} time series with length of {t_len}: {b}" for i, b in enumerate(bodies)]
     text = PREAMBLE + "; ".join(parts)
     if with_graph:
-        text += GRAPH_CLAUSE + "; ".join(f"Node {u}->Node {v}" for u, v in edges)
+        text += GRAPH_CLAUSE + "; ".join(format_edge(e) for e in edges)
     return text + ASK + question
 
 
@@ -82,10 +94,12 @@ class ParsedPrompt:
     edges: list[tuple[int, int]] | None  # None when the prompt has no graph clause
     question: str  # the question without its options
     options: list[str]
+    lags: dict[tuple[int, int], int] = field(default_factory=dict)
+    """Edge -> lag in steps, for the edges the prompt writes with a lag."""
 
 
 _NODE_RE = re.compile(r"Node (\d+) time series with length of (\d+): (\[[^\]]*\]|<ts><ts/>)")
-_EDGE_RE = re.compile(r"Node (\d+)->Node (\d+)")
+_EDGE_RE = re.compile(r"Node (\d+)->Node (\d+)(?: \(lag (\d+)\))?")
 
 
 def parse_prompt(text: str, timeseries: list[list[float]] | None = None) -> ParsedPrompt:
@@ -122,9 +136,11 @@ def parse_prompt(text: str, timeseries: list[list[float]] | None = None) -> Pars
         k = next(i for i, n in enumerate(lengths) if n != lengths[0])
         raise ValueError(f"every node needs the same number of steps; node 0 has "
                          f"{lengths[0]}, node {k} has {lengths[k]}")
-    edges = [(int(u), int(v)) for u, v in _EDGE_RE.findall(graph)] if gsep else None
+    found = _EDGE_RE.findall(graph) if gsep else []
+    edges = [(int(u), int(v)) for u, v, _ in found] if gsep else None
+    lags = {(int(u), int(v)): int(lag) for u, v, lag in found if lag}
     q, options = split_options(question)
-    return ParsedPrompt(np.vstack(rows), edges, q, options)
+    return ParsedPrompt(np.vstack(rows), edges, q, options, lags)
 
 
 def split_options(question: str) -> tuple[str, list[str]]:

@@ -59,7 +59,7 @@ class Sample:
         inline = self.inline if inline is None else inline
         return build_prompt(
             self.series,
-            [(u, v) for u, v, _ in self.edges],
+            self.edges,
             self.full_question,
             inline=inline,
             precision=self.precision,

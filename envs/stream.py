@@ -1,8 +1,13 @@
 """The sample stream: an endless, deterministic supply of questions for a task mix.
 
 Sample `index` of stream `seed` is a pure function of (seed, index, task mix, config):
-its task comes from `default_rng([seed, index, 0])`, everything else from
-`default_rng([seed, index, 1])`. So training can resume at any index, `strl show` can
+its task comes from `default_rng([seed, index, 0])`, its world from
+`default_rng([seed, index, 1])` and its question design from `default_rng([seed, index,
+2])`. A design that no world realises within `MAX_ATTEMPTS` is redrawn: round r > 0 uses
+`[seed, index, 1, r]` and `[seed, index, 2, r]`, so the fallback is still a pure function
+of (seed, index), and the sample records `meta["redraws"] = r`. The stream never raises
+on one unlucky design; only a config under which no design of a task can be built in
+`MAX_ROUNDS` rounds is an error, named with the config. So training can resume at any index, `strl show` can
 rebuild any sample, and generation can be batched and split across workers freely.
 Batching is only a speed-up: worlds are simulated together (see `envs.sde`) but never
 influence each other.
@@ -20,6 +25,9 @@ from envs.sde import simulate, split
 from envs.tasks import TASK_REGISTRY, EnvConfig, Task, get_task
 
 MAX_ATTEMPTS = 60
+"""Worlds tried for one question design before the design is redrawn."""
+MAX_ROUNDS = 20
+"""Designs tried for one sample before the config is declared unbuildable."""
 
 
 @dataclass(frozen=True)
@@ -60,35 +68,55 @@ def generate(seed: int, indices: Sequence[int], tasks: TaskMix,
     cfg = cfg or EnvConfig()
     if seed < 0 or any(i < 0 for i in indices):
         raise ValueError("seed and indices must be non-negative integers")
-    todo = {i: (get_task(tasks.pick(seed, i)), np.random.default_rng([seed, i, 1]))
-            for i in indices}
     done: dict[int, Sample] = {}
+    todo = list(dict.fromkeys(indices))
+    for r in range(MAX_ROUNDS):
+        todo = _attempt(seed, todo, tasks, cfg, r, done)
+        if not todo:
+            return [done[i] for i in indices]
+    i = todo[0]
+    raise RuntimeError(
+        f"could not build a '{tasks.pick(seed, i)}' sample for seed {seed} index {i} in "
+        f"{MAX_ROUNDS} designs of {MAX_ATTEMPTS} worlds each; widen the config (more "
+        f"nodes, longer series, fewer options) — config: {cfg}")
+
+
+def _rngs(seed: int, index: int, r: int) -> tuple[np.random.Generator, list[int]]:
+    """The world generator and the design seed of round r of a sample."""
+    if r == 0:
+        return np.random.default_rng([seed, index, 1]), [seed, index, 2]
+    return np.random.default_rng([seed, index, 1, r]), [seed, index, 2, r]
+
+
+def _attempt(seed: int, indices: list[int], tasks: TaskMix, cfg: EnvConfig, r: int,
+             done: dict[int, Sample]) -> list[int]:
+    """Round r of building `indices` into `done`; returns the indices still missing."""
+    todo: dict[int, tuple[Task, np.random.Generator, list[int]]] = {}
+    for i in indices:
+        rng, design = _rngs(seed, i, r)
+        todo[i] = (get_task(tasks.pick(seed, i)), rng, design)
     for _ in range(MAX_ATTEMPTS):
         if not todo:
             break
         # `design` restarts every attempt: see envs.tasks.common on why.
-        drafts = {i: task.plan(rng, cfg, np.random.default_rng([seed, i, 2]))
-                  for i, (task, rng) in todo.items()}
+        drafts = {i: task.plan(rng, cfg, np.random.default_rng(design))
+                  for i, (task, rng, design) in todo.items()}
         by_len: dict[int, list[int]] = {}
         for i, d in drafts.items():
             by_len.setdefault(d.world.length, []).append(i)
         for group in by_len.values():
             arrays = [drafts[i].world.arrays for i in group]
             for i, ys in zip(group, split(simulate(arrays), arrays), strict=True):
-                task, rng = todo[i]
+                task, rng, _ = todo[i]
                 w = drafts[i].world
                 noisy, clean = ys[0] * w.levels[:, None], ys[1] * w.levels[:, None]
                 parts = task.finish(rng, cfg, drafts[i], noisy, clean)
                 if parts is not None:
+                    if r:
+                        parts.meta["redraws"] = r
                     done[i] = _assemble(seed, i, task, drafts[i].world, parts, noisy, cfg)
                     del todo[i]
-    if todo:
-        i, (task, _) = next(iter(todo.items()))
-        raise RuntimeError(
-            f"could not build a '{task.name}' sample for seed {seed} index {i} in "
-            f"{MAX_ATTEMPTS} attempts; widen the config (more nodes, longer series, fewer "
-            f"options) — config: {cfg}")
-    return [done[i] for i in indices]
+    return list(todo)
 
 
 def _assemble(seed: int, index: int, task: Task, w, parts, noisy: np.ndarray,
@@ -126,6 +154,8 @@ class SampleStream:
                  cfg: EnvConfig | None = None, start: int = 0, batch: int = 64) -> None:
         self.seed, self.mix, self.cfg = seed, TaskMix.of(tasks), cfg or EnvConfig()
         self.position, self.batch = start, batch
+        self.redrawn = 0
+        """Samples of this stream whose first question design had to be redrawn."""
 
     def __iter__(self) -> Iterator[Sample]:
         while True:
@@ -133,12 +163,14 @@ class SampleStream:
                              self.mix, self.cfg)
             for s in chunk:
                 self.position = s.index + 1
+                self.redrawn += bool(s.meta.get("redraws"))
                 yield s
 
     def take(self, n: int) -> list[Sample]:
         """The next n samples (advances the position)."""
         out = generate(self.seed, range(self.position, self.position + n), self.mix, self.cfg)
         self.position += n
+        self.redrawn += sum(bool(s.meta.get("redraws")) for s in out)
         return out
 
     def sample(self, index: int) -> Sample:

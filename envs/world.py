@@ -32,6 +32,9 @@ MAX_COUPLING = 0.9
 BASE_WEIGHT = 0.1
 LAMBDA_RANGE = (0.8, 1.5)
 ACTIVATION_RANGE = (5.0, 20.0)
+ALIKE_NOISE = 0.05
+"""Noise of `alike` nodes relative to the usual: small, so the copy of it that crosses an
+active link is buried in the receiver's own noise and cannot fingerprint the link."""
 
 
 @dataclass(frozen=True)
@@ -129,14 +132,24 @@ def draw_world(
     noise: float = 1.0,
     lag_range: tuple[int, int] = (1, 3),
     active_windows: list[tuple[int, int]] | None = None,
+    lags: dict[tuple[int, int], int] | None = None,
+    alike: tuple[int, ...] = (),
+    quiet_edges: frozenset[tuple[int, int]] = frozenset(),
 ) -> World:
     """Draw node parameters, lags, weights, activation windows and noise for a graph.
 
     `active_windows` are (start, end) step ranges in which every edge is activated; by
     default the span of the events plus a tail long enough for them to propagate.
+    `lags` fixes the lags of some edges (the others are drawn from `lag_range`).
+    `alike` nodes share their drift kind, mean-reversion rate and diffusion shape, so
+    equal events at them look alike and recover alike: waveform matching cannot tell
+    their disturbances apart downstream (their noise is `ALIKE_NOISE` of the usual). `quiet_edges` are never activated: they keep the
+    base weight throughout, so a disturbance crosses them only faintly.
     """
     labels = rng.permutation(n)
-    lags = {e: int(rng.integers(lag_range[0], lag_range[1] + 1)) for e in edges}
+    drawn = rng.integers(lag_range[0], lag_range[1] + 1, size=len(edges))
+    lags = {e: int(lags[e]) if lags and e in lags else int(d)
+            for e, d in zip(edges, drawn, strict=True)}
     levels = rng.uniform(*domain.level_range, size=n)
     pick = rng.permutation(len(domain.place_names))
     k = len(pick)  # more nodes than place names: "Elm Street 2", ...
@@ -144,17 +157,23 @@ def draw_world(
              for i in range(n)]
     world = World(domain, n, length, list(edges), list(range(n_sources)), list(events),
                   labels, lags, levels, names)
-    world.arrays = _arrays(rng, world, noise, active_windows)
+    world.arrays = _arrays(rng, world, noise, active_windows, alike, quiet_edges)
     return world
 
 
 def _arrays(
-    rng: np.random.Generator, w: World, noise: float, active_windows: list[tuple[int, int]] | None
+    rng: np.random.Generator, w: World, noise: float, active_windows: list[tuple[int, int]] | None,
+    alike: tuple[int, ...] = (),
+    quiet_edges: frozenset[tuple[int, int]] = frozenset(),
 ) -> SDEArrays:
     n, t_len = w.n, w.length
     # One draw block for every per-node parameter: a few large RNG calls are much cheaper
     # than many small ones, and this runs once per generated sample.
     u = rng.random((9, n))
+    if alike:
+        idx = list(alike)
+        for row in (0, 1, 2, 5, 6, 7):  # kappa, drift kind, cycle amplitude, diffusion
+            u[row, idx] = u[row, idx[0]]
     kappa = 0.1 + 0.2 * u[0]
     a = np.empty((t_len, n))
     a[:] = kappa
@@ -187,6 +206,8 @@ def _arrays(
     dst = np.array([v for _, v in w.edges], dtype=np.int64)
     lag = np.array([w.lags[e] for e in w.edges], dtype=np.int64)
     mult = rng.uniform(*ACTIVATION_RANGE, size=len(w.edges))
+    if quiet_edges:
+        mult[[i for i, e in enumerate(w.edges) if e in quiet_edges]] = 1.0
     active = np.zeros(t_len, dtype=bool)
     for s, e in active_windows:
         active[max(s, 0) : max(e, 0)] = True  # overlapping windows activate once
@@ -203,6 +224,8 @@ def _arrays(
     g[1] = np.where(shape == 1, lin / (1 + lin), 0.0)
     g[2] = shape == 2
     sigma = noise * (0.002 + 0.004 * u[7])
+    if alike:
+        sigma[list(alike)] *= ALIKE_NOISE
     y0 = 1 + 0.01 * (u[8] - 0.5)
     return SDEArrays(a, b, c, src, dst, lag, weight, sigma, g, y0, rng.standard_normal((t_len, n)))
 

@@ -83,7 +83,7 @@ class Question:
         (or with `with_graph` false) it is the graph-free prompt."""
         graph = self.with_graph if with_graph is None else with_graph
         rounded = np.round(self.series, precision)
-        return build_prompt(rounded, [(u, v) for u, v, _ in self.edges], self.full_question,
+        return build_prompt(rounded, self.edges, self.full_question,
                             precision=precision, with_graph=graph and bool(self.edges))
 
     def target(self) -> Target | None:
@@ -164,7 +164,8 @@ def _st_test(req: dict[str, Any], limits: Limits) -> Question:
     except (ValueError, TypeError, OverflowError) as e:
         raise BadRequest(f"input: {e}") from None
     series = _series(parsed.series.tolist(), "input (series)", limits)
-    edges = _edges([list(e) for e in parsed.edges or []], series.shape[0])
+    edges = _edges([[u, v, parsed.lags[(u, v)]] if (u, v) in parsed.lags else [u, v]
+                    for u, v in parsed.edges or []], series.shape[0])
     task = _task(req.get("category"))
     q = Question(series, edges, parsed.question, task=task,
                  with_graph=_bool(req.get("with_graph", True), "with_graph"),

@@ -105,9 +105,14 @@ class Task:
 
     name: ClassVar[str]
     kind: ClassVar[str] = "choice"
-    needs_graph: ClassVar[bool] = False
-    """True when the answer cannot be told from the series alone (checked by tests)."""
+    needs: ClassVar[tuple[str, ...]] = ("series",)
+    """The inputs the answer needs: "series", "graph" or both. A solver deprived of any of
+    them stays within 10 points of chance (`strl quality` measures it; tests check it)."""
     min_nodes: ClassVar[int] = 3
+
+    @property
+    def needs_graph(self) -> bool:
+        return "graph" in self.needs
 
     def nodes_needed(self, cfg: EnvConfig) -> int:
         """Fewest nodes a world of this task needs under `cfg` (more options can need more)."""

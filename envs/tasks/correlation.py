@@ -1,8 +1,15 @@
-"""`correlation`: relationship of nodes a and b during steps w0-w1: direct, through a named
-intermediate, or no link; "reversed" when b is the one that leads.
+"""`correlation`: how is Node b's change during steps w0-w1 related to Node a: directly
+over their link, or through an intermediate node?
 
-All options state the direction the series show and intermediates that move between the
-two nodes, so the series alone cannot choose between them; the graph decides.
+Node a's disturbance leaves it along several routes to b (the direct link and routes
+through intermediates), each with its own total lag; the window names the arrival that
+the question is about. The graph alone gives every route's total lag but not when a
+departed; the series alone give when a departed (so the delay the window implies) but
+not the routes' lags. Only together do they single out the route whose total lag equals
+the observed delay. Route totals are drawn distinct (three or more steps apart) and the
+gold route uniformly among them, independently of its total and of being direct, so
+neither a lag nor a route type points at it; the other routes' last links stay inactive
+(weak), so b shows one clear arrival and cannot be matched to its route by counting.
 """
 
 from __future__ import annotations
@@ -11,132 +18,131 @@ import re
 
 import numpy as np
 
-from envs.detect import departures
+from envs.detect import baseline_len, departures
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
     Draft,
     EnvConfig,
     Parts,
     Task,
-    build,
     context,
-    n_sources,
+    event_amp,
     nd,
     pick_domain,
     pick_size,
     shuffle,
 )
-from envs.tasks.graphq import reach, responds
+from envs.world import Event, draw_world
 
-_DIRECT = re.compile(r"^The signal travels directly from Node (\d+) to Node (\d+) without")
-_VIA = re.compile(r"^The signal travels from Node (\d+) to Node (\d+) through Node (\d+)\.")
-_NONE = re.compile(r"^There is no link between Node (\d+) and Node (\d+);")
+_Q = re.compile(r"between Node (\d+) and Node (\d+) during time steps (\d+)-(\d+)")
+_DIRECT = re.compile(r"^Directly, over the link Node (\d+)->Node (\d+)")
+_VIA = re.compile(r"^Through Node (\d+) \(Node (\d+)->Node \d+->Node (\d+)\)")
+LEAST_TOTAL = 4
+"""Least total lag of a route in steps (first links take 1-2 steps, last links 2 or more)."""
+GAP = 3
+"""Least difference between two routes' totals."""
+HALF = 2
+"""The window is the arrival step +- HALF (a fixed width: its size says nothing)."""
 
 
-def _text(w, kind: str, u: int, v: int, x: int = -1) -> str:
-    if kind == "direct":
-        return (f"The signal travels directly from {nd(w, u)} to {nd(w, v)} without "
-                "intermediate nodes.")
-    if kind == "none":
-        return f"There is no link between {nd(w, u)} and {nd(w, v)}; separate drivers move them."
-    return f"The signal travels from {nd(w, u)} to {nd(w, v)} through {nd(w, x)}."
+def route_totals(design: np.random.Generator, k: int) -> list[int]:
+    """k totals of at least LEAST_TOTAL steps, pairwise at least GAP apart, in random
+    order (drawn from a range with room for 4 free steps whatever k is)."""
+    lo = LEAST_TOTAL
+    span = (k - 1) * GAP + 4 - (k - 1) * (GAP - 1)
+    picks = np.sort(design.choice(span + 1, size=k, replace=False))
+    totals = [lo + int(p) + i * (GAP - 1) for i, p in enumerate(picks)]
+    return [totals[i] for i in design.permutation(k)]
 
 
 class Correlation(Task):
     name = "correlation"
-    needs_graph = True
-    min_nodes = 5
+    needs = ("series", "graph")
 
     def nodes_needed(self, cfg: EnvConfig) -> int:
-        # Options name n_options - 2 intermediates that must all move between the two nodes.
-        return self.min_nodes if cfg.n_options <= 4 else cfg.n_options + 3
+        return cfg.n_options + 1  # a, b and one intermediate per route but the direct one
 
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
-        m = n_sources(rng, n, 0.35, 0.55)
-        kinds = ["direct", "none"] + [f"via{i}" for i in range(max(2, cfg.n_options - 2))]
-        chosen = [kinds[i] for i in design.choice(len(kinds), size=cfg.n_options, replace=False)]
-        gold = int(design.integers(len(chosen)))
-        world = build(rng, cfg, domain, n, t_len, m, list(range(m)))
-        return Draft(world, {"kinds": chosen, "gold": gold})
+        k = cfg.n_options
+        totals = route_totals(design, k)  # route 0 is direct, route i goes through node i
+        gold = int(design.integers(k))
+        # Node order: a = 0, intermediates 1..k-1, b = k, the rest after b.
+        a, b = 0, k
+        first = [0] + [int(h) for h in rng.integers(1, 3, size=k - 1)]
+        edges = {(a, b)} | {(a, i) for i in range(1, k)} | {(i, b) for i in range(1, k)}
+        lags = {(a, b): totals[0]}
+        for i in range(1, k):
+            lags[(a, i)] = first[i]
+            lags[(i, b)] = totals[i] - first[i]
+        u01 = rng.random((n, 3))
+        for v in range(k + 1, n):
+            edges.add((int(u01[v, 0] * v), v))
+            if u01[v, 1] < 0.35:
+                edges.add((int(u01[v, 2] * v), v))
+        lo, hi = baseline_len(t_len) + 2, t_len - 4 - totals[gold]
+        t_a = int(rng.integers(lo, max(lo, hi) + 1))
+        quiet = {(a, b) if r == 0 else (r, b) for r in range(k) if r != gold}
+        world = draw_world(rng, domain, n, t_len, sorted(edges), 1,
+                           [Event((a,), t_a - 1, int(rng.integers(8, 13)),
+                                  event_amp(rng, domain))],
+                           cfg.noise, lag_range=(1, 4), lags=lags,
+                           alike=tuple(range(k)), quiet_edges=frozenset(quiet))
+        return Draft(world, {"k": k, "gold": gold, "totals": totals})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
-        w, kinds, gold = draft.world, draft.info["kinds"], draft.info["gold"]
-        dep = departures(clean)
-        vis = responds(dep)
-        on = dep.onset
-        edges = set(w.edges)
-        want = "via" if kinds[gold].startswith("via") else kinds[gold]
-        n_via = sum(k.startswith("via") for k in kinds)
-        pairs = [(int(u), int(v)) for u in rng.permutation(w.n) for v in range(w.n)
-                 if vis[u] and vis[v] and on[u] + 2 <= on[v]]
-        for u, v in pairs:
-            linked = v in w.descendants(u) or u in w.descendants(v)
-            true_via = [x for x in w.children[u] if (x, v) in edges]
-            if want == "direct" and (u, v) not in edges:
-                continue
-            if want == "none" and linked:
-                continue
-            if want == "via" and ((u, v) in edges or not true_via):
-                continue
-            between = [int(x) for x in rng.permutation(w.n) if vis[x] and on[u] < on[x] < on[v]
-                       and x not in true_via]
-            need = n_via - (want == "via")
-            if len(between) < need:
-                continue
-            vias = ([true_via[0]] if want == "via" else []) + between[:need]
-            texts, it = [], iter(vias)
-            for k in kinds:
-                texts.append(_text(w, "via", u, v, next(it)) if k.startswith("via")
-                             else _text(w, k, u, v))
-            if want == "via":  # the true intermediate belongs in the gold slot
-                vi = [i for i, k in enumerate(kinds) if k.startswith("via")]
-                texts[vi[0]], texts[gold] = texts[gold], texts[vi[0]]
-            texts, g = shuffle(rng, texts, gold)
-            a, b = (u, v) if rng.random() < 0.5 else (v, u)
-            w0, w1 = max(0, int(on[u]) - 2), min(w.length - 1, int(on[v]) + 3)
-            why = [f"Within steps {w0}-{w1}, {nd(w, u)} departs first (step {on[u]}) and "
-                   f"{nd(w, v)} later (step {on[v]}), so any signal runs from {nd(w, u)} to "
-                   f"{nd(w, v)}" + (" (the reverse of the order asked about)." if a == v else ".")]
-            if want == "direct":
-                why.append(f"The graph has the link {nd(w, u)}->{nd(w, v)}.")
-            elif want == "via":
-                x = true_via[0]
-                why.append(f"The graph has no direct link, but {nd(w, u)}->{nd(w, x)} and "
-                           f"{nd(w, x)}->{nd(w, v)}; {nd(w, x)} departs at step {on[x]}, in "
-                           "between.")
-            else:
-                why.append(f"The graph has no path between {nd(w, u)} and {nd(w, v)} in either "
-                           "direction: they are moved by separate sources.")
-            why.append(f"Option {'ABCDEF'[g]}.")
-            return Parts(
-                question=(f"{context(w)} Which statement best describes the relationship "
-                          f"between {nd(w, a)} and {nd(w, b)} during time steps {w0}-{w1}?"),
-                options=texts, gold=g, rationale=" ".join(why),
-                meta={"pair": [w.label(u), w.label(v)], "relation": want},
-            )
-        return None
+        w, info = draft.world, draft.info
+        k, gold, totals = info["k"], info["gold"], info["totals"]
+        a, b = 0, k
+        dep, obs = departures(clean), departures(noisy)
+        if dep.onset[a] < 0 or obs.onset[a] != dep.onset[a]:
+            return None
+        t_a = int(dep.onset[a])
+        t_b = t_a + totals[gold]
+        if t_b + 3 >= w.length:
+            return None
+        base = max(abs(dep.baseline[b]), 1e-9)
+        if abs(clean[b, min(t_b + 3, w.length - 1)] - clean[b, t_b - 1]) / base < 0.03:
+            return None  # the arrival must be visible at b
+        texts = [f"Directly, over the link {nd(w, a)}->{nd(w, b)}."] + [
+            f"Through {nd(w, i)} ({nd(w, a)}->{nd(w, i)}->{nd(w, b)})." for i in range(1, k)]
+        texts, g = shuffle(rng, texts, gold)
+        w0, w1 = t_b - HALF, t_b + HALF
+        why = [f"{nd(w, a)} departs at step {t_a}; the change at {nd(w, b)} in steps "
+               f"{w0}-{w1} arrives at about step {t_b}, {t_b - t_a} steps later."]
+        for r in range(k):
+            route = (f"the direct link (lag {totals[0]})" if r == 0 else
+                     f"the route through {nd(w, r)} (lags {w.lags[(a, r)]} + "
+                     f"{w.lags[(r, b)]} = {totals[r]})")
+            why.append(f"{route[0].upper()}{route[1:]} "
+                       + ("matches." if r == gold else f"arrives at step {t_a + totals[r]}."))
+        why.append(f"So option {'ABCDEF'[g]}.")
+        return Parts(
+            question=(f"{context(w)} Which route explains the relationship between "
+                      f"{nd(w, a)} and {nd(w, b)} during time steps {w0}-{w1}? "
+                      f"{nd(w, a)}'s disturbance reaches {nd(w, b)}:"),
+            options=texts, gold=g, rationale=" ".join(why),
+            meta={"pair": [w.label(a), w.label(b)],
+                  "route": "direct" if gold == 0 else f"via {w.label(gold)}",
+                  "delay": totals[gold]},
+        )
 
     def solve(self, p: ParsedPrompt) -> int:
+        a, b, w0, w1 = (int(x) for x in _Q.search(p.question).groups())
+        if not p.lags:
+            return 0
         dep = departures(p.series)
-        on = dep.onset
-        edges = set(p.edges) if p.edges is not None else None
-        for i, o in enumerate(p.options):
+        delay = (w0 + w1) // 2 - dep.onset[a]
+        miss = []
+        for o in p.options:
             if m := _DIRECT.match(o):
-                u, v = map(int, m.groups())
-                ok = (u, v) in edges if edges is not None else 0 <= on[u] < on[v]
+                total = p.lags.get((a, b), 10**6)
             elif m := _VIA.match(o):
-                u, v, x = map(int, m.groups())
-                ok = ((u, x) in edges and (x, v) in edges and (u, v) not in edges
-                      if edges is not None else 0 <= on[u] < on[x] < on[v])
-            elif m := _NONE.match(o):
-                u, v = map(int, m.groups())
-                ok = (v not in reach(p.edges, u) and u not in reach(p.edges, v)
-                      if edges is not None else True)
+                x = int(m.group(1))
+                total = p.lags.get((a, x), 10**6) + p.lags.get((x, b), 10**6)
             else:
-                ok = False
-            if ok:
-                return i
-        return 0
+                total = 10**6
+            miss.append(abs(total - delay))
+        return int(np.argmin(miss))

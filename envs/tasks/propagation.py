@@ -1,10 +1,12 @@
-"""`propagation`: a shock hits node a at step t; which node is affected next, and after
-roughly how many steps?
+"""`propagation`: at step t a shock hits one node; which node does it reach next?
 
-All sources are shocked at the same step; nodes downstream of *other* sources that
-respond after the same delay are offered as decoys (right timing, wrong place: only the
-graph rules them out), and, next to two of those, the true next node with a wrong delay
-(right place, wrong timing: only the series rule it out).
+The question names no node: the series tell which node jumps at step t (several sources
+fire the same event, each at its own step), the graph tells where that node's shock goes
+first (its link with the least lag). Every option is the first child of some firing
+source (the graph alone cannot tell which source is meant) and departs a few steps after
+t (the series alone cannot tell which departure the shock caused): the offsets of the
+options' departures after t and their links' lags are drawn by `graphq.aligned_design`,
+so only their pairing, which needs both inputs, identifies the gold.
 """
 
 from __future__ import annotations
@@ -13,104 +15,126 @@ import re
 
 import numpy as np
 
-from envs.detect import TAU, departures
+from envs.detect import departures
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
     Draft,
     EnvConfig,
     Parts,
     Task,
-    agree,
-    build,
     context,
-    departure_text,
-    n_sources,
+    event_amp,
     nd,
     node_list,
     pick_domain,
     pick_size,
     shuffle,
 )
-from envs.tasks.graphq import option_counts, responds
+from envs.tasks.graphq import aligned_design, lead_window, responds
+from envs.world import Event, draw_world
 
-_Q = re.compile(r"shock hits Node (\d+) at step (\d+)")
-_OPT = re.compile(r"Node (\d+), after about (\d+) steps?")
+_Q = re.compile(r"At step (\d+) a shock hits")
+LAGS = (2, 8)
+"""Range of the options' link lags and departure offsets in steps."""
 
 
-def _option(w, node: int, delay: int) -> str:
-    return f"{nd(w, node)}, after about {delay} step{'s' if delay != 1 else ''}"
+def fan_graph(rng: np.random.Generator, n: int, k: int,
+              lags: list[int]) -> tuple[list[tuple[int, int]], dict[tuple[int, int], int]]:
+    """Sources 0..k-1, each with its own first child k..2k-1 (link lag `lags[i]`), and a
+    shadow source 2k with no option among its children; the other nodes hang below,
+    joined by links slower than any source's first link."""
+    edges = {(i, k + i) for i in range(k)}
+    fixed = {(i, k + i): lags[i] for i in range(k)}
+    u01 = rng.random((n, 3))
+    for v in range(2 * k + 1, n):
+        u = int(u01[v, 0] * v)
+        edges.add((u, v))
+        if u01[v, 1] < 0.35:
+            edges.add((int(u01[v, 2] * v), v))
+    for u, v in edges:
+        if u < k and v >= 2 * k:  # a source's other children come later than its first
+            fixed[(u, v)] = lags[u] + 2 + int(rng.integers(0, 4))
+    return sorted(edges), fixed
 
 
 class Propagation(Task):
     name = "propagation"
-    needs_graph = True
-    min_nodes = 4
+    needs = ("series", "graph")
+
+    def nodes_needed(self, cfg: EnvConfig) -> int:
+        return 2 * cfg.n_options + 1
 
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
-        m = n_sources(rng, n, 0.35, 0.6)
-        # Lags of 1-2 steps make equal delays (the data-consistent decoys) common.
-        return Draft(build(rng, cfg, domain, n, t_len, m, list(range(m)), lag_range=(1, 2)))
+        k = cfg.n_options
+        offsets, lags = aligned_design(design, k, *LAGS, gap=2)
+        edges, fixed = fan_graph(rng, n, k, lags)
+        lo, hi = lead_window(t_len, LAGS[1])
+        t = int(rng.integers(lo, hi + 1))
+        amp, dur = event_amp(rng, domain), int(rng.integers(8, 13))
+        # Source i fires so that its first child departs `offsets[i]` steps after t.
+        events = [Event((i,), t + offsets[i] - lags[i] - 1, dur, amp) for i in range(k)]
+        # The shadow fires within reach of the gold's departure, as the decoys' own
+        # sources are within reach of theirs: the series cannot single out the one
+        # option that nothing but the shocked node could have moved.
+        shadow = t + offsets[0] - int(rng.integers(LAGS[0], LAGS[1] + 1))
+        if abs(shadow - t) < 2:
+            shadow = t + offsets[0] - LAGS[0] if offsets[0] - LAGS[0] >= 2 else t - 2
+        events.append(Event((2 * k,), shadow - 1, dur, amp))
+        world = draw_world(rng, domain, n, t_len, edges, k + 1, events, cfg.noise,
+                           lag_range=LAGS, lags=fixed, alike=tuple(range(k)) + (2 * k,))
+        return Draft(world, {"k": k})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
-        w = draft.world
-        dep = departures(clean)
+        w, k = draft.world, draft.info["k"]
+        dep, obs = departures(clean), departures(noisy)
         vis = responds(dep)
-        fire = w.event_nodes
-        for a in rng.permutation(sorted(fire)):
-            a = int(a)
-            kids = sorted((c for c in w.children[a] if vis[c]), key=lambda c: dep.onset[c])
-            if not kids:
-                continue
-            c = kids[0]
-            rivals_ok = all(dep.onset[o] >= dep.onset[c] + 2 if dep.onset[o] >= 0
-                            else dep.peak[o] < 0.8 * TAU
-                            for o in w.children[a] if o != c)
-            if not rivals_ok:
-                continue
-            delay = int(dep.onset[c] - dep.onset[a])
-            below = w.descendants(a)
-            data_decoys = [int(x) for x in rng.permutation(w.n)
-                           if vis[x] and x not in fire and x not in below
-                           and dep.onset[x] - dep.onset[a] == delay]
-            wrong = [d for d in (delay - 3, delay - 2, delay + 2, delay + 3) if d >= 1]
-            d, g = option_counts(rng, cfg.n_options, len(data_decoys), True)
-            if d < 1:
-                continue
-            opts = [_option(w, c, delay)] + [_option(w, x, delay) for x in data_decoys[:d]]
-            opts += [_option(w, c, int(rng.choice(wrong)))] * g
-            texts, gold = shuffle(rng, opts, 0)
-            obs = departures(noisy)
-            why = [f"The shock reaches {nd(w, a)} at step {dep.onset[a]}.",
-                   f"In the graph, {nd(w, a)} links directly to {node_list(w, w.children[a])}.",
-                   departure_text(w, obs, c) + f", {delay} steps after {nd(w, a)}"
-                   + (", the first of its downstream nodes." if len(w.children[a]) > 1 else ".")]
-            if d:
-                decoys = data_decoys[:d]
-                why.append(f"{node_list(w, decoys)} "
-                           f"{agree(decoys, 'responds', 'respond')} after the same delay but "
-                           f"{agree(decoys, 'is', 'are')} not downstream of {nd(w, a)}.")
-            why.append(f"So {_option(w, c, delay)}: option {'ABCDEF'[gold]}.")
-            return Parts(
-                question=(f"{context(w)} A shock hits Node {w.label(a)} at step "
-                          f"{dep.onset[a]}. Which node is affected next, and after roughly "
-                          "how many steps?"),
-                options=texts, gold=gold, rationale=" ".join(why),
-                meta={"shocked": w.label(a), "next": w.label(c), "delay": delay},
-            )
-        return None
+        srcs, kids = list(range(k)), list(range(k, 2 * k))
+        if any(obs.onset[i] != dep.onset[i] or dep.onset[i] < 0 for i in srcs + [2 * k]):
+            return None
+        t = int(dep.onset[0])
+        if not all(vis[c] for c in kids):
+            return None
+        if any(abs(int(obs.onset[i]) - t) < 2 for i in srcs[1:] + [2 * k]):
+            return None  # the shocked node must be the only source departing near t
+        delay = int(dep.onset[k]) - t
+        if abs(delay - w.lags[(0, k)]) > 1:
+            return None
+        texts, gold = shuffle(rng, [nd(w, c) for c in kids], 0)
+        out = sorted(w.children[0], key=lambda c: w.lags[(0, c)])
+        why = [f"At step {t}, {nd(w, 0)} leaves its baseline: the shock hits it.",
+               f"In the graph, {nd(w, 0)} links to "
+               + ", ".join(f"{nd(w, c)} (lag {w.lags[(0, c)]})" for c in out) + ".",
+               f"The least lag is to {nd(w, k)}, and {nd(w, k)} departs at step "
+               f"{int(obs.onset[k])}, {int(obs.onset[k]) - t} steps after {nd(w, 0)}."]
+        others = kids[1:]
+        why.append(f"{node_list(w, others)} "
+                   f"{'is' if len(others) == 1 else 'are'} fed by other sources "
+                   f"({', '.join(f'{nd(w, i)} from step {int(obs.onset[i])}' for i in srcs[1:])}"
+                   f"), not by {nd(w, 0)}.")
+        why.append(f"So the shock reaches {nd(w, k)} next: option {'ABCDEF'[gold]}.")
+        return Parts(
+            question=(f"{context(w)} At step {t} a shock hits one node of the network. "
+                      "Which node does it reach next?"),
+            options=texts, gold=gold, rationale=" ".join(why),
+            meta={"shocked": w.label(0), "next": w.label(k), "delay": delay},
+        )
 
     def solve(self, p: ParsedPrompt) -> int:
-        a, t_a = (int(x) for x in _Q.search(p.question).groups())
+        t = int(_Q.search(p.question).group(1))
+        if not p.lags:
+            return 0
         dep = departures(p.series)
-        kids = {v for u, v in p.edges if u == a} if p.edges is not None else None
-        scored = []
-        for i, o in enumerate(p.options):
-            node, delay = (int(x) for x in _OPT.match(o).groups())
-            if kids is not None and node not in kids:
-                continue
-            onset = dep.onset[node] if dep.onset[node] >= 0 else 10**9
-            scored.append((onset, abs(delay - (onset - t_a)), i))
-        return min(scored)[2] if scored else 0
+        fed = {v for _, v in p.edges or []}
+        hit = sorted((i in fed, i) for i in range(len(p.series)) if dep.onset[i] == t)
+        if not hit:
+            return 0
+        a = hit[0][1]  # a node without incoming links first: the shock starts there
+        kids = sorted(((lag, v) for (u, v), lag in p.lags.items() if u == a))
+        nodes = [int(o.split()[1]) for o in p.options]
+        for _, v in kids:
+            if v in nodes:
+                return nodes.index(v)
+        return 0

@@ -1,9 +1,12 @@
-"""`root_cause`: an anomaly is seen at node k from step t; which node started it?
+"""`root_cause`: a new disturbance reaches node k at step t; which node did it start from?
 
-Several sources are disturbed at the same step with the same event, so from the series
-alone every disturbed source is an equally good culprit; only the graph tells which one
-has a path to k. A quiet upstream node of k (a culprit by the graph, ruled out by its flat
-series) is added when two data-consistent decoys are present.
+Every option is a source that fires (its series departs before t) and links to k (the
+graph has the edge, with its lag): the series alone and the graph alone each leave every
+option standing. Only the alignment of the two answers it: the culprit's departure plus
+its link's lag is t; every other candidate's disturbance reaches k at least three steps
+earlier or later (`graphq.aligned_design` draws leads and lags so that neither half alone
+ranks the gold apart). All candidates fire the same event (same size, duration and
+recovery rate), so k's response cannot be matched to its source by waveform.
 """
 
 from __future__ import annotations
@@ -19,100 +22,112 @@ from envs.tasks.common import (
     EnvConfig,
     Parts,
     Task,
-    agree,
-    build,
     context,
-    departure_text,
-    n_sources,
+    event_amp,
     nd,
-    node_list,
     pick_domain,
     pick_size,
     shuffle,
 )
-from envs.tasks.graphq import ancestors_all, option_counts, reach, responds, stays_quiet
-from envs.world import random_dag
+from envs.tasks.graphq import aligned_design, lead_window, min_lag_paths
+from envs.world import Event, draw_world
 
-_Q = re.compile(r"observed at Node (\d+) from step (\d+)")
+_Q = re.compile(r"reaches Node (\d+) at step (\d+)")
+LEADS = (2, 9)
+"""Range of candidate leads and link lags in steps (see `graphq.aligned_design`)."""
+TOLERANCE = 1
+"""Steps by which the oracle's predicted arrival may miss (onset detection jitter)."""
+
+
+def star_graph(rng: np.random.Generator, n: int, k: int) -> tuple[list[tuple[int, int]], int,
+                                                                    list[int]]:
+    """Edges of a DAG where candidates 0..k-1 are the only parents of a target node.
+
+    Returns (edges, target, extra sources). Extra sources and the nodes after the target
+    hang off earlier nodes, so no other path into the target exists.
+    """
+    rest = n - k - 1
+    extra = int(rng.integers(0, min(2, rest - 1) + 1)) if rest >= 2 else 0
+    target = k + extra
+    edges = {(c, target) for c in range(k)}
+    u01 = rng.random((n, 3))
+    for v in range(target + 1, n):
+        edges.add((int(u01[v, 0] * v), v))
+        if u01[v, 1] < 0.35:
+            edges.add((int(u01[v, 2] * v), v))
+    for s in range(k, target):  # every extra source feeds a node after the target
+        if not any(u == s for u, _ in edges):
+            edges.add((s, int(rng.integers(target + 1, n))))
+    return sorted(edges), target, list(range(k, target))
 
 
 class RootCause(Task):
     name = "root_cause"
-    needs_graph = True
-    min_nodes = 4
+    needs = ("series", "graph")
+
+    def nodes_needed(self, cfg: EnvConfig) -> int:
+        return cfg.n_options + 1
 
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
-        m = n_sources(rng, n, 0.35, 0.6)
-        fire = list(range(m))
-        if m >= 3 and rng.random() < 0.5:
-            fire.remove(int(rng.integers(m)))  # a quiet source: a graph-only suspect
-        for _ in range(20):  # cheap structural check before drawing dynamics and noise
-            edges = random_dag(rng, n, m)
-            anc = ancestors_all(n, edges)
-            if any(len(anc[k] & set(fire)) == 1 and set(fire) - anc[k] for k in range(m, n)):
-                break
-        return Draft(build(rng, cfg, domain, n, t_len, m, fire, edges=edges))
+        k = cfg.n_options
+        leads, lags = aligned_design(design, k, *LEADS)
+        edges, target, extra = star_graph(rng, n, k)
+        lo, hi = lead_window(t_len, LEADS[1])
+        t_k = int(rng.integers(lo, hi + 1))
+        amp, dur = event_amp(rng, domain), int(rng.integers(8, 13))
+        # The event starts one step before the departure it causes (Euler steps forward).
+        events = [Event((c,), t_k - leads[c] - 1, dur, amp) for c in range(k)]
+        fired = [s for s in extra if rng.random() < 0.5]
+        events += [Event((s,), int(rng.integers(lo - LEADS[1], hi)) - 1, dur, amp) for s in fired]
+        world = draw_world(rng, domain, n, t_len, edges, k + len(extra), events, cfg.noise,
+                           lag_range=LEADS, lags={(c, target): lags[c] for c in range(k)},
+                           alike=tuple(range(k)) + tuple(fired),
+                           quiet_edges=frozenset((c, target) for c in range(1, k)))
+        return Draft(world, {"target": target, "k": k})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
-        w = draft.world
-        dep = departures(clean)
-        vis, quiet = responds(dep), stays_quiet(dep)
-        fire = w.event_nodes
-        for k in rng.permutation(w.n):
-            k = int(k)
-            anc = w.ancestors(k)
-            culprits = anc & fire
-            if k in w.sources or not vis[k] or len(culprits) != 1:
-                continue
-            s = culprits.pop()
-            if dep.onset[k] < dep.onset[s] + 2:
-                continue
-            data_decoys = [int(x) for x in rng.permutation(sorted(fire - anc))]
-            graph_decoys = [q for q in w.sources if q in anc and q not in fire and quiet[q]]
-            d, g = option_counts(rng, cfg.n_options, len(data_decoys), bool(graph_decoys))
-            if d < 1:
-                continue
-            nodes = [s] + data_decoys[:d] + graph_decoys[:g]
-            texts, gold = shuffle(rng, [nd(w, i) for i in nodes], 0)
-            return Parts(
-                question=(f"{context(w)} An anomaly is observed at {nd(w, k)} from step "
-                          f"{dep.onset[k]}. Which node did it start from?"),
-                options=texts, gold=gold,
-                rationale=_rationale(w, departures(noisy), k, s, data_decoys[:d],
-                                     graph_decoys[:g], gold),
-                meta={"target": w.label(k), "culprit": w.label(s)},
-            )
-        return None
+        w, target, k = draft.world, draft.info["target"], draft.info["k"]
+        dep, obs = departures(clean), departures(noisy)
+        cands = list(range(k))
+        if any(dep.onset[c] < 0 or obs.onset[c] != dep.onset[c] for c in cands):
+            return None
+        arrival = [int(dep.onset[c]) + w.lags[(c, target)] for c in cands]
+        t_k = arrival[0]
+        if any(abs(a - t_k) < 2 * TOLERANCE + 1 for a in arrival[1:]):
+            return None
+        # The arrival must be visible at the target: a clear move within three steps.
+        base = max(abs(dep.baseline[target]), 1e-9)
+        end = min(t_k + 3, w.length - 1)
+        if abs(clean[target, end] - clean[target, t_k - 1]) / base < 0.03:
+            return None
+        texts, gold = shuffle(rng, [nd(w, c) for c in cands], 0)
+        order = sorted(cands, key=w.label)
+        why = [f"{nd(w, target)} receives links from {', '.join(nd(w, c) for c in order)}."]
+        for c in order:
+            lag, on = w.lags[(c, target)], int(obs.onset[c])
+            verdict = ("matches" if c == 0 else
+                       "too early" if on + lag < t_k else "too late")
+            why.append(f"{nd(w, c)} departs at step {on}; with the lag of {lag}, its "
+                       f"disturbance arrives at step {on + lag}: {verdict}.")
+        why.append(f"So the disturbance at step {t_k} started at {nd(w, 0)}: option "
+                   f"{'ABCDEF'[gold]}.")
+        return Parts(
+            question=(f"{context(w)} A new disturbance reaches {nd(w, target)} at step {t_k}. "
+                      "Which node did it start from?"),
+            options=texts, gold=gold, rationale=" ".join(why),
+            meta={"target": w.label(target), "culprit": w.label(0),
+                  "arrivals": {w.label(c): a for c, a in zip(cands, arrival, strict=True)}},
+        )
 
     def solve(self, p: ParsedPrompt) -> int:
-        k, t_k = (int(x) for x in _Q.search(p.question).groups())
+        target, t_k = (int(x) for x in _Q.search(p.question).groups())
+        if not p.lags:  # without the graph's lags nothing can be aligned
+            return 0
         dep = departures(p.series)
-        nodes = [int(o.split()[1]) for o in p.options]
-        upstream = reach(p.edges, k, forward=False) if p.edges is not None else None
-        best, best_i = None, 0
-        for i, x in enumerate(nodes):
-            if upstream is not None and x not in upstream:
-                continue
-            if 0 <= dep.onset[x] < t_k and (best is None or dep.onset[x] < best):
-                best, best_i = dep.onset[x], i
-        return best_i
-
-
-def _rationale(w, dep, k, s, data_decoys, graph_decoys, gold) -> str:
-    up = sorted(w.ancestors(k), key=w.label)
-    steps = [f"{nd(w, k)} departs from its baseline at step {dep.onset[k]}.",
-             f"In the graph, the nodes upstream of {nd(w, k)} are {node_list(w, up)}.",
-             departure_text(w, dep, s) + f", before {nd(w, k)}, and a path leads from it to "
-             f"{nd(w, k)}."]
-    if graph_decoys:
-        be, stay = agree(graph_decoys, "is", "are"), agree(graph_decoys, "stays", "stay")
-        steps.append(f"{node_list(w, graph_decoys)} {be} upstream too but {stay} at baseline.")
-    if data_decoys:
-        go, it = agree(data_decoys, "departs", "depart"), agree(data_decoys, "it", "them")
-        steps.append(f"{node_list(w, data_decoys)} also {go} early, but no path leads from "
-                     f"{it} to {nd(w, k)}.")
-    steps.append(f"So the anomaly started at {nd(w, s)}: option {'ABCDEF'[gold]}.")
-    return " ".join(steps)
+        to_k = min_lag_paths(len(p.series), p.lags, target)
+        miss = [abs(dep.onset[x] + to_k[x] - t_k) if dep.onset[x] >= 0 else np.inf
+                for x in (int(o.split()[1]) for o in p.options)]
+        return int(np.argmin(miss))

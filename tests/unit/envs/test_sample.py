@@ -46,7 +46,7 @@ def test_required_fields(batch: list[Sample]) -> None:
 
 def test_series_shape_and_edges(batch: list[Sample]) -> None:
     task = get_task(batch[0].task)
-    sizes = {max(n, task.min_nodes) for n in CFG.nodes}
+    sizes = {max(n, task.nodes_needed(CFG)) for n in CFG.nodes}
     for s in batch:
         n, t_len = s.series.shape
         assert n in sizes and t_len in CFG.lengths
@@ -57,6 +57,7 @@ def test_series_shape_and_edges(batch: list[Sample]) -> None:
         p = parse_prompt(s.prompt())
         assert np.array_equal(p.series, s.series)
         assert p.edges == [(u, v) for u, v, _ in s.edges]
+        assert p.lags == {(u, v): lag for u, v, lag in s.edges}  # the graph shows its lags
         assert p.question == s.question and p.options == s.options
 
 

@@ -119,9 +119,9 @@ def test_negative_seed_or_index_raises() -> None:
 
 
 def test_configs_that_need_more_nodes_get_them() -> None:
-    # six correlation options name four intermediates: five nodes cannot hold them
+    # six correlation options are six routes: a, b and five intermediates
     (s,) = generate(0, [0], TaskMix.of(["correlation"]), EnvConfig(nodes=(5,), n_options=6))
-    assert s.series.shape[0] == 9 and len(s.options) == 6
+    assert s.series.shape[0] == 7 and len(s.options) == 6
     # with three nodes no node can be a relay: entity worlds get four
     assert {x.series.shape[0] for x in generate(
         0, range(20), TaskMix.of(["entity"]), EnvConfig(nodes=(3,)))} == {4}
@@ -143,6 +143,41 @@ def test_a_task_that_can_never_be_built_fails_with_an_actionable_error() -> None
             generate(0, [0], TaskMix.of(["never_buildable"]))
     finally:
         del TASK_REGISTRY["never_buildable"]
+
+
+def test_a_design_that_cannot_be_built_is_redrawn_deterministically() -> None:
+    from envs.tasks import TASK_REGISTRY, register_task
+    from envs.tasks.etiological import Etiological
+
+    @register_task
+    class Picky(Etiological):  # half of its question designs can never be realised
+        name = "picky"
+
+        def plan(self, rng, cfg, design):
+            draft = super().plan(rng, cfg, design)
+            draft.info["ok"] = design.random() < 0.5
+            return draft
+
+        def finish(self, rng, cfg, draft, noisy, clean):
+            return super().finish(rng, cfg, draft, noisy, clean) if draft.info["ok"] else None
+
+    try:
+        stream = SampleStream(3, ["picky"])
+        samples = stream.take(24)  # never raises
+        redrawn = [s for s in samples if s.meta.get("redraws")]
+        assert 0 < len(redrawn) < 24 and stream.redrawn == len(redrawn)
+        again = generate(3, [s.index for s in redrawn], TaskMix.of(["picky"]))
+        assert [a.prompt() for a in again] == [s.prompt() for s in redrawn]
+        assert [a.meta["redraws"] for a in again] == [s.meta["redraws"] for s in redrawn]
+    finally:
+        del TASK_REGISTRY["picky"]
+
+
+def test_the_tiny_presets_stream_reaches_past_the_index_that_used_to_crash() -> None:
+    cfg = EnvConfig(nodes=(3,), lengths=(36,), n_options=3, precision=0,
+                    domains=("transportation", "pollution", "agriculture", "climate"))
+    (s,) = generate(11, [1966], TaskMix.of(["correlation"]), cfg)
+    assert s.task == "correlation" and len(s.options) == 3
 
 
 @pytest.mark.parametrize("task", TASKS)

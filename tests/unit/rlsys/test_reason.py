@@ -55,8 +55,7 @@ def test_the_st_test_fixture_rows_are_read_with_their_gold_answers() -> None:
         kinds.append((row["category"], q.kind, q.gold))
         assert q.series.shape == (len(row["timeseries"]), len(row["timeseries"][0]))
         assert np.allclose(q.series, np.asarray(row["timeseries"]))
-        expect = build_prompt(np.round(q.series, 2), [(u, v) for u, v, _ in q.edges],
-                              q.full_question, precision=2)
+        expect = build_prompt(np.round(q.series, 2), q.edges, q.full_question, precision=2)
         assert q.prompt(2) == expect
         assert "<ts><ts/>" not in q.prompt(2) and str(row["timeseries"][0][0]) in q.prompt(2)
     assert kinds == [("etiological", "choice", "D"), ("entity", "choice", "C"),
@@ -70,8 +69,10 @@ def test_ours_accepts_lags_objects_and_a_graph_free_question() -> None:
             "options": ["x", "y"]}
     q = parse_question({**base, "edges": [[0, 1, 2], {"from": 1, "to": 2}]})
     assert q.edges == [(0, 1, 2), (1, 2, None)] and q.kind == "choice"
-    assert "Graph Structure: Node 0->Node 1; Node 1->Node 2" in q.prompt(2)
-    assert "lag" not in q.prompt(2)  # training prompts do not show lags
+    # training prompts show the lags they know, and read them back
+    assert "Graph Structure: Node 0->Node 1 (lag 2); Node 1->Node 2," in q.prompt(2)
+    again = parse_question({"input": q.prompt(2)})
+    assert again.edges == [(0, 1, 2), (1, 2, None)]
     assert "Graph Structure" not in parse_question({**base, "edges": []}).prompt(2)
     assert "Graph Structure" not in parse_question(
         {**base, "edges": [[0, 1]], "with_graph": False}).prompt(2)
