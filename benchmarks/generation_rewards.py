@@ -10,6 +10,11 @@ For 10-node graphs with 168-step series it reports
   the same run (the baseline: Python's per-call floor), and the ratio to the target of
   50,000 evaluations/s.
 
+It also times the generator of an earlier commit (`--previous`, default b5abf76: the
+questions before they were redesigned to need both series and graph) in a subprocess on
+the same machine in the same run, from `git archive` of that commit's `envs/`, and prints
+the ratio (skipped, with a note, where git or that commit is missing).
+
 Run: `python benchmarks/generation_rewards.py [--samples 2000]` (`make bench`).
 One core: BLAS threads are pinned to 1 before numpy is imported.
 """
@@ -22,7 +27,11 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from envs.sample import TASKS  # noqa: E402
 from envs.stream import TaskMix, generate  # noqa: E402
@@ -42,10 +51,49 @@ def _rate(fn, n_items: int, repeat: int = 3) -> float:
     return n_items / best
 
 
+_PREVIOUS = """
+import time
+from envs.sample import TASKS
+from envs.stream import TaskMix, generate
+from envs.tasks import EnvConfig
+cfg, mix, n, b = EnvConfig(nodes=(10,), lengths=(168,)), TaskMix.of(list(TASKS)), {n}, {b}
+generate(0, range(32), mix, cfg)
+best = float("inf")
+for _ in range(2):
+    t = time.perf_counter()
+    for s in range(0, n, b):
+        generate(1, range(s, min(n, s + b)), mix, cfg)
+    best = min(best, time.perf_counter() - t)
+print(n / best)
+"""
+
+
+def previous_rate(commit: str, n: int, batch: int) -> float | None:
+    """Batched samples/s of the generator at `commit`, or None (with a note) if unavailable."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            tar = subprocess.run(["git", "-C", str(root), "archive", commit, "envs"],
+                                 check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=tar, check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"  (previous generator {commit} not available: {e})")
+            return None
+        out = subprocess.run([sys.executable, "-c", _PREVIOUS.format(n=n, b=batch)],
+                             cwd=tmp, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": tmp})
+        if out.returncode:
+            print(f"  (previous generator {commit} failed: {out.stderr.strip()[-300:]})")
+            return None
+        return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--previous", default="b5abf76",
+                    help="commit whose generator is timed as a second baseline ('' to skip)")
     a = ap.parse_args()
     cfg = EnvConfig(nodes=(10,), lengths=(168,))
     mix = TaskMix.of(list(TASKS))
@@ -70,6 +118,11 @@ def main() -> None:
     print(f"  batched stream            {gen:9.0f} samples/s")
     print(f"  one at a time (baseline)  {single:9.0f} samples/s   ratio {gen / single:5.1f}x")
     print(f"  batched + both prompts    {both:9.0f} samples/s")
+    if a.previous:
+        old = previous_rate(a.previous, a.samples, a.batch)
+        if old:
+            print(f"  generator at {a.previous:<12} {old:9.0f} samples/s   ratio {gen / old:5.2f}x"
+                  " (this one / that one)")
     print(f"  ratio to target {GEN_TARGET:.0f}/s     {gen / GEN_TARGET:9.2f} (with prompts "
           f"{both / GEN_TARGET:.2f})")
 

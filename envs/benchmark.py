@@ -28,8 +28,15 @@ from envs.sample import TASKS, Sample
 from envs.stream import TaskMix, generate
 from envs.tasks import EnvConfig, get_task
 
-VERSION = "stb-1"
-"""Name of the question set; bumped whenever a change to the generator changes it."""
+VERSION = "stb-2"
+"""Name of the question set; bumped whenever a change to the generator changes it.
+
+`stb-2` (2026-12): root_cause, propagation and correlation ask for the candidate whose
+departure and route lag line up, entity roles need the series and the graph, the graph
+clause shows lags, and every question has exactly the configured number of options.
+`stb-1` is retired: its graph questions were answerable from the graph alone (and some
+from the text alone), so its scores did not measure the skill. Its questions are still
+rebuilt exactly by strl at commit b5abf76 (`git checkout b5abf76 && strl eval ...`)."""
 OOD_DOMAINS: tuple[str, ...] = ("ecology", "oceanography", "mobility")
 """Domains held out from training (the training default draws from `ID_DOMAINS` only)."""
 ID_DOMAINS: tuple[str, ...] = tuple(d for d in DOMAIN_NAMES if d not in OOD_DOMAINS)

@@ -7,8 +7,9 @@ its task comes from `default_rng([seed, index, 0])`, its world from
 `[seed, index, 1, r]` and `[seed, index, 2, r]`, so the fallback is still a pure function
 of (seed, index), and the sample records `meta["redraws"] = r`. The stream never raises
 on one unlucky design; only a config under which no design of a task can be built in
-`MAX_ROUNDS` rounds is an error, named with the config. So training can resume at any index, `strl show` can
-rebuild any sample, and generation can be batched and split across workers freely.
+`MAX_ROUNDS` rounds is an error, named with the config. So training can resume at any
+index, `strl show` can rebuild any sample, and generation can be batched and split
+across workers freely.
 Batching is only a speed-up: worlds are simulated together (see `envs.sde`) but never
 influence each other.
 """

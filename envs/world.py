@@ -143,8 +143,9 @@ def draw_world(
     `lags` fixes the lags of some edges (the others are drawn from `lag_range`).
     `alike` nodes share their drift kind, mean-reversion rate and diffusion shape, so
     equal events at them look alike and recover alike: waveform matching cannot tell
-    their disturbances apart downstream (their noise is `ALIKE_NOISE` of the usual). `quiet_edges` are never activated: they keep the
-    base weight throughout, so a disturbance crosses them only faintly.
+    their disturbances apart downstream (their noise is `ALIKE_NOISE` of the usual).
+    `quiet_edges` are never activated: they keep the base weight throughout, so a
+    disturbance crosses them only faintly.
     """
     labels = rng.permutation(n)
     drawn = rng.integers(lag_range[0], lag_range[1] + 1, size=len(edges))

@@ -66,6 +66,7 @@ class PromptSource:
         self.cfg, self.tok = cfg, tokenizer
         self.position = position
         self.skipped_long = 0
+        self.redrawn = 0  # samples whose first question design was redrawn (envs.stream)
         self.mix = TaskMix.of(cfg.data.tasks)
         self.env = env_config(cfg)
         self.rows = read_rows(cfg.data.file) if cfg.data.source == "file" else None
@@ -75,7 +76,9 @@ class PromptSource:
     def _records(self, seed: int, start: int, n: int) -> list[dict[str, Any]]:
         if self.rows is not None:
             return [self.rows[(start + i) % len(self.rows)] for i in range(n)]
-        return [s.to_record() for s in generate(seed, range(start, start + n), self.mix, self.env)]
+        samples = generate(seed, range(start, start + n), self.mix, self.env)
+        self.redrawn += sum(bool(s.meta.get("redraws")) for s in samples)
+        return [s.to_record() for s in samples]
 
     def _fit(self, recs: list[dict[str, Any]], no_graph: bool = False) -> list[Prompt]:
         out = []

@@ -126,6 +126,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     trainer.restarts = {"rollout": int(c.get("restarts_rollout", 0)),
                         "reward": int(c.get("restarts_reward", 0))}
     source.skipped_long = int(c.get("skipped_long_prompts", 0))
+    source.redrawn = int(c.get("redrawn_samples", 0))
     trainer.judge_window.extend(tuple(x) for x in c.get("judge_window", []))
     logger = RunLogger(run_dir, cfg.model_dump(mode="json"), wandb_mode=cfg.trainer.wandb)
     extra: dict[str, Any] = dict(handles.start_s)
@@ -143,6 +144,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
             restarts_rollout=trainer.restarts["rollout"],
             restarts_reward=trainer.restarts["reward"],
             skipped_long_prompts=source.skipped_long,
+            redrawn_samples=source.redrawn,
             judge_window=[list(x) for x in trainer.judge_window])
         path = checkpoint.save(run_dir, stage, progress, handles.learners, model_path,
                                cfg.trainer.keep_checkpoints, card)
@@ -192,6 +194,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
                                         card)
         extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(final),
                      skipped_long_prompts=source.skipped_long,
+                     redrawn_samples=source.redrawn,
                      skipped_grad_steps=trainer.skipped_grad_steps,
                      actor_restarts=sum(trainer.restarts.values()),
                      eval_after_sft=evals.get("after_sft"))

@@ -53,12 +53,16 @@ def classify(dep: Departures) -> Scenario:
 class Etiological(Task):
     name = "etiological"
 
+    def nodes_needed(self, cfg: EnvConfig) -> int:
+        return 4 if cfg.n_options >= 6 else self.min_nodes
+
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         domain = pick_domain(design, cfg)
         n, t_len = pick_size(design, cfg, self.nodes_needed(cfg))
-        m = n_sources(design, n)
         k = cfg.n_options
+        # Six options need three or more sources (two give 2 singles + 1 multi + 2 more).
+        m = max(n_sources(design, n), 3 if k >= 6 else 2)
         singles: list[Scenario] = [("single", (s,)) for s in design.permutation(m)]
         multis: list[Scenario] = []
         for _ in range(8):

@@ -51,6 +51,8 @@ def fan_graph(rng: np.random.Generator, n: int, k: int,
         edges.add((u, v))
         if u01[v, 1] < 0.35:
             edges.add((int(u01[v, 2] * v), v))
+    if n > 2 * k + 1 and not any(u == 2 * k for u, _ in edges):
+        edges.add((2 * k, int(rng.integers(2 * k + 1, n))))  # the shadow feeds someone too
     for u, v in edges:
         if u < k and v >= 2 * k:  # a source's other children come later than its first
             fixed[(u, v)] = lags[u] + 2 + int(rng.integers(0, 4))

@@ -45,13 +45,13 @@ def test_the_run_ends_with_the_benchmark_in_its_report(trained_run) -> None:
     """`make run`'s report carries `strl eval`'s figures: every task, both domain splits."""
     run = trained_run.run
     result = json.loads((run / "eval" / "eval.json").read_text())
-    assert result["benchmark"] == "stb-1" and result["per_cell"] == 1
+    assert result["benchmark"] == "stb-2" and result["per_cell"] == 1
     assert result["tasks"]["all"]["n"] == 40 and result["graph_free"]
     assert set(result["splits"]) == {"id", "ood"}
     lines = (run / "eval" / "completions.jsonl").read_text().splitlines()
     assert len(lines) == 40 and all(json.loads(x)["reading_no_graph"] for x in lines)
     report = (run / "report.md").read_text()
-    assert "## Evaluation: benchmark `stb-1`" in report and "| forecasting |" in report
+    assert "## Evaluation: benchmark `stb-2`" in report and "| forecasting |" in report
     assert "In-distribution vs held-out domains" in report and "eval/samples.html" in report
     for name in ("eval.md", "eval.png", "samples.html"):
         assert (run / "eval" / name).stat().st_size > 0

@@ -8,6 +8,7 @@ import pytest
 
 from envs import benchmark as b
 from envs.sample import TASKS
+from envs.tasks import EnvConfig, get_task
 
 # The digest of `items(2)`. If a change to the simulator or the tasks alters this, the
 # benchmark is no longer the same set of questions: bump `benchmark.VERSION` (and this).
@@ -20,9 +21,11 @@ def test_cells_cover_every_task_split_and_node_count_once() -> None:
     for split in ("id", "ood"):
         for task in TASKS:
             sizes = sorted(c.nodes for c in cells if c.split == split and c.task == task)
-            assert sizes[-1] == 10 and 5 in sizes, (split, task, sizes)
+            need = get_task(task).nodes_needed(EnvConfig(nodes=b.NODES))
+            assert sizes == sorted({max(n, need) for n in b.NODES}), (split, task, sizes)
     assert {c.nodes for c in cells if c.task == "etiological"} == {3, 5, 10}
-    assert {c.nodes for c in cells if c.task == "correlation"} == {5, 10}  # needs 5 nodes
+    assert {c.nodes for c in cells if c.task == "correlation"} == {5, 10}  # 4 routes: 5 nodes
+    assert {c.nodes for c in cells if c.task == "propagation"} == {9, 10}  # 4 fans + shadow
 
 
 def test_questions_are_a_pure_function_of_the_version_and_prefixes_of_larger_sizes() -> None:

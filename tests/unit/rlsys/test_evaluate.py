@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from envs import benchmark
 from rlsys import evalreport
 from rlsys.card import PromptCard
 from rlsys.evaluate import Sampling, benchmark_questions, file_questions, ood_warnings, run_eval
@@ -39,8 +40,6 @@ def _wrong(s) -> str:
 
 @pytest.fixture(scope="module")
 def result() -> dict:
-    from envs import benchmark
-
     questions, info = benchmark_questions(1)
     answers: dict[str, str | None] = {}
     for it in benchmark.items(1):
@@ -64,15 +63,18 @@ def test_scores_with_and_without_the_graph_and_the_reliance(result: dict) -> Non
     assert f["mae"] == 0.0 and f["score"] == 1.0
     assert f["score_no_graph"] == pytest.approx(0.3679, abs=1e-3)  # exp(-0.1 * 10)
     rc = t["root_cause"]
-    assert rc["over_context"] == 1 and rc["n"] == 6
-    assert rc["success_rate"] == pytest.approx(5 / 6) and rc["score"] == pytest.approx(5 / 6)
+    n_rc = sum(c.task == "root_cause" for c in benchmark.cells())  # one question per cell
+    assert rc["over_context"] == 1 and rc["n"] == n_rc
+    assert rc["success_rate"] == pytest.approx(1 - 1 / n_rc)
+    assert rc["score"] == pytest.approx(1 - 1 / n_rc)
     # the pair with a prompt over the context is left out of the reliance, not counted wrong
-    assert rc["reliance_pairs"] == 5 and rc["graph_reliance"] == 1.0
+    assert rc["reliance_pairs"] == n_rc - 1 and rc["graph_reliance"] == 1.0
     assert t["path_description"]["success_rate"] == 1.0
     assert t["path_description"]["score"] is None  # needs a judge
-    assert t["all"]["n"] == 40 and result["splits"]["ood"]["all"]["n"] == 20
+    assert t["all"]["n"] == len(benchmark.cells())
+    assert result["splits"]["ood"]["all"]["n"] == len(benchmark.cells()) // 2
     assert set(result["nodes"]["etiological"]) == {"3", "5", "10"}
-    assert result["digest"] and result["benchmark"] == "stb-1"
+    assert result["digest"] and result["benchmark"] == "stb-2"
 
 
 def test_outputs_are_written_and_the_page_cannot_be_broken_by_an_answer(
@@ -82,7 +84,8 @@ def test_outputs_are_written_and_the_page_cannot_be_broken_by_an_answer(
     assert again["tasks"] == json.loads(json.dumps(result["tasks"]))
     assert "questions" not in again  # those go to completions.jsonl
     lines = (tmp_path / "completions.jsonl").read_text().splitlines()
-    assert len(lines) == 40 and json.loads(lines[0])["reading"]["completion"]
+    assert len(lines) == len(benchmark.cells())
+    assert json.loads(lines[0])["reading"]["completion"]
     md = paths["markdown"].read_text()
     assert "| etiological | 6 | 1.000 |" in md and "In-distribution vs held-out" in md
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
