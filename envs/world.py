@@ -135,17 +135,21 @@ def draw_world(
     lags: dict[tuple[int, int], int] | None = None,
     alike: tuple[int, ...] = (),
     quiet_edges: frozenset[tuple[int, int]] = frozenset(),
+    closed_edges: frozenset[tuple[int, int]] = frozenset(),
 ) -> World:
     """Draw node parameters, lags, weights, activation windows and noise for a graph.
 
     `active_windows` are (start, end) step ranges in which every edge is activated; by
     default the span of the events plus a tail long enough for them to propagate.
     `lags` fixes the lags of some edges (the others are drawn from `lag_range`).
-    `alike` nodes share their drift kind, mean-reversion rate and diffusion shape, so
-    equal events at them look alike and recover alike: waveform matching cannot tell
-    their disturbances apart downstream (their noise is `ALIKE_NOISE` of the usual).
+    `alike` nodes share a plain mean-reverting drift (no cycle), its rate and their
+    diffusion shape, so equal events at them look alike and recover alike: waveform
+    matching cannot tell their disturbances apart downstream (their noise is
+    `ALIKE_NOISE` of the usual).
     `quiet_edges` are never activated: they keep the base weight throughout, so a
-    disturbance crosses them only faintly.
+    disturbance crosses them only faintly. `closed_edges` carry nothing while the series
+    run (weight 0: a closed road, a shut sluice, a line out of service): the graph still
+    shows them, with their lags, and only the data tell that nothing crossed.
     """
     labels = rng.permutation(n)
     drawn = rng.integers(lag_range[0], lag_range[1] + 1, size=len(edges))
@@ -158,7 +162,7 @@ def draw_world(
              for i in range(n)]
     world = World(domain, n, length, list(edges), list(range(n_sources)), list(events),
                   labels, lags, levels, names)
-    world.arrays = _arrays(rng, world, noise, active_windows, alike, quiet_edges)
+    world.arrays = _arrays(rng, world, noise, active_windows, alike, quiet_edges, closed_edges)
     return world
 
 
@@ -166,6 +170,7 @@ def _arrays(
     rng: np.random.Generator, w: World, noise: float, active_windows: list[tuple[int, int]] | None,
     alike: tuple[int, ...] = (),
     quiet_edges: frozenset[tuple[int, int]] = frozenset(),
+    closed_edges: frozenset[tuple[int, int]] = frozenset(),
 ) -> SDEArrays:
     n, t_len = w.n, w.length
     # One draw block for every per-node parameter: a few large RNG calls are much cheaper
@@ -173,8 +178,11 @@ def _arrays(
     u = rng.random((9, n))
     if alike:
         idx = list(alike)
-        for row in (0, 1, 2, 5, 6, 7):  # kappa, drift kind, cycle amplitude, diffusion
+        for row in (0, 5, 6, 7):  # mean-reversion rate and noise
             u[row, idx] = u[row, idx[0]]
+        # Mean-reverting, without a daily cycle: a cycle passed on downstream carries its
+        # source's phase, and the delay of that copy would give the link's lag away.
+        u[1, idx] = 0.0
     kappa = 0.1 + 0.2 * u[0]
     a = np.empty((t_len, n))
     a[:] = kappa
@@ -215,6 +223,8 @@ def _arrays(
     weight = np.full((t_len, len(w.edges)), BASE_WEIGHT)
     weight[active] *= mult
     weight *= lam[dst]
+    if closed_edges:
+        weight[:, [i for i, e in enumerate(w.edges) if e in closed_edges]] = 0.0
     inflow = weight @ (dst[:, None] == np.arange(n)[None, :])  # (T, N) incoming per node
     weight *= np.minimum(1.0, MAX_COUPLING / np.maximum(inflow[:, dst], 1e-12))
 

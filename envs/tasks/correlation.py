@@ -89,7 +89,7 @@ class Correlation(Task):
                            [Event((a,), t_a - 1, int(rng.integers(8, 13)),
                                   event_amp(rng, domain))],
                            cfg.noise, lag_range=(1, 4), lags=lags,
-                           alike=tuple(range(k)), quiet_edges=frozenset(quiet))
+                           alike=tuple(range(k)), closed_edges=frozenset(quiet))
         return Draft(world, {"k": k, "gold": gold, "totals": totals})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:

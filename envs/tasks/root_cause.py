@@ -85,7 +85,7 @@ class RootCause(Task):
         world = draw_world(rng, domain, n, t_len, edges, k + len(extra), events, cfg.noise,
                            lag_range=LEADS, lags={(c, target): lags[c] for c in range(k)},
                            alike=tuple(range(k)) + tuple(fired),
-                           quiet_edges=frozenset((c, target) for c in range(1, k)))
+                           closed_edges=frozenset((c, target) for c in range(1, k)))
         return Draft(world, {"target": target, "k": k})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
