@@ -600,6 +600,23 @@ def _series_features(v: View, p: _Parsed, s: _Series) -> dict[str, np.ndarray]:
         "s_named_all_earliest": np.where(np.isfinite(n_early), _flag(n_early == n_named),
                                          np.nan),
     }
+    # The question node among all the others, not only those the options name (an
+    # option may name none, as entity's role texts do): does some node lead it, follow
+    # it, move its waveform; how many nodes depart shortly before and after it.
+    others = [j for j in range(s.n) if j != q] if q is not None else []
+    for name, arr in (("lead", s.xc_lead), ("follow", s.xc_follow), ("granger", s.granger),
+                      ("wave", s.wave)):
+        vals = np.sort(arr[others][np.isfinite(arr[others])])[::-1] if others else []
+        for r in range(3):
+            f[f"s_q_top{r + 1}_{name}"] = scalar(vals[r] if len(vals) > r else np.nan)
+    near = on[others] - q_on if others else np.array([])
+    with np.errstate(invalid="ignore"):
+        f["s_q_departed_before"] = scalar(np.sum((near < 0) & (near >= -MAX_LAG)))
+        f["s_q_departing_after"] = scalar(np.sum((near > 0) & (near <= MAX_LAG)))
+        # per option: departures that could have moved its node (1..MAX_LAG steps before)
+        gap = on1[:, None] - on[None, :]
+        f["s_x_explainers"] = np.where(np.isfinite(on1),
+                                       np.sum((gap >= 1) & (gap <= MAX_LAG), axis=1), np.nan)
     for name, pick in _series_rules(v, p, s).items():
         f[f"s_rule_{name}"] = _flag(np.arange(k) == pick)
     return f

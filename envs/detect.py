@@ -21,8 +21,6 @@ TAU = 0.1
 BASELINE_FRAC = 0.3
 VISIBLE = 2 * TAU
 """A node 'responds' when its noise-free peak deviation reaches this."""
-QUIET = 0.4 * TAU
-"""A node 'stays quiet' when its noise-free peak deviation stays below this."""
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,21 @@ A `Domain` is pure data. The simulator works on a dimensionless level `Y ~ 1` pe
 whether its events raise or lower the observed quantity (congestion lowers speed).
 
 Texts are written so that every statement a question relies on is checkable from the
-prompt: role texts describe graph position or observed behaviour, scenario texts name the
-nodes where a disturbance starts. Role names are deliberately distinct (no near-synonyms).
+prompt: role texts state how a node's departure lines up with those of the nodes linking
+into it and of the nodes it links to (read off the series and the graph together); scenario
+texts name the nodes where a disturbance starts. Role names are deliberately distinct (no
+near-synonyms).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES = ("origin", "feeder", "junction", "relay", "terminal")
-"""Node roles used by the `entity` task (see `envs.tasks.entity` for their definitions)."""
+ROLES = ("origin", "local_start", "relay", "dead_end", "merge", "merge_end")
+"""Node roles used by the `entity` task: how many of a departing node's upstream nodes
+departed before it (none: origin / local_start, exactly one: relay / dead_end, two or more:
+merge / merge_end) and whether a node it links to departs after it (the first of each
+pair) or none does (the second). See `envs.tasks.entity`."""
 
 MECHANISMS = ("single", "multi", "network_wide", "calm")
 """Scenario mechanisms used by the `etiological` task."""
@@ -69,11 +74,12 @@ DOMAINS: dict[str, Domain] = {
                          "Market Square", "North Tunnel", "Riverside Drive", "Stadium Gate",
                          "Central Avenue", "East Interchange", "Old Town Loop", "Tech Park Exit"),
             roles={
-                "origin": ("Incident Sensor", "segment where the slowdown first appears"),
-                "feeder": ("Quiet Entry Sensor", "entry segment with no incoming links that stays free-flowing"),
-                "junction": ("Merge Sensor", "segment where two or more incoming roads merge"),
-                "relay": ("Corridor Sensor", "segment passing traffic from a single upstream road onward"),
-                "terminal": ("Exit Sensor", "last segment of the network with no outgoing link"),
+                "origin": ("Incident Sensor", "segment where a slowdown starts before any road feeding it has slowed, and a road it feeds slows after it"),
+                "local_start": ("Local Jam Sensor", "segment where a slowdown starts before any road feeding it has slowed, and no road it feeds slows after it"),
+                "relay": ("Corridor Sensor", "segment that slows after exactly one road feeding it has slowed, and a road it feeds slows after it"),
+                "dead_end": ("Queue Absorber Sensor", "segment that slows after exactly one road feeding it has slowed, and no road it feeds slows after it"),
+                "merge": ("Merge Sensor", "segment that slows after two or more roads feeding it have slowed, and a road it feeds slows after it"),
+                "merge_end": ("Gridlock Pocket Sensor", "segment that slows after two or more roads feeding it have slowed, and no road it feeds slows after it"),
             },
             mechanisms={
                 "single": "A crash near {src} slows traffic there first; the queue then spreads to downstream segments.",
@@ -94,11 +100,12 @@ DOMAINS: dict[str, Domain] = {
                          "Cedar Hill", "Docklands", "Sunvale", "Ironbridge", "Lakeside",
                          "Quarry Road", "Eastmoor"),
             roles={
-                "origin": ("Demand Surge Feeder", "feeder where the load surge begins"),
-                "feeder": ("Idle Supply Feeder", "feeder with no upstream line whose load stays flat"),
-                "junction": ("Collector Substation", "substation fed by two or more upstream lines"),
-                "relay": ("Transfer Substation", "substation passing load from one upstream line onward"),
-                "terminal": ("End-of-Line Substation", "substation at the end of the grid with no outgoing line"),
+                "origin": ("Surge Start Substation", "substation where a load surge starts before any substation feeding it has surged, and a substation it supplies surges after it"),
+                "local_start": ("Isolated Surge Substation", "substation where a load surge starts before any substation feeding it has surged, and no substation it supplies surges after it"),
+                "relay": ("Transfer Substation", "substation that surges after exactly one substation feeding it has surged, and a substation it supplies surges after it"),
+                "dead_end": ("Absorbing Substation", "substation that surges after exactly one substation feeding it has surged, and no substation it supplies surges after it"),
+                "merge": ("Collector Substation", "substation that surges after two or more substations feeding it have surged, and a substation it supplies surges after it"),
+                "merge_end": ("Overload Sink Substation", "substation that surges after two or more substations feeding it have surged, and no substation it supplies surges after it"),
             },
             mechanisms={
                 "single": "An industrial start-up at {src} raises its load first; the extra demand then flows to downstream substations.",
@@ -119,11 +126,12 @@ DOMAINS: dict[str, Domain] = {
                          "University", "Rail Yard", "Old Mill", "Hillside", "Bay Front",
                          "Suburb North", "Suburb South", "Airport"),
             roles={
-                "origin": ("Emission Monitor", "site where the pollution episode starts"),
-                "feeder": ("Background Monitor", "upwind site with no incoming transport that stays clean"),
-                "junction": ("Convergence Monitor", "site receiving air from two or more upwind sites"),
-                "relay": ("Transit Monitor", "site passing air from a single upwind site further downwind"),
-                "terminal": ("Downwind Edge Monitor", "last downwind site with no outgoing transport"),
+                "origin": ("Emission Monitor", "site where a pollution episode starts before any site sending air to it has risen, and a site it sends air to rises after it"),
+                "local_start": ("Local Hotspot Monitor", "site where a pollution episode starts before any site sending air to it has risen, and no site it sends air to rises after it"),
+                "relay": ("Transit Monitor", "site that rises after exactly one site sending air to it has risen, and a site it sends air to rises after it"),
+                "dead_end": ("Settling Monitor", "site that rises after exactly one site sending air to it has risen, and no site it sends air to rises after it"),
+                "merge": ("Convergence Monitor", "site that rises after two or more sites sending air to it have risen, and a site it sends air to rises after it"),
+                "merge_end": ("Trapped Plume Monitor", "site that rises after two or more sites sending air to it have risen, and no site it sends air to rises after it"),
             },
             mechanisms={
                 "single": "A factory release at {src} raises PM2.5 there first; the plume then drifts to downwind sites.",
@@ -144,11 +152,12 @@ DOMAINS: dict[str, Domain] = {
                          "Heather Moor", "Birch Hollow", "Sedge Lake", "Alder Flats",
                          "Thistle Down", "Aspen Glade", "Clover Field"),
             roles={
-                "origin": ("Outbreak Patch", "habitat patch where the population boom begins"),
-                "feeder": ("Stable Patch", "patch with no incoming dispersal whose population stays steady"),
-                "junction": ("Gathering Patch", "patch receiving dispersers from two or more patches"),
-                "relay": ("Corridor Patch", "patch passing dispersers from a single patch onward"),
-                "terminal": ("Dead-End Patch", "patch with no outgoing dispersal route"),
+                "origin": ("Outbreak Patch", "patch where a population boom starts before any patch sending dispersers to it has boomed, and a patch it sends dispersers to booms after it"),
+                "local_start": ("Isolated Boom Patch", "patch where a population boom starts before any patch sending dispersers to it has boomed, and no patch it sends dispersers to booms after it"),
+                "relay": ("Corridor Patch", "patch that booms after exactly one patch sending dispersers to it has boomed, and a patch it sends dispersers to booms after it"),
+                "dead_end": ("Sink Patch", "patch that booms after exactly one patch sending dispersers to it has boomed, and no patch it sends dispersers to booms after it"),
+                "merge": ("Gathering Patch", "patch that booms after two or more patches sending dispersers to it have boomed, and a patch it sends dispersers to booms after it"),
+                "merge_end": ("Crowded Dead-End Patch", "patch that booms after two or more patches sending dispersers to it have boomed, and no patch it sends dispersers to booms after it"),
             },
             mechanisms={
                 "single": "A food pulse at {src} triggers a population boom there first; dispersers then spread along the corridors.",
@@ -168,11 +177,12 @@ DOMAINS: dict[str, Domain] = {
             place_names=("Ashford", "Brookton", "Carlow", "Dunmore", "Elston", "Fairhaven",
                          "Glenrock", "Hollis", "Ivybridge", "Jarrow", "Kingsley", "Larkfield"),
             roles={
-                "origin": ("Index City", "city where the outbreak starts"),
-                "feeder": ("Unaffected Satellite Town", "town with no incoming travel link that stays at baseline"),
-                "junction": ("Travel Hub City", "city receiving travellers from two or more cities"),
-                "relay": ("Transit Town", "town passing infection from a single city onward"),
-                "terminal": ("Remote Town", "town with no outgoing travel link"),
+                "origin": ("Index City", "city where an outbreak starts before any city with a travel link into it has surged, and a city it has a travel link to surges after it"),
+                "local_start": ("Contained Outbreak Town", "city where an outbreak starts before any city with a travel link into it has surged, and no city it has a travel link to surges after it"),
+                "relay": ("Transit Town", "city that surges after exactly one city with a travel link into it has surged, and a city it has a travel link to surges after it"),
+                "dead_end": ("Firebreak Town", "city that surges after exactly one city with a travel link into it has surged, and no city it has a travel link to surges after it"),
+                "merge": ("Travel Hub City", "city that surges after two or more cities with travel links into it have surged, and a city it has a travel link to surges after it"),
+                "merge_end": ("Quarantine Hub City", "city that surges after two or more cities with travel links into it have surged, and no city it has a travel link to surges after it"),
             },
             mechanisms={
                 "single": "An outbreak seeded at {src} raises incidence there first and spreads along travel links.",
@@ -193,11 +203,12 @@ DOMAINS: dict[str, Domain] = {
                          "Salmon Leap", "Low Bridge", "Kettle Bend", "Heron Reach", "Gravel Bar",
                          "Fox Hollow", "Estuary Head"),
             roles={
-                "origin": ("Storm Catchment Gauge", "gauge where the storm runoff enters first"),
-                "feeder": ("Dry Tributary Gauge", "headwater gauge with no upstream inflow that stays at base flow"),
-                "junction": ("Confluence Gauge", "gauge where two or more upstream channels join"),
-                "relay": ("Mid-Reach Gauge", "gauge on a channel fed by a single upstream gauge"),
-                "terminal": ("Outlet Gauge", "most downstream gauge where the network drains"),
+                "origin": ("Storm Catchment Gauge", "gauge where a flood wave starts before any gauge draining into it has risen, and a gauge it drains into rises after it"),
+                "local_start": ("Local Cloudburst Gauge", "gauge where a flood wave starts before any gauge draining into it has risen, and no gauge it drains into rises after it"),
+                "relay": ("Mid-Reach Gauge", "gauge that rises after exactly one gauge draining into it has risen, and a gauge it drains into rises after it"),
+                "dead_end": ("Retention Basin Gauge", "gauge that rises after exactly one gauge draining into it has risen, and no gauge it drains into rises after it"),
+                "merge": ("Confluence Gauge", "gauge that rises after two or more gauges draining into it have risen, and a gauge it drains into rises after it"),
+                "merge_end": ("Floodplain Sink Gauge", "gauge that rises after two or more gauges draining into it have risen, and no gauge it drains into rises after it"),
             },
             mechanisms={
                 "single": "Heavy rain over the catchment at {src} raises discharge there first; the flood wave then travels downstream.",
@@ -218,11 +229,12 @@ DOMAINS: dict[str, Domain] = {
                          "North Mole", "Sand Spit", "Lighthouse", "Reef Gap", "Bay Mouth",
                          "Harbor Wall", "Seal Point"),
             roles={
-                "origin": ("Swell Entry Buoy", "buoy where the storm swell arrives first"),
-                "feeder": ("Sheltered Buoy", "offshore buoy with no incoming swell path that stays calm"),
-                "junction": ("Convergence Buoy", "buoy where swell from two or more buoys converges"),
-                "relay": ("Midfield Buoy", "buoy passing swell from a single buoy shoreward"),
-                "terminal": ("Nearshore Buoy", "innermost buoy with no further swell path"),
+                "origin": ("Swell Entry Buoy", "buoy where a swell starts before any buoy sending swell to it has risen, and a buoy it sends swell to rises after it"),
+                "local_start": ("Local Squall Buoy", "buoy where a swell starts before any buoy sending swell to it has risen, and no buoy it sends swell to rises after it"),
+                "relay": ("Midfield Buoy", "buoy that rises after exactly one buoy sending swell to it has risen, and a buoy it sends swell to rises after it"),
+                "dead_end": ("Breakwater Buoy", "buoy that rises after exactly one buoy sending swell to it has risen, and no buoy it sends swell to rises after it"),
+                "merge": ("Convergence Buoy", "buoy that rises after two or more buoys sending swell to it have risen, and a buoy it sends swell to rises after it"),
+                "merge_end": ("Swell Trap Buoy", "buoy that rises after two or more buoys sending swell to it have risen, and no buoy it sends swell to rises after it"),
             },
             mechanisms={
                 "single": "A distant storm sends swell that reaches {src} first and then propagates shoreward.",
@@ -243,11 +255,12 @@ DOMAINS: dict[str, Domain] = {
                          "Rice Paddy", "Barley Plot", "Greenhouse", "South Field",
                          "Canal Bank", "Hop Garden", "Seed Nursery"),
             roles={
-                "origin": ("Irrigated Plot Probe", "plot where the irrigation water arrives first"),
-                "feeder": ("Unirrigated Plot Probe", "plot with no incoming channel whose moisture stays steady"),
-                "junction": ("Channel Junction Probe", "plot fed by two or more upstream channels"),
-                "relay": ("Channel Probe", "plot passing water from a single upstream plot onward"),
-                "terminal": ("Drainage Probe", "lowest plot with no outgoing channel"),
+                "origin": ("Irrigated Plot Probe", "plot where a wetting front starts before any plot whose channel feeds it has wetted up, and a plot its channel feeds wets up after it"),
+                "local_start": ("Spot-Watered Plot Probe", "plot where a wetting front starts before any plot whose channel feeds it has wetted up, and no plot its channel feeds wets up after it"),
+                "relay": ("Channel Probe", "plot that wets up after exactly one plot whose channel feeds it has wetted up, and a plot its channel feeds wets up after it"),
+                "dead_end": ("Soak-Up Plot Probe", "plot that wets up after exactly one plot whose channel feeds it has wetted up, and no plot its channel feeds wets up after it"),
+                "merge": ("Channel Junction Probe", "plot that wets up after two or more plots whose channels feed it have wetted up, and a plot its channel feeds wets up after it"),
+                "merge_end": ("Sump Plot Probe", "plot that wets up after two or more plots whose channels feed it have wetted up, and no plot its channel feeds wets up after it"),
             },
             mechanisms={
                 "single": "Irrigation opens at {src} and wets it first; the water then seeps to downstream plots.",
@@ -268,11 +281,12 @@ DOMAINS: dict[str, Domain] = {
                          "Hospital", "Fairground", "Old Market", "Parkside", "Canal Street",
                          "West End"),
             roles={
-                "origin": ("Event Venue Station", "station where the crowd surge begins"),
-                "feeder": ("Quiet Terminus Station", "terminus with no incoming line whose ridership stays flat"),
-                "junction": ("Interchange Station", "station where two or more incoming lines meet"),
-                "relay": ("Through Station", "station passing riders from a single upstream station onward"),
-                "terminal": ("End-of-Line Station", "last station with no outgoing line"),
+                "origin": ("Event Venue Station", "station where a crowd surge starts before any station sending riders to it has surged, and a station it sends riders to surges after it"),
+                "local_start": ("Local Crowd Station", "station where a crowd surge starts before any station sending riders to it has surged, and no station it sends riders to surges after it"),
+                "relay": ("Through Station", "station that surges after exactly one station sending riders to it has surged, and a station it sends riders to surges after it"),
+                "dead_end": ("Dispersal Station", "station that surges after exactly one station sending riders to it has surged, and no station it sends riders to surges after it"),
+                "merge": ("Interchange Station", "station that surges after two or more stations sending riders to it have surged, and a station it sends riders to surges after it"),
+                "merge_end": ("Crowd Sink Station", "station that surges after two or more stations sending riders to it have surged, and no station it sends riders to surges after it"),
             },
             mechanisms={
                 "single": "A concert ends at {src}; the crowd surge appears there first and rides on to downstream stations.",
@@ -293,11 +307,12 @@ DOMAINS: dict[str, Domain] = {
                          "Lakeshore", "Plateau", "Forest Edge", "Desert Rim", "Harbor Met",
                          "Upland Farm", "River Delta", "Hill Village"),
             roles={
-                "origin": ("Front Arrival Station", "station where the cold front arrives first"),
-                "feeder": ("Shielded Station", "station with no incoming air path whose temperature stays steady"),
-                "junction": ("Convergence Station", "station receiving air from two or more stations"),
-                "relay": ("Pass-Through Station", "station passing air from a single station onward"),
-                "terminal": ("Leeward Station", "last station with no outgoing air path"),
+                "origin": ("Front Arrival Station", "station where a cold spell starts before any station sending air to it has cooled, and a station it sends air to cools after it"),
+                "local_start": ("Local Chill Station", "station where a cold spell starts before any station sending air to it has cooled, and no station it sends air to cools after it"),
+                "relay": ("Pass-Through Station", "station that cools after exactly one station sending air to it has cooled, and a station it sends air to cools after it"),
+                "dead_end": ("Warming Buffer Station", "station that cools after exactly one station sending air to it has cooled, and no station it sends air to cools after it"),
+                "merge": ("Convergence Station", "station that cools after two or more stations sending air to it have cooled, and a station it sends air to cools after it"),
+                "merge_end": ("Cold Pool Station", "station that cools after two or more stations sending air to it have cooled, and no station it sends air to cools after it"),
             },
             mechanisms={
                 "single": "A cold front reaches {src} first and cools it; the cold air then advects to downwind stations.",

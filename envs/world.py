@@ -134,7 +134,6 @@ def draw_world(
     active_windows: list[tuple[int, int]] | None = None,
     lags: dict[tuple[int, int], int] | None = None,
     alike: tuple[int, ...] = (),
-    quiet_edges: frozenset[tuple[int, int]] = frozenset(),
     closed_edges: frozenset[tuple[int, int]] = frozenset(),
 ) -> World:
     """Draw node parameters, lags, weights, activation windows and noise for a graph.
@@ -145,10 +144,8 @@ def draw_world(
     `alike` nodes share a plain mean-reverting drift (no cycle), its rate and their
     diffusion shape, so equal events at them look alike and recover alike: waveform
     matching cannot tell their disturbances apart downstream (their noise is
-    `ALIKE_NOISE` of the usual).
-    `quiet_edges` are never activated: they keep the base weight throughout, so a
-    disturbance crosses them only faintly. `closed_edges` carry nothing while the series
-    run (weight 0: a closed road, a shut sluice, a line out of service): the graph still
+    `ALIKE_NOISE` of the usual). `closed_edges` carry nothing while the series run
+    (weight 0: a closed road, a shut sluice, a line out of service): the graph still
     shows them, with their lags, and only the data tell that nothing crossed.
     """
     labels = rng.permutation(n)
@@ -162,14 +159,13 @@ def draw_world(
              for i in range(n)]
     world = World(domain, n, length, list(edges), list(range(n_sources)), list(events),
                   labels, lags, levels, names)
-    world.arrays = _arrays(rng, world, noise, active_windows, alike, quiet_edges, closed_edges)
+    world.arrays = _arrays(rng, world, noise, active_windows, alike, closed_edges)
     return world
 
 
 def _arrays(
     rng: np.random.Generator, w: World, noise: float, active_windows: list[tuple[int, int]] | None,
     alike: tuple[int, ...] = (),
-    quiet_edges: frozenset[tuple[int, int]] = frozenset(),
     closed_edges: frozenset[tuple[int, int]] = frozenset(),
 ) -> SDEArrays:
     n, t_len = w.n, w.length
@@ -215,8 +211,6 @@ def _arrays(
     dst = np.array([v for _, v in w.edges], dtype=np.int64)
     lag = np.array([w.lags[e] for e in w.edges], dtype=np.int64)
     mult = rng.uniform(*ACTIVATION_RANGE, size=len(w.edges))
-    if quiet_edges:
-        mult[[i for i, e in enumerate(w.edges) if e in quiet_edges]] = 1.0
     active = np.zeros(t_len, dtype=bool)
     for s, e in active_windows:
         active[max(s, 0) : max(e, 0)] = True  # overlapping windows activate once

@@ -8,8 +8,9 @@ departed; the series alone give when a departed (so the delay the window implies
 not the routes' lags. Only together do they single out the route whose total lag equals
 the observed delay. Route totals are drawn distinct (three or more steps apart) and the
 gold route uniformly among them, independently of its total and of being direct, so
-neither a lag nor a route type points at it; the other routes' last links stay inactive
-(weak), so b shows one clear arrival and cannot be matched to its route by counting.
+neither a lag nor a route type points at it; the other routes' last links are closed
+while the series run, so b shows one arrival and cannot be matched to its route by
+counting arrivals.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class Correlation(Task):
                      f"the route through {nd(w, r)} (lags {w.lags[(a, r)]} + "
                      f"{w.lags[(r, b)]} = {totals[r]})")
             why.append(f"{route[0].upper()}{route[1:]} "
-                       + ("matches." if r == gold else f"arrives at step {t_a + totals[r]}."))
+                       + ("matches." if r == gold else f"would arrive at step {t_a + totals[r]}."))
         why.append(f"So option {'ABCDEF'[g]}.")
         return Parts(
             question=(f"{context(w)} Which route explains the relationship between "

@@ -6,7 +6,10 @@ option standing. Only the alignment of the two answers it: the culprit's departu
 its link's lag is t; every other candidate's disturbance reaches k at least three steps
 earlier or later (`graphq.aligned_design` draws leads and lags so that neither half alone
 ranks the gold apart). All candidates fire the same event (same size, duration and
-recovery rate), so k's response cannot be matched to its source by waveform.
+recovery rate, no daily cycle), so k's response cannot be matched to its source by
+waveform; the decoys' links to k are closed while the series run (the graph shows them,
+the data show that nothing crossed), so k shows one arrival and no faint extra bump tells
+which decoys arrive early or late.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ class RootCause(Task):
             verdict = ("matches" if c == 0 else
                        "too early" if on + lag < t_k else "too late")
             why.append(f"{nd(w, c)} departs at step {on}; with the lag of {lag}, its "
-                       f"disturbance arrives at step {on + lag}: {verdict}.")
+                       f"disturbance would arrive at step {on + lag}: {verdict}.")
         why.append(f"So the disturbance at step {t_k} started at {nd(w, 0)}: option "
                    f"{'ABCDEF'[gold]}.")
         return Parts(

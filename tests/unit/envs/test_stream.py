@@ -122,9 +122,9 @@ def test_configs_that_need_more_nodes_get_them() -> None:
     # six correlation options are six routes: a, b and five intermediates
     (s,) = generate(0, [0], TaskMix.of(["correlation"]), EnvConfig(nodes=(5,), n_options=6))
     assert s.series.shape[0] == 7 and len(s.options) == 6
-    # with three nodes no node can be a relay: entity worlds get four
+    # entity's skeleton around the asked node has eight nodes
     assert {x.series.shape[0] for x in generate(
-        0, range(20), TaskMix.of(["entity"]), EnvConfig(nodes=(3,)))} == {4}
+        0, range(20), TaskMix.of(["entity"]), EnvConfig(nodes=(3,)))} == {8}
 
 
 def test_a_task_that_can_never_be_built_fails_with_an_actionable_error() -> None:

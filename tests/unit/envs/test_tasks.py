@@ -14,9 +14,9 @@ from envs.prompt import parse_prompt
 from envs.sample import TASKS
 from envs.stream import TaskMix, generate
 from envs.tasks import TASK_REGISTRY, EnvConfig, get_task, register_task
-from envs.tasks.entity import Entity, role_facts
+from envs.tasks.entity import Entity, role_of
 from envs.tasks.etiological import classify, read_story
-from envs.tasks.graphq import ancestors_all, option_counts, reach
+from envs.tasks.graphq import aligned_design, ancestors_all, min_lag_paths
 
 CHOICE = [t for t in TASKS if get_task(t).kind == "choice"]
 
@@ -48,13 +48,9 @@ def test_graph_free_solver_returns_a_valid_option(task: str) -> None:
         assert 0 <= get_task(task).solve(parse_prompt(s.prompt_no_graph)) < len(s.options)
 
 
-def test_role_facts() -> None:
-    assert role_facts(0, 2, starts=True) == {
-        "origin": True, "feeder": False, "junction": False, "relay": False, "terminal": False}
-    assert role_facts(0, 1, starts=False)["feeder"]
-    assert role_facts(2, 0, starts=False) == {
-        "origin": False, "feeder": False, "junction": True, "relay": False, "terminal": True}
-    assert role_facts(1, 1, starts=False)["relay"]
+def test_role_of() -> None:
+    assert [role_of(b, True) for b in (0, 1, 2, 3)] == ["origin", "relay", "merge", "merge"]
+    assert [role_of(b, False) for b in (0, 1, 2)] == ["local_start", "dead_end", "merge_end"]
 
 
 def test_classify_scenarios() -> None:
@@ -89,13 +85,45 @@ def test_graph_helpers() -> None:
     edges = [(0, 2), (1, 2), (2, 3), (3, 4), (1, 5)]
     anc = ancestors_all(6, edges)
     assert anc[4] == {0, 1, 2, 3} and anc[5] == {1} and anc[0] == set()
-    assert reach(edges, 1) == {2, 3, 4, 5}
-    assert reach(edges, 4, forward=False) == {0, 1, 2, 3}
-    rng = np.random.default_rng(0)
-    # a graph decoy only next to two data decoys, and never with fewer than 4 options
-    assert option_counts(rng, 3, 5, True) == (2, 0)
-    assert option_counts(rng, 4, 1, True) == (1, 0)
-    assert {option_counts(rng, 4, 3, True) for _ in range(50)} == {(3, 0), (2, 1)}
+    lags = {(0, 2): 3, (1, 2): 1, (2, 3): 2, (1, 3): 9, (3, 4): 1}
+    assert min_lag_paths(5, lags, 4).tolist() == [6, 4, 3, 1, 0]
+    assert min_lag_paths(5, lags, 2)[3] == np.inf  # no path from 3 back to 2
+
+
+def test_aligned_design_hides_the_gold_in_either_half() -> None:
+    design = np.random.default_rng(0)
+    gold_leads, decoy_leads, decoy_lags = [], [], []
+    for _ in range(20000):
+        leads, lags = aligned_design(design, 3, 2, 9)
+        assert leads[0] == lags[0]  # only the gold's timing lines up ...
+        assert all(abs(a - b) >= 3 for a, b in zip(leads[1:], lags[1:], strict=True))
+        gold_leads.append(leads[0])
+        decoy_leads += leads[1:]
+        decoy_lags += lags[1:]
+    # ... yet leads and lags alone are distributed alike for gold and decoys (uniform)
+    for values in (gold_leads, decoy_leads, decoy_lags):
+        freq = np.bincount(values, minlength=10)[2:] / len(values)
+        assert np.abs(freq - 1 / 8).max() < 0.01
+    with pytest.raises(ValueError, match="hi - lo"):
+        aligned_design(design, 3, 2, 5)
+
+
+@pytest.mark.parametrize("task", ["root_cause", "propagation", "correlation"])
+def test_alignment_tasks_rationales_state_the_aligned_timing(task: str) -> None:
+    for s in generate(4, range(20), TaskMix.of([task])):
+        lags = {(u, v): lag for u, v, lag in s.edges}
+        if task == "root_cause":
+            k, c = s.meta["target"], s.meta["culprit"]
+            assert f"Node {c}" == s.options[ord(s.answer) - 65]
+            assert f"with the lag of {lags[(c, k)]}" in s.rationale and "matches" in s.rationale
+        elif task == "propagation":
+            a, nxt = s.meta["shocked"], s.meta["next"]
+            assert f"Node {nxt}" == s.options[ord(s.answer) - 65]
+            assert min((lag, v) for (u, v), lag in lags.items() if u == a)[1] == nxt
+        else:
+            a, b = s.meta["pair"]
+            assert f"Node {a}" in s.question and f"Node {b}" in s.question
+            assert "matches" in s.rationale
 
 
 def test_path_description_reference_follows_the_graph() -> None:
