@@ -35,7 +35,7 @@ demo: $(STAMP)
 	$(BIN)/strl generate --tasks all --n 100 --seed 0 --format streasoner --out runs/demo/st_format.jsonl
 	$(BIN)/strl show --seed 0 --index 0 --plot runs/demo/sample0.png
 	$(BIN)/strl score --data runs/demo/samples.parquet --prediction-column completion --json runs/demo/score_reference.json
-	$(BIN)/strl quality --n 300
+	$(BIN)/strl quality --setting default --n 1000
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
