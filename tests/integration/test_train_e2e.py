@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from envs import benchmark
+
 pytestmark = pytest.mark.slow
 
 
@@ -46,10 +48,11 @@ def test_the_run_ends_with_the_benchmark_in_its_report(trained_run) -> None:
     run = trained_run.run
     result = json.loads((run / "eval" / "eval.json").read_text())
     assert result["benchmark"] == "stb-2" and result["per_cell"] == 1
-    assert result["tasks"]["all"]["n"] == 40 and result["graph_free"]
+    assert result["tasks"]["all"]["n"] == len(benchmark.cells()) and result["graph_free"]
     assert set(result["splits"]) == {"id", "ood"}
     lines = (run / "eval" / "completions.jsonl").read_text().splitlines()
-    assert len(lines) == 40 and all(json.loads(x)["reading_no_graph"] for x in lines)
+    assert len(lines) == len(benchmark.cells())
+    assert all(json.loads(x)["reading_no_graph"] for x in lines)
     report = (run / "report.md").read_text()
     assert "## Evaluation: benchmark `stb-2`" in report and "| forecasting |" in report
     assert "In-distribution vs held-out domains" in report and "eval/samples.html" in report
