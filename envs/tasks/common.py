@@ -16,10 +16,9 @@ to realise would win more often and the gold's position or length would leak.
 
 Multiple-choice option sets are drawn *before* the gold answer, and the world is then
 built to make one option true: nothing about the options alone can point to the gold
-one. For tasks that need the graph, every wrong option is either consistent with the data
-(only the graph rules it out) or, at most one of them, consistent with the graph (only
-the data rule it out) — and that one only when two data-consistent decoys are present,
-which keeps a graph-free solver within 1/(n-1) - 1/n of chance.
+one. For tasks that need both inputs (`needs`), every option is consistent with the graph
+alone and with the series alone, and only their combination singles out the gold (see
+`envs.tasks.graphq` on the timing alignment; `strl quality` measures the shortcuts).
 """
 
 from __future__ import annotations
