@@ -309,7 +309,9 @@ class LearnerWorker:
         return {"steps": self.steps}
 
     def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        """Greedy continuation with the learner's own model (the sync-correctness check)."""
+        """Greedy continuation with the learner's own model (the sync-correctness check),
+        stopping at the model's end-of-sequence ids (its generation config), as the vLLM
+        engine does: a continuation that reaches one ends there on both sides."""
         import torch
 
         self.engine.eval()
@@ -318,8 +320,7 @@ class LearnerWorker:
             for p in prompts:
                 ids = torch.tensor([p], device=self.device)
                 gen = self.engine.module.generate(ids, max_new_tokens=max_new_tokens,
-                                                  do_sample=False, eos_token_id=None,
-                                                  pad_token_id=0)
+                                                  do_sample=False)
                 outs.append(gen[0, len(p):].tolist())
         return outs
 
