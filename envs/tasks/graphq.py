@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.detect import VISIBLE, Departures
+from envs.detect import VISIBLE, Departures, baseline_len
 
 
 def responds(dep: Departures) -> np.ndarray:
@@ -65,6 +65,4 @@ def min_lag_paths(n: int, lags: dict[tuple[int, int], int], target: int) -> np.n
 def lead_window(length: int, hi: int) -> tuple[int, int]:
     """Arrival steps t for which every candidate departure t - lead (lead <= hi) falls
     after the baseline window and every arrival t +- hi falls before the end."""
-    from envs.detect import baseline_len  # local: graphq stays a leaf of detect
-
     return baseline_len(length) + 2 + hi, length - hi - 2
