@@ -82,6 +82,11 @@ def generate(seed: int, indices: Sequence[int], tasks: TaskMix,
         f"nodes, longer series, fewer options) — config: {cfg}")
 
 
+def redrawn(samples: Sequence[Sample]) -> int:
+    """How many of `samples` were built from a redrawn question design."""
+    return sum(bool(s.meta.get("redraws")) for s in samples)
+
+
 def _rngs(seed: int, index: int, r: int) -> tuple[np.random.Generator, list[int]]:
     """The world generator and the design seed of round r of a sample."""
     if r == 0:
@@ -164,14 +169,14 @@ class SampleStream:
                              self.mix, self.cfg)
             for s in chunk:
                 self.position = s.index + 1
-                self.redrawn += bool(s.meta.get("redraws"))
+                self.redrawn += redrawn([s])
                 yield s
 
     def take(self, n: int) -> list[Sample]:
         """The next n samples (advances the position)."""
         out = generate(self.seed, range(self.position, self.position + n), self.mix, self.cfg)
         self.position += n
-        self.redrawn += sum(bool(s.meta.get("redraws")) for s in out)
+        self.redrawn += redrawn(out)
         return out
 
     def sample(self, index: int) -> Sample:

@@ -54,11 +54,6 @@ def _env_args(p: argparse.ArgumentParser) -> None:
                    help="write <ts><ts/> placeholders instead of inline numbers")
 
 
-_ENV_DEFAULTS = {"nodes": (3, 5, 10), "lengths": (48, 96, 168), "horizons": (3, 6, 12),
-                 "n_options": 4, "noise": 1.0, "hardness": 0.5, "precision": 2,
-                 "placeholders": False}
-
-
 def _env_config(a: argparse.Namespace):
     from envs.tasks import EnvConfig
 
@@ -70,22 +65,22 @@ def _env_config(a: argparse.Namespace):
 def cmd_generate(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from envs.stream import TaskMix, generate
+    from envs.stream import TaskMix, generate, redrawn
     from rlsys.dataio import RowWriter, iter_chunks
 
     if a.n < 1:
         raise ValueError(f"--n must be >= 1, got {a.n}")
     cfg, mix = _env_config(a), TaskMix.of(a.tasks)
-    redrawn = 0
+    n_redrawn = 0
     with RowWriter(a.out) as out, tqdm(total=a.n, unit="sample", disable=a.quiet,
                                        desc="generate") as bar:
         for chunk in iter_chunks(a.n, 256):
             samples = generate(a.seed, [a.start + i for i in chunk], mix, cfg)
-            redrawn += sum(bool(s.meta.get("redraws")) for s in samples)
+            n_redrawn += redrawn(samples)
             out.write(s.to_streasoner() if a.format == "streasoner" else s.to_record()
                       for s in samples)
             bar.update(len(samples))
-    note = f"; {redrawn} with a redrawn question design" if redrawn else ""
+    note = f"; {n_redrawn} with a redrawn question design" if n_redrawn else ""
     print(f"wrote {a.n} samples ({', '.join(a.tasks)}) to {a.out}{note}", file=sys.stderr)
     return 0
 
@@ -138,13 +133,13 @@ def cmd_quality(a: argparse.Namespace) -> int:
 
     if a.n < 50:
         raise ValueError(f"--n must be >= 50 (the learned baselines train on it), got {a.n}")
-    custom = any(getattr(a, k) != v for k, v in _ENV_DEFAULTS.items())
-    if a.setting == "all":
-        settings = {"custom": _env_config(a)} if custom else dict(SETTINGS)
+    given = _env_config(a)
+    if a.setting == "all":  # world options on the command line make a custom setting
+        settings = {"custom": given} if given != SETTINGS["default"] else dict(SETTINGS)
     elif a.setting in SETTINGS:
         settings = {a.setting: SETTINGS[a.setting]}
     else:
-        settings = {"custom": _env_config(a)}
+        settings = {"custom": given}
     tasks = [t for t in (a.tasks or TASKS) if get_task(t).kind == "choice"]
     rows = []
     with tqdm(total=len(settings) * len(tasks), desc="quality", unit="task") as bar:

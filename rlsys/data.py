@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envs.prompt import FORMAT_INSTRUCTION
-from envs.stream import TaskMix, generate
+from envs.stream import TaskMix, generate, redrawn
 from envs.tasks import EnvConfig
 from rlsys.config import Config
 from rlsys.dataio import read_rows
@@ -77,7 +77,7 @@ class PromptSource:
         if self.rows is not None:
             return [self.rows[(start + i) % len(self.rows)] for i in range(n)]
         samples = generate(seed, range(start, start + n), self.mix, self.env)
-        self.redrawn += sum(bool(s.meta.get("redraws")) for s in samples)
+        self.redrawn += redrawn(samples)
         return [s.to_record() for s in samples]
 
     def _fit(self, recs: list[dict[str, Any]], no_graph: bool = False) -> list[Prompt]:

@@ -33,6 +33,7 @@ from envs.tasks.common import (
     pick_size,
     shuffle,
 )
+from envs.tasks.graphq import hang
 from envs.world import Event, draw_world
 
 _Q = re.compile(r"between Node (\d+) and Node (\d+) during time steps (\d+)-(\d+)")
@@ -50,7 +51,7 @@ def route_totals(design: np.random.Generator, k: int) -> list[int]:
     """k totals of at least LEAST_TOTAL steps, pairwise at least GAP apart, in random
     order (drawn from a range with room for 4 free steps whatever k is)."""
     lo = LEAST_TOTAL
-    span = (k - 1) * GAP + 4 - (k - 1) * (GAP - 1)
+    span = k + 3  # k - 1 gaps of GAP steps and 4 free steps, less the k - 1 (GAP - 1) taken
     picks = np.sort(design.choice(span + 1, size=k, replace=False))
     totals = [lo + int(p) + i * (GAP - 1) for i, p in enumerate(picks)]
     return [totals[i] for i in design.permutation(k)]
@@ -78,19 +79,15 @@ class Correlation(Task):
         for i in range(1, k):
             lags[(a, i)] = first[i]
             lags[(i, b)] = totals[i] - first[i]
-        u01 = rng.random((n, 3))
-        for v in range(k + 1, n):
-            edges.add((int(u01[v, 0] * v), v))
-            if u01[v, 1] < 0.35:
-                edges.add((int(u01[v, 2] * v), v))
+        hang(rng, edges, k + 1, n)
         lo, hi = baseline_len(t_len) + 2, t_len - 4 - totals[gold]
         t_a = int(rng.integers(lo, max(lo, hi) + 1))
-        quiet = {(a, b) if r == 0 else (r, b) for r in range(k) if r != gold}
+        closed = {(a, b) if r == 0 else (r, b) for r in range(k) if r != gold}
         world = draw_world(rng, domain, n, t_len, sorted(edges), 1,
                            [Event((a,), t_a - 1, int(rng.integers(8, 13)),
                                   event_amp(rng, domain))],
                            cfg.noise, lag_range=(1, 4), lags=lags,
-                           alike=tuple(range(k)), closed_edges=frozenset(quiet))
+                           alike=tuple(range(k)), closed_edges=frozenset(closed))
         return Draft(world, {"k": k, "gold": gold, "totals": totals})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:

@@ -53,6 +53,7 @@ from envs.tasks.common import (
     pick_size,
     shuffle,
 )
+from envs.tasks.graphq import hang
 from envs.world import Event, draw_world
 
 _Q = re.compile(r"should Node (\d+) correspond to")
@@ -94,12 +95,7 @@ def skeleton(rng: np.random.Generator, n: int) -> list[tuple[int, int]]:
     other than K (so k's degrees and reachability never change, and k's upstream sources
     and the outside ones are equally likely to feed them)."""
     edges = {(P1, K), (P2, K), (K, C), (Z, C), (E, C)}
-    u01 = rng.random((n, 3))
-    for v in range(CORE, n):
-        pool = [x for x in range(v) if x != K]
-        edges.add((pool[int(u01[v, 0] * len(pool))], v))
-        if u01[v, 1] < 0.35:
-            edges.add((pool[int(u01[v, 2] * len(pool))], v))
+    hang(rng, edges, CORE, n, avoid=K)
     return sorted(edges)
 
 

@@ -14,6 +14,18 @@ def responds(dep: Departures) -> np.ndarray:
     return (dep.onset >= 0) & (dep.peak >= VISIBLE)
 
 
+def hang(rng: np.random.Generator, edges: set[tuple[int, int]], start: int, n: int,
+         avoid: int | None = None) -> None:
+    """Give nodes start..n-1 a parent among the earlier nodes (sometimes two), never
+    `avoid`: the rest of a network around a task's fixed core, added to `edges`."""
+    u01 = rng.random((n, 3))
+    for v in range(start, n):
+        pool = [x for x in range(v) if x != avoid]
+        edges.add((pool[int(u01[v, 0] * len(pool))], v))
+        if u01[v, 1] < 0.35:
+            edges.add((pool[int(u01[v, 2] * len(pool))], v))
+
+
 def ancestors_all(n: int, edges: list[tuple[int, int]]) -> list[set[int]]:
     """Ancestor sets of nodes 0..n-1 of a DAG whose edges go from lower to higher index."""
     anc: list[set[int]] = [set() for _ in range(n)]

@@ -30,7 +30,7 @@ from envs.tasks.common import (
     pick_size,
     shuffle,
 )
-from envs.tasks.graphq import aligned_design, lead_window, responds
+from envs.tasks.graphq import aligned_design, hang, lead_window, responds
 from envs.world import Event, draw_world
 
 _Q = re.compile(r"At step (\d+) a shock hits")
@@ -45,12 +45,7 @@ def fan_graph(rng: np.random.Generator, n: int, k: int,
     joined by links slower than any source's first link."""
     edges = {(i, k + i) for i in range(k)}
     fixed = {(i, k + i): lags[i] for i in range(k)}
-    u01 = rng.random((n, 3))
-    for v in range(2 * k + 1, n):
-        u = int(u01[v, 0] * v)
-        edges.add((u, v))
-        if u01[v, 1] < 0.35:
-            edges.add((int(u01[v, 2] * v), v))
+    hang(rng, edges, 2 * k + 1, n)
     if n > 2 * k + 1 and not any(u == 2 * k for u, _ in edges):
         edges.add((2 * k, int(rng.integers(2 * k + 1, n))))  # the shadow feeds someone too
     for u, v in edges:

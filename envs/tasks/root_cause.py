@@ -32,7 +32,7 @@ from envs.tasks.common import (
     pick_size,
     shuffle,
 )
-from envs.tasks.graphq import aligned_design, lead_window, min_lag_paths
+from envs.tasks.graphq import aligned_design, hang, lead_window, min_lag_paths
 from envs.world import Event, draw_world
 
 _Q = re.compile(r"reaches Node (\d+) at step (\d+)")
@@ -53,11 +53,7 @@ def star_graph(rng: np.random.Generator, n: int, k: int) -> tuple[list[tuple[int
     extra = int(rng.integers(0, min(2, rest - 1) + 1)) if rest >= 2 else 0
     target = k + extra
     edges = {(c, target) for c in range(k)}
-    u01 = rng.random((n, 3))
-    for v in range(target + 1, n):
-        edges.add((int(u01[v, 0] * v), v))
-        if u01[v, 1] < 0.35:
-            edges.add((int(u01[v, 2] * v), v))
+    hang(rng, edges, target + 1, n)
     for s in range(k, target):  # every extra source feeds a node after the target
         if not any(u == s for u, _ in edges):
             edges.add((s, int(rng.integers(target + 1, n))))
