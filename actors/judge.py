@@ -13,7 +13,6 @@ Bad requests get a 400 with a message; nothing a client sends reaches a shell or
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import ray
 
+from rlsys.model.engine import prepare_vllm
 from rlsys.openai_api import BadRequest, completion_body, load_json, parse_chat
 
 MAX_BATCH = 64
@@ -64,8 +64,7 @@ class JudgeWorker:
     def start(self) -> dict[str, Any]:
         """Build the engine and start serving; returns the base URL and start-up time."""
         t0 = time.perf_counter()
-        if self.s.device == "cpu":
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.s.kv_cache_gib))
+        prepare_vllm(self.s.device, self.s.kv_cache_gib)
         from vllm import LLM
 
         # Structured replies without free whitespace: a weak judge otherwise fills

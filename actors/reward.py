@@ -34,7 +34,7 @@ import ray
 from rewards import RewardConfigError, RewardSet, RewardSpec, ScoreResult, Target
 from rewards.judge import JudgeReward
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -153,7 +153,7 @@ class RewardWorker:
         if res is None:
             for i in idx:
                 column[i] = 0.0
-            logger.warning(
+            log.warning(
                 "reward '%s' ran past %gs on %d completions; scored 0 (its thread is abandoned)",
                 name, self.timeout_s, len(idx),
             )
@@ -186,7 +186,7 @@ class RewardWorker:
                 timeouts = len(idx) - k
                 break
             column[i] = res.components[name][0]
-        logger.warning(
+        log.warning(
             "reward '%s' failed on a batch of %d completions (%s); retried one by one: "
             "%d scored 0 for errors, %d for timeouts",
             name, len(idx), batch_error, errors, timeouts,

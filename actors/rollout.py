@@ -8,13 +8,14 @@ be retried and a restarted actor re-started explicitly.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import ray
 
-EXTENSION = "actors.vllm_ext.WeightSyncExtension"
+from rlsys.model.engine import prepare_vllm
+
+EXTENSION = "rlsys.model.vllm_ext.WeightSyncExtension"
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,7 @@ class RolloutWorker:
         """Build the engine (slow: tens of seconds on CPU); returns start-up timing."""
         s = self.settings
         t0 = time.perf_counter()
-        if s.device == "cpu":
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(s.kv_cache_gib))
-        # The engine core in this process: with it in a process of its own, requests race
-        # its busy loop, batches form by timing, and the same seed samples other tokens
-        # (measured: 2 of 5 identical calls differed); in-process, a generation is a function
-        # of (weights, prompts, seed), which exact resume needs. Throughput was no lower.
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        prepare_vllm(s.device, s.kv_cache_gib, in_process=True)  # exact resume needs it
         from vllm import LLM
 
         self.llm = LLM(

@@ -27,9 +27,11 @@ from pathlib import Path
 def _offline(conn, settings, env: dict[str, str]) -> None:
     """Child process: one plain vLLM engine; answers (prompts, sampling) with (tokens, s)."""
     os.environ.update(env)
+    from rlsys.model.engine import prepare_vllm
+
+    prepare_vllm(settings.device, settings.kv_cache_gib)
     from vllm import LLM, SamplingParams, TokensPrompt
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.kv_cache_gib))
     llm = LLM(model=settings.model_path, dtype=settings.dtype, seed=settings.seed,
               max_model_len=settings.max_model_len, tensor_parallel_size=settings.tensor_parallel,
               enforce_eager=True, gpu_memory_utilization=settings.gpu_memory_utilization)
@@ -68,12 +70,12 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from actors.rollout import SamplingSettings
-    from rlsys.cluster import build, engine_settings
     from rlsys.config import load_config
-    from rlsys.data import PromptSource
-    from rlsys.modelinit import ensure_model
-    from rlsys.topology import plan_topology
-    from rlsys.trainer import Trainer
+    from rlsys.model.build import ensure_model
+    from rlsys.train.cluster import build, engine_settings
+    from rlsys.train.data import PromptSource
+    from rlsys.train.topology import plan_topology
+    from rlsys.train.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
     model_path = str(ensure_model(cfg.model.path, cfg.model.preset or "tiny", cfg.model.seed)
@@ -86,13 +88,13 @@ def main() -> None:
     ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, log_to_driver=False)
     proc = None
     try:
-        topo = plan_topology(cfg, cuda_available=False)
+        topo = plan_topology(cfg, cuda_available=bool(ray.cluster_resources().get("GPU")))
         engine_cpus = next(a.cpus for a in topo.actors if a.role == "rollout")
         # the same thread settings, and the same in-process engine core as the actors
         env = {**_actor_env(engine_cpus), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        es = engine_settings(cfg, model_path)
+        es = engine_settings(cfg, topo, model_path)
         # not a daemon: vLLM starts its own engine processes from it
         proc = ctx.Process(target=_offline, args=(child, es, env))
         proc.start()

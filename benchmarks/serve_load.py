@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -129,8 +128,8 @@ def start_app(checkpoint: str, num_cpus: float, max_replicas: int) -> tuple[str,
     import ray
     from ray import serve
 
-    from actors.serve import build
     from rlsys.config import ServeConfig
+    from rlsys.serve.app import build
     from rlsys.weightsync import free_port
 
     port = free_port()
@@ -146,13 +145,14 @@ def start_app(checkpoint: str, num_cpus: float, max_replicas: int) -> tuple[str,
 
 def offline(checkpoint: str, bodies: list[dict], n: int, max_tokens: int) -> tuple[float, float]:
     """req/s and tokens/s of the same prompts on an offline engine, all in one batch."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from rlsys.model.engine import local_device, model_context, prepare_vllm
+
+    prepare_vllm(local_device(), 1)
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams, TokensPrompt
 
-    from rlsys.card import read_card
-    from rlsys.data import chat_ids
-    from rlsys.gateway import model_context
+    from rlsys.model.card import read_card
+    from rlsys.model.chat import chat_ids, stop_ids
     from rlsys.reason import parse_question
 
     card = read_card(checkpoint)
@@ -162,10 +162,10 @@ def offline(checkpoint: str, bodies: list[dict], n: int, max_tokens: int) -> tup
         body = {key: v for key, v in bodies[k % len(bodies)].items()
                 if key not in ("max_tokens", "temperature")}
         prompts.append(chat_ids(tok, parse_question(body).prompt(card.precision), card.system))
-    end = tok.convert_tokens_to_ids("<|im_end|>")
     llm = LLM(model=checkpoint, max_model_len=model_context(checkpoint, None),
               enforce_eager=True, gpu_memory_utilization=0.3, max_num_seqs=64)
-    params = SamplingParams(max_tokens=max_tokens, temperature=1.0, stop_token_ids=[end])
+    params = SamplingParams(max_tokens=max_tokens, temperature=1.0,
+                            stop_token_ids=list(stop_ids(tok)))
     t0 = time.perf_counter()
     outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
                         use_tqdm=False)
@@ -189,7 +189,7 @@ def main() -> None:
     if a.url:
         url, cfg = a.url.rstrip("/"), None
     else:
-        from rlsys.modelinit import ensure_model
+        from rlsys.model.build import ensure_model
 
         if a.checkpoint == "models/tiny":
             ensure_model(a.checkpoint, "tiny", 0)

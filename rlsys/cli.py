@@ -15,8 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from envs.sample import TASKS
+from rlsys.files import write_atomic
 
+EXIT_FAILURE = 1
+"""The work failed while running: actors died past the restart budget, the AI judge kept
+failing, placement groups timed out, a server did not answer."""
 EXIT_USAGE = 2
+"""Bad input or configuration: fix the command, the config or the file it names."""
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -86,8 +91,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 
 def cmd_show(a: argparse.Namespace) -> int:
+    from envs.show import describe, plot
     from envs.stream import SampleStream
-    from rlsys.show import describe, plot
 
     sample = SampleStream(a.seed, a.tasks, _env_config(a)).sample(a.index)
     print(describe(sample))
@@ -100,7 +105,7 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 def cmd_score(a: argparse.Namespace) -> int:
     from rlsys.dataio import read_rows
-    from rlsys.scoring import align, pick_column, score
+    from rlsys.evals.scoring import align, pick_column, score
 
     data = read_rows(a.data)
     if a.predictions:
@@ -116,8 +121,7 @@ def cmd_score(a: argparse.Namespace) -> int:
     else:
         print(report.table())
         if a.json:
-            with open(a.json, "w", encoding="utf-8") as f:
-                json.dump(report.as_dict(), f, indent=2)
+            write_atomic(a.json, json.dumps(report.as_dict(), indent=2))
             print(f"\nJSON written to {a.json}")
     return 0
 
@@ -155,15 +159,14 @@ def cmd_quality(a: argparse.Namespace) -> int:
                   f"needed input, and every text-only one, within {SHORTCUT_MAX_GAP:.2f} "
                   "of chance"))
     if a.json:
-        with open(a.json, "w", encoding="utf-8") as f:
-            json.dump([r.as_dict() for r in rows], f, indent=2)
+        write_atomic(a.json, json.dumps([r.as_dict() for r in rows], indent=2))
         print(f"JSON written to {a.json}")
     return 1 if problems else 0
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
     from rlsys.config import explain, load_config
-    from rlsys.topology import plan_topology
+    from rlsys.train.topology import plan_topology
 
     cfg = load_config(a.config, a.overrides)
     if a.explain:
@@ -178,7 +181,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 
 def cmd_init_model(a: argparse.Namespace) -> int:
-    from rlsys.modelinit import build_model
+    from rlsys.model.build import build_model
 
     out = build_model(a.out, preset=a.preset, seed=a.seed, overwrite=a.overwrite)
     print(f"model written to {out}")
@@ -187,7 +190,7 @@ def cmd_init_model(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from rlsys.config import load_config
-    from rlsys.run import Interrupted, run
+    from rlsys.train.run import Interrupted, run
 
     overrides = list(a.overrides)
     if a.command == "sft":
@@ -217,13 +220,13 @@ def cmd_serve(a: argparse.Namespace) -> int:
     overrides = list(a.overrides) + ([f"checkpoint={a.checkpoint}"] if a.checkpoint else [])
     cfg = load_config(a.config, overrides, ServeConfig)
     if a.write_config:
-        from rlsys.serve import write_serve_config
+        from rlsys.serve.run import write_serve_config
 
         out = write_serve_config(cfg, Path(a.write_config))
         print(f"Serve config written to {out}; deploy it with `serve deploy {out}` on a "
               "running cluster (`ray start --head`)")
         return 0
-    from rlsys.serve import run
+    from rlsys.serve.run import run
 
     return run(cfg, detach=a.detach)
 
@@ -231,8 +234,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def _eval_one(a: argparse.Namespace, checkpoint: str | None,
               out_dir: Path) -> tuple[dict, dict[str, Path]]:
     """Evaluate a checkpoint (or a.endpoint) as the flags say; returns (result, paths)."""
-    from rlsys import evalreport
-    from rlsys.evaluate import (
+    from rlsys.evals import report as evalreport
+    from rlsys.evals.evaluate import (
         Endpoint,
         LocalModel,
         Sampling,
@@ -241,7 +244,7 @@ def _eval_one(a: argparse.Namespace, checkpoint: str | None,
         load_card,
         run_eval,
     )
-    from rlsys.serve import check_checkpoint
+    from rlsys.serve.run import check_checkpoint
 
     if checkpoint:
         check_checkpoint(checkpoint)
@@ -279,7 +282,7 @@ def _label(path: str) -> str:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from rlsys import evalreport
+    from rlsys.evals import report as evalreport
 
     if a.compare:
         loaded, names = [], []
@@ -293,7 +296,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         out = _eval_dir(a, f"compare-{names[0]}-vs-{names[1]}")
         out.mkdir(parents=True, exist_ok=True)
         text = "\n".join(evalreport.compare(loaded[0], loaded[1], (names[0], names[1])))
-        (out / "compare.md").write_text(text, encoding="utf-8")
+        write_atomic(out / "compare.md", text)
         evalreport.compare_plot(loaded[0], loaded[1], (names[0], names[1]),
                                 out / "compare.png")
         print(text + f"\n\nwritten to {out}/compare.md and compare.png")
@@ -430,10 +433,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"strl: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    except RuntimeError as e:
+        print(f"strl: error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("strl: interrupted", file=sys.stderr)
         return 130

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from envs.benchmark import ID_DOMAINS
+from envs.tasks import EnvConfig
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -550,13 +551,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: Config, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
-                   encoding="utf-8")
-    tmp.replace(p)
-    return p
+    from rlsys.files import write_atomic
+
+    return write_atomic(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
 def explain(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
@@ -572,3 +569,12 @@ def explain(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
             default = f.default if f.default is not None else "null"
             out.append(f"{key} = {default!r}  # {f.description or ''}")
     return out
+
+
+def env_config(cfg: Config) -> EnvConfig:
+    """The simulator's settings of a run (`data.env`), as the env stream takes them."""
+    e = cfg.data.env
+    extra = {"domains": tuple(e.domains)} if e.domains else {}
+    return EnvConfig(nodes=tuple(e.nodes), lengths=tuple(e.lengths), noise=e.noise,
+                     n_options=e.n_options, hardness=e.hardness, horizons=tuple(e.horizons),
+                     precision=e.precision, **extra)

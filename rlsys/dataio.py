@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rlsys.files import tmp_name
+
 FORMATS = (".jsonl", ".parquet")
 
 
@@ -62,7 +64,7 @@ class RowWriter:
         self.path = Path(path)
         self.kind = _kind(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = tmp_name(self.path)
         self._f = open(self.tmp, "w", encoding="utf-8") if self.kind == ".jsonl" else None
         self._writer = None
 

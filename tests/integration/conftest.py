@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[2]
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rlsys.modelinit import build_model
+    from rlsys.model.build import build_model
 
     return build_model(tmp_path_factory.mktemp("tiny") / "model", "tiny", seed=0,
                        corpus_size=300, progress=False)
@@ -33,7 +33,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     """A short `strl train` of the tiny preset: the answer-format warm start, 3 GRPO steps,
     and the end-of-run benchmark (1 question per cell). Its checkpoint is what the serving
     and evaluation tests serve."""
-    from rlsys.modelinit import build_model
+    from rlsys.model.build import build_model
 
     tmp = tmp_path_factory.mktemp("trained")
     model = build_model(tmp / "model", "tiny", seed=0, corpus_size=300, progress=False)

@@ -69,7 +69,7 @@ def _rows() -> list[dict]:
 
 
 def _expected_prompt(server: Server, req: dict) -> str:
-    from rlsys.card import read_card
+    from rlsys.model.card import read_card
     from rlsys.reason import parse_question
 
     return parse_question(req).prompt(read_card(server.checkpoint).precision)
@@ -161,8 +161,7 @@ def test_the_prompt_is_the_one_training_wrote(server: Server) -> None:
     """Questions the simulator wrote for training (the tiny preset's own settings) come
     back with exactly the prompt text the policy was trained on."""
     from envs.stream import SampleStream
-    from rlsys.config import load_config
-    from rlsys.data import env_config
+    from rlsys.config import env_config, load_config
     from rlsys.reason import from_sample
 
     cfg = load_config(ROOT / "configs" / "tiny_cpu.yaml")

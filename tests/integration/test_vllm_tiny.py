@@ -25,7 +25,7 @@ pytest.importorskip("vllm")
 from envs.prompt import FORMAT_INSTRUCTION  # noqa: E402
 from envs.stream import SampleStream  # noqa: E402
 from envs.tasks import EnvConfig  # noqa: E402
-from rlsys.modelinit import build_model  # noqa: E402
+from rlsys.model.build import build_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

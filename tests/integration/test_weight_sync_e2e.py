@@ -13,7 +13,7 @@ import ray
 
 from actors.learner import LearnerActor, LearnerSettings, MicroBatch, Sequence
 from actors.rollout import EngineSettings, RolloutActor, SamplingSettings
-from rlsys.modelinit import build_model
+from rlsys.model.build import build_model
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def cluster():
 def _prompts(model_dir: Path) -> list[list[int]]:
     from transformers import AutoTokenizer
 
-    from rlsys.data import chat_ids
+    from rlsys.model.chat import chat_ids
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     # The long one spans several KV blocks: vLLM caches them for reuse (prefix caching), so

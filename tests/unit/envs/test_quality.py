@@ -44,8 +44,7 @@ def test_every_question_has_exactly_the_configured_number_of_options(n_options: 
 
 
 def test_the_tiny_setting_is_the_tiny_presets_env() -> None:
-    from rlsys.config import load_config
-    from rlsys.data import env_config
+    from rlsys.config import env_config, load_config
 
     assert env_config(load_config("configs/tiny_cpu.yaml")) == SETTINGS["tiny"]
 

@@ -146,6 +146,21 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys, monkeypatch, a
         assert needle in lines[0]
 
 
+def test_a_runtime_failure_exits_1_not_2(tmp_path, capsys, monkeypatch) -> None:
+    """A server that does not answer is not the user's bad input: exit 1, one clear line."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run(capsys, "eval", "--endpoint", f"http://127.0.0.1:{port}", "--per-cell", "1")
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1
+    assert lines[0].startswith("strl: error: cannot list the models of") and "is the server up" \
+        in lines[0]
+
+
 def test_unknown_task_exits_2_naming_the_known_ones(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["generate", "--tasks", "weather", "--n", "1", "--out", "x.jsonl"])
@@ -155,11 +170,11 @@ def test_unknown_task_exits_2_naming_the_known_ones(capsys) -> None:
 
 def test_serve_writes_a_config_file_that_serve_deploy_accepts(tmp_path, capsys) -> None:
     """`strl serve --write-config`: a Serve config file (Ray's own schema validates it)
-    deploying `actors.serve:app` with the replicas, autoscaling bounds and limits."""
+    deploying `rlsys.serve.app:app` with the replicas, autoscaling bounds and limits."""
     import yaml
     from ray.serve import schema  # ray[serve] is pinned in the cpu extra
 
-    from rlsys.modelinit import build_model
+    from rlsys.model.build import build_model
 
     model = build_model(tmp_path / "m", corpus_size=200, progress=False)
     out = tmp_path / "serve.yaml"
@@ -169,14 +184,14 @@ def test_serve_writes_a_config_file_that_serve_deploy_accepts(tmp_path, capsys) 
     spec = yaml.safe_load(out.read_text())
     schema.ServeDeploySchema.model_validate(spec)
     app = spec["applications"][0]
-    assert app["import_path"] == "actors.serve:app" and spec["http_options"]["port"] == 8123
+    assert app["import_path"] == "rlsys.serve.app:app" and spec["http_options"]["port"] == 8123
     assert app["args"]["checkpoint"] == str(model.resolve())
     assert app["args"]["replicas"]["max_replicas"] == 3
     assert app["args"]["limits"]["max_nodes"] == 20
 
     # What the builder makes of those args (Ray's Application internals, pinned Ray 2.60):
     # model replicas autoscaling within the bounds, behind one light front end.
-    from actors.serve import app as builder
+    from rlsys.serve.app import app as builder
 
     front = builder(app["args"])._bound_deployment
     model = front.init_args[1]._bound_deployment
@@ -193,7 +208,7 @@ def test_serve_writes_a_config_file_that_serve_deploy_accepts(tmp_path, capsys) 
 def test_serve_refuses_a_port_that_is_taken(tmp_path, capsys) -> None:
     import socket
 
-    from rlsys.modelinit import build_model
+    from rlsys.model.build import build_model
 
     model = build_model(tmp_path / "m", corpus_size=200, progress=False)
     with socket.socket() as taken:

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from envs.prompt import FORMAT_INSTRUCTION
 from envs.stream import TaskMix, generate, redrawn
-from envs.tasks import EnvConfig
-from rlsys.config import Config
+from rlsys.config import Config, env_config
 from rlsys.dataio import read_rows
+from rlsys.model.chat import chat_ids
 
 EVAL_SEED_OFFSET = 1_000_003
 SFT_SEED_OFFSET = 2_000_003
@@ -31,26 +30,6 @@ class Prompt:
     target: dict[str, Any]  # record for rewards.Target.from_record
     completion: str = ""  # reference completion (SFT)
     ids_no_graph: list[int] | None = None  # the same question without its graph (S-GRPO)
-
-
-def env_config(cfg: Config) -> EnvConfig:
-    e = cfg.data.env
-    extra = {"domains": tuple(e.domains)} if e.domains else {}
-    return EnvConfig(nodes=tuple(e.nodes), lengths=tuple(e.lengths), noise=e.noise,
-                     n_options=e.n_options, hardness=e.hardness, horizons=tuple(e.horizons),
-                     precision=e.precision, **extra)
-
-
-def template_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of a conversation through the model's chat template, ready to generate."""
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-
-
-def chat_ids(tokenizer: Any, text: str, system: str = FORMAT_INSTRUCTION) -> list[int]:
-    """A question as the policy sees it: the system instruction, then the prompt."""
-    return template_ids(tokenizer, [{"role": "system", "content": system},
-                                    {"role": "user", "content": text}])
 
 
 def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False) -> Prompt:

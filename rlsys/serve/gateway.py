@@ -1,5 +1,5 @@
 """The HTTP API of `strl serve`, as a plain class: routes, request checks, prompts,
-answers and metrics. `actors.serve` runs it as the Serve application's front end, in front
+answers and metrics. `rlsys.serve.app` runs it as the Serve application's front end, in front
 of the vLLM replicas; here it knows the engine only as an object with three coroutines.
 
 Routes:
@@ -28,11 +28,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from rlsys.card import read_card
 from rlsys.config import ServeConfig
+from rlsys.model.card import read_card
+from rlsys.model.chat import chat_ids, stop_ids, template_ids
+from rlsys.model.engine import model_context
 from rlsys.openai_api import (
     BadRequest,
     chunk_body,
@@ -44,9 +45,9 @@ from rlsys.openai_api import (
     parse_chat,
 )
 from rlsys.reason import Limits, from_sample, parse_question, read
+from rlsys.view import asset
 
-log = logging.getLogger("strl.serve")
-STATIC = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
 ASSETS = {"/": ("view.html", "text/html; charset=utf-8"),
           "/view": ("view.html", "text/html; charset=utf-8"),
           "/view.js": ("view.js", "text/javascript; charset=utf-8")}
@@ -119,8 +120,7 @@ class Gateway:
         lim = cfg.limits
         self.limits = Limits(max_nodes=lim.max_nodes, max_steps=lim.max_steps,
                              max_horizon=lim.max_horizon)
-        end = self.tok.convert_tokens_to_ids("<|im_end|>")
-        self.stop_ids = [end] if isinstance(end, int) and end >= 0 else []
+        self.stop_ids = list(stop_ids(self.tok))
         self.cpu = cfg.device == "cpu"
         self.metrics = Metrics()
         self.examples_by_id = _examples()
@@ -212,8 +212,6 @@ class Gateway:
 
     # ---- routes -------------------------------------------------------------------
     async def chat(self, req: dict[str, Any]) -> Reply:
-        from rlsys.data import template_ids
-
         c = parse_chat(req, self.cfg.limits.max_tokens_cap, self.max_tokens, self.temperature)
         if c.model not in (None, self.cfg.name):
             raise BadRequest(f"model: this server serves {self.cfg.name!r}, not {c.model!r}",
@@ -254,8 +252,6 @@ class Gateway:
         yield "data: [DONE]\n\n"
 
     async def reason(self, req: dict[str, Any]) -> Reply:
-        from rlsys.data import chat_ids
-
         q = parse_question(req, self.limits)
         max_tokens = integer(req, "max_tokens", min(self.max_tokens,
                                                     self.cfg.limits.max_tokens_cap),
@@ -299,7 +295,7 @@ class Gateway:
 
     async def asset(self, path: str) -> Reply:
         name, kind = ASSETS[path]
-        return Reply(200, (STATIC / name).read_bytes(), kind)
+        return Reply(200, asset(name), kind)
 
     async def examples(self) -> Reply:
         return Reply.json(200, {"data": [{k: v for k, v in e.items() if k != "request"}
@@ -321,14 +317,3 @@ def _examples() -> dict[str, dict[str, Any]]:
                       "nodes": it.cell.nodes, "domain": it.sample.meta.get("domain"),
                       "request": from_sample(it.sample).to_json()}
     return out
-
-
-def model_context(model_dir: str | Path, limit: int | None) -> int:
-    """The context the engine runs with: `limit`, else the model's own length."""
-    if limit:
-        return limit
-    path = Path(model_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{model_dir} is not a model directory (no config.json)")
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    return int(cfg.get("max_position_embeddings") or 2048)

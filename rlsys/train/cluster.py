@@ -1,6 +1,6 @@
 """Building the planned topology on a Ray cluster: placement groups, then actors in them.
 
-Everything here follows `rlsys.topology.plan_topology`, which `strl plan` prints; the
+Everything here follows `rlsys.train.topology.plan_topology`, which `strl plan` prints; the
 rest of the system only receives the resulting handles.
 """
 
@@ -18,7 +18,7 @@ from actors.learner import LearnerActor, LearnerSettings
 from actors.reward import RewardActor
 from actors.rollout import EngineSettings, RolloutActor
 from rlsys.config import Config
-from rlsys.topology import Topology
+from rlsys.train.topology import Topology
 
 
 @dataclass
@@ -43,24 +43,20 @@ class Handles:
 
     def new_engine(self, index: int):
         return RolloutActor.options(**self._opts("rollout", index)).remote(
-            engine_settings(self.cfg, self.model_path))
+            engine_settings(self.cfg, self.topo, self.model_path))
 
     def new_learner(self, index: int):
         n = sum(1 for a in self.topo.actors if a.role == "learner")
         return LearnerActor.options(**self._opts("learner", index)).remote(
-            learner_settings(self.cfg, self.model_path, self.topo.device), index, n)
+            learner_settings(self.cfg, self.topo, self.model_path), index, n)
 
     def new_reward(self, index: int):
         return RewardActor.options(**self._opts("reward", index)).remote(
             self.cfg.reward_specs(self.judge_url), self.cfg.reward.timeout_s)
 
     def new_judge(self):
-        j, m = self.cfg.judge, self.cfg.model
-        settings = JudgeSettings(model_path=j.model_path or self.model_path, served_name=j.model,
-                                 dtype=m.dtype, seed=self.cfg.trainer.seed,
-                                 kv_cache_gib=self.cfg.rollout.kv_cache_gib,
-                                 device="cuda" if j.gpus else "cpu",
-                                 host="127.0.0.1" if _one_machine() else None)
+        settings = judge_settings(self.cfg, self.topo, self.model_path,
+                                  "127.0.0.1" if _one_machine() else None)
         return JudgeActor.options(**self._opts("judge", 0)).remote(settings)
 
     def placement(self) -> dict[str, str]:
@@ -104,25 +100,36 @@ def _one_machine() -> bool:
     return len({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}) == 1
 
 
-def engine_settings(cfg: Config, model_path: str) -> EngineSettings:
+def engine_settings(cfg: Config, topo: Topology, model_path: str) -> EngineSettings:
     r = cfg.rollout
     return EngineSettings(model_path=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
                           max_model_len=r.max_model_len or r.max_prompt_tokens + r.max_tokens,
                           tensor_parallel=r.tensor_parallel,
                           gpu_memory_utilization=r.gpu_memory_utilization,
                           kv_cache_gib=r.kv_cache_gib,
-                          device="cuda" if r.device == "cuda" else "cpu")
+                          device=topo.device)
 
 
-def learner_settings(cfg: Config, model_path: str, device: str) -> LearnerSettings:
+def learner_settings(cfg: Config, topo: Topology, model_path: str) -> LearnerSettings:
     ln, a = cfg.learner, cfg.algorithm
-    backend = ln.backend if ln.backend != "auto" else ("nccl" if device == "cuda" else "gloo")
     return LearnerSettings(model_path=model_path, dtype=cfg.model.dtype, zero_stage=ln.zero_stage,
                            lr=ln.lr, weight_decay=ln.weight_decay, warmup_steps=ln.warmup_steps,
                            grad_clip=ln.grad_clip, clip_low=a.clip_low, clip_high=a.clip_high,
                            kl_coef=a.kl_coef, kl_kind=a.kl_kind, aggregation=a.aggregation,
-                           backend=backend, device=device, seed=cfg.trainer.seed,
+                           backend=topo.learner_backend, device=topo.device,
+                           seed=cfg.trainer.seed,
                            cpu_threads=ln.cpu_threads)
+
+
+def judge_settings(cfg: Config, topo: Topology, model_path: str,
+                   host: str | None = None) -> JudgeSettings:
+    """The judge actor's engine (`host`: where its HTTP server listens; None: this node's
+    address, for a cluster of several machines)."""
+    j = cfg.judge
+    return JudgeSettings(model_path=j.model_path or model_path, served_name=j.model,
+                         dtype=cfg.model.dtype, seed=cfg.trainer.seed,
+                         kv_cache_gib=cfg.rollout.kv_cache_gib, device=topo.judge_device,
+                         host=host)
 
 
 def _in(pg: PlacementGroup, bundle: int) -> PlacementGroupSchedulingStrategy:

@@ -21,7 +21,6 @@ tokens as the run that was not interrupted.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,8 @@ from typing import Any
 
 import ray
 
-from rlsys.card import PromptCard, write_card
+from rlsys.files import replace_dir, write_atomic
+from rlsys.model.card import PromptCard, write_card
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -64,7 +64,7 @@ class Progress:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ValueError):
     """A checkpoint cannot be written or read; the message says which and why."""
 
 
@@ -94,13 +94,6 @@ def write_policy(learners: list, final: Path, model_path: str | Path,
     return publish(save_policy(learners, tmp, model_path, card), final)
 
 
-def _fsync_write(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def publish(tmp: Path, final: Path) -> Path:
     """Make a completely written directory visible under its final name.
 
@@ -110,25 +103,7 @@ def publish(tmp: Path, final: Path) -> Path:
     if (final / STATE_FILE).is_file():
         shutil.rmtree(tmp, ignore_errors=True)
         return final
-    if final.exists():  # a directory without state.json (e.g. `final`, the HF policy)
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)
-    _fsync_dir(final.parent)
-    return final
-
-
-def _fsync_dir(path: Path) -> None:
-    """Persist a rename: fsync the directory that holds the entry."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return replace_dir(tmp, final)  # e.g. `final` (the HF policy) of an earlier attempt
 
 
 def save(run_dir: Path, stage: str, progress: Progress, learners: list,
@@ -145,7 +120,8 @@ def save(run_dir: Path, stage: str, progress: Progress, learners: list,
     tmp.mkdir()
     save_policy(learners, tmp / POLICY, model_path, card)
     ray.get([ln.save_state.remote(str(tmp / "learner")) for ln in learners])
-    _fsync_write(tmp / STATE_FILE, progress.to_json())  # last: its presence marks a whole one
+    # last: its presence marks a whole checkpoint
+    write_atomic(tmp / STATE_FILE, progress.to_json(), fsync=True)
     publish(tmp, final)
     prune(run_dir, keep)
     return final

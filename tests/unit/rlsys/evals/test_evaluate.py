@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 
 from envs import benchmark
-from rlsys import evalreport
-from rlsys.card import PromptCard
-from rlsys.evaluate import Sampling, benchmark_questions, file_questions, ood_warnings, run_eval
+from rlsys.evals import report as evalreport
+from rlsys.evals.evaluate import (
+    Sampling,
+    benchmark_questions,
+    file_questions,
+    ood_warnings,
+    run_eval,
+)
+from rlsys.model.card import PromptCard
 
 FIXTURES = Path(__file__).parents[1] / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
 XSS = "</script><script>alert(1)</script><!--<script>"

@@ -37,7 +37,7 @@ def check(cfg: Config, probes_per_task: int = 2) -> None:
     AI judge, say, would send requests."""
     from envs.stream import TaskMix, generate
     from rewards import RewardConfigError, RewardSet, RewardSpec, Target
-    from rlsys.data import env_config
+    from rlsys.config import env_config
 
     load_task_modules(cfg.data.modules)
     TaskMix.of(cfg.data.tasks)  # unknown task names fail here, listing the known ones

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlsys.config import load_config
-from rlsys.plugins import PluginError, check
+from rlsys.train.plugins import PluginError, check
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
 BASE = ["data.tasks={entity: 1, forecasting: 1}"]

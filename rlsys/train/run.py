@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlsys.checkpoint import Progress
 from rlsys.config import Config, dump_config
+from rlsys.train.checkpoint import Progress
 
-log = logging.getLogger("strl")
+log = logging.getLogger(__name__)
 REFERENCE = "reference"  # run_dir/reference: the KL reference, the policy as GRPO started
 
 
@@ -75,15 +75,15 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     import ray
     from transformers import AutoTokenizer
 
-    from rlsys import checkpoint, plugins
-    from rlsys.card import card_of
-    from rlsys.cluster import build
-    from rlsys.data import PromptSource
-    from rlsys.modelinit import ensure_model
-    from rlsys.report import write_report
-    from rlsys.runlog import RunLogger, read_metrics
-    from rlsys.topology import plan_topology
-    from rlsys.trainer import Trainer, unique_run_dir
+    from rlsys.model.build import ensure_model
+    from rlsys.model.card import card_of
+    from rlsys.train import checkpoint, plugins
+    from rlsys.train.cluster import build
+    from rlsys.train.data import PromptSource
+    from rlsys.train.report import write_report
+    from rlsys.train.runlog import RunLogger, read_metrics
+    from rlsys.train.topology import plan_topology
+    from rlsys.train.trainer import Trainer, unique_run_dir
 
     t_start = time.perf_counter()
     progress, ckpt = Progress(), None
@@ -216,9 +216,9 @@ def _benchmark(cfg: Config, trainer: Any, card: Any, out: Path) -> list[str]:
     """The `strl eval` benchmark on the final policy, on the run's own engines (they hold
     its weights): written to `out` (eval.json, eval.md, eval.png, samples.html); returns
     the report's section."""
-    from rlsys import evalreport
-    from rlsys.evaluate import RunEngines, Sampling, benchmark_questions, run_eval
-    from rlsys.trainer import EVAL_SEED
+    from rlsys.evals import report as evalreport
+    from rlsys.evals.evaluate import RunEngines, Sampling, benchmark_questions, run_eval
+    from rlsys.train.trainer import EVAL_SEED
 
     k = cfg.trainer.benchmark_per_cell
     if not k:

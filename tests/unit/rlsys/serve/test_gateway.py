@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlsys.config import ServeConfig
-from rlsys.gateway import Gateway
+from rlsys.serve.gateway import Gateway
 
 
 class Engine:
@@ -43,7 +43,7 @@ class Engine:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rlsys.modelinit import build_model
+    from rlsys.model.build import build_model
 
     return build_model(tmp_path_factory.mktemp("gw") / "m", corpus_size=200, progress=False)
 

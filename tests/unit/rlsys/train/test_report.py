@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rlsys import report
-from rlsys.report import first_last_fifth, plot_curves, write_report
-from rlsys.runlog import RunLogger, read_metrics
+from rlsys.train import report
+from rlsys.train.report import first_last_fifth, plot_curves, write_report
+from rlsys.train.runlog import RunLogger, read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CONFIG = {"model": {"path": "models/tiny"}, "trainer": {"steps": 30}}

@@ -1,7 +1,7 @@
 """`strl serve`: the trained model behind Ray Serve, top to bottom.
 
 config -> checks of the checkpoint -> Ray (a local cluster, or `address`) -> Serve's HTTP
-proxy -> the application (`actors.serve.build`) -> wait for Ctrl-C / SIGTERM -> take the
+proxy -> the application (`rlsys.serve.app.build`) -> wait for Ctrl-C / SIGTERM -> take the
 application down. `--detach` leaves it running on an existing cluster; `--write-config`
 writes a Serve config file for `serve deploy` instead of deploying.
 """
@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from rlsys.config import ServeConfig
+from rlsys.files import write_atomic
 
 
 def check_checkpoint(path: str) -> Path:
@@ -42,8 +43,8 @@ def check_port(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as e:
-            raise RuntimeError(f"port {port} on {host} is taken ({e.strerror}); serve on "
-                               "another one with port=N") from None
+            raise ValueError(f"port {port} on {host} is taken ({e.strerror}); serve on "
+                             "another one with port=N") from None
 
 
 def serve_config_file(cfg: ServeConfig) -> dict[str, Any]:
@@ -54,14 +55,12 @@ def serve_config_file(cfg: ServeConfig) -> dict[str, Any]:
     return {"proxy_location": "EveryNode",
             "http_options": {"host": cfg.host, "port": cfg.port},
             "applications": [{"name": cfg.name, "route_prefix": cfg.route_prefix,
-                              "import_path": "actors.serve:app", "args": args}]}
+                              "import_path": "rlsys.serve.app:app", "args": args}]}
 
 
 def write_serve_config(cfg: ServeConfig, out: Path) -> Path:
     check_checkpoint(cfg.checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(serve_config_file(cfg), sort_keys=False), encoding="utf-8")
-    return out
+    return write_atomic(out, yaml.safe_dump(serve_config_file(cfg), sort_keys=False))
 
 
 def run(cfg: ServeConfig, detach: bool = False) -> int:
@@ -75,7 +74,7 @@ def run(cfg: ServeConfig, detach: bool = False) -> int:
     import ray
     from ray import serve
 
-    from actors.serve import build
+    from rlsys.serve.app import build
 
     ray.init(address=cfg.address, num_cpus=cfg.num_cpus if cfg.address is None else None,
              include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)

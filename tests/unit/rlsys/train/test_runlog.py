@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from rlsys.runlog import RunLogger, read_metrics, scan_metrics
+from rlsys.train.runlog import RunLogger, read_metrics, scan_metrics
 
 CONFIG = {"model": {"path": "models/tiny"}, "trainer": {"steps": 2}}
 SAMPLES = [
@@ -116,7 +116,7 @@ def test_reopening_appends_and_continues_the_wandb_run(tmp_path: Path) -> None:
 
 
 def test_online_without_a_key_falls_back_to_offline(tmp_path: Path, caplog) -> None:
-    with caplog.at_level(logging.WARNING, "rlsys.runlog"):
+    with caplog.at_level(logging.WARNING, "rlsys.train.runlog"):
         with RunLogger(tmp_path / "r", CONFIG, wandb_mode="online") as log:
             assert log.wandb_mode == "offline"
             log.log(1, {"reward": 1.0})
@@ -132,7 +132,7 @@ def test_wandb_init_failure_is_a_warning_not_a_crash(tmp_path: Path, monkeypatch
         raise wandb.errors.CommError("network is down")
 
     monkeypatch.setattr(wandb, "init", broken)
-    with caplog.at_level(logging.WARNING, "rlsys.runlog"):
+    with caplog.at_level(logging.WARNING, "rlsys.train.runlog"):
         with RunLogger(tmp_path / "r", CONFIG, wandb_mode="online") as log:
             assert log.wandb_mode == "disabled"
             log.log(1, {"reward": 1.0})
@@ -143,7 +143,7 @@ def test_wandb_init_failure_is_a_warning_not_a_crash(tmp_path: Path, monkeypatch
 
 def test_missing_wandb_package_is_a_warning(tmp_path: Path, monkeypatch, caplog) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
-    with caplog.at_level(logging.WARNING, "rlsys.runlog"):
+    with caplog.at_level(logging.WARNING, "rlsys.train.runlog"):
         with RunLogger(tmp_path / "r", CONFIG) as log:
             log.log(1, {"reward": 1.0})
     assert "wandb logging off" in caplog.text
@@ -156,7 +156,7 @@ def test_a_line_torn_by_a_crash_is_fenced_off_and_skipped(tmp_path: Path, caplog
     (d / "metrics.jsonl").write_text('{"reward": 0.5, "step": 1}\n{"reward": 0.')
     with RunLogger(d, CONFIG, wandb_mode="disabled") as log:
         log.log(2, {"reward": 0.7})
-    with caplog.at_level(logging.WARNING, "rlsys.runlog"):
+    with caplog.at_level(logging.WARNING, "rlsys.train.runlog"):
         assert [m["step"] for m in read_metrics(d / "metrics.jsonl")] == [1, 2]
     assert "skipped 1 malformed line(s): 2" in caplog.text
 

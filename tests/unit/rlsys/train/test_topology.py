@@ -8,7 +8,7 @@ import pytest
 
 from rlsys.cli import main
 from rlsys.config import load_config
-from rlsys.topology import PlacementError, plan_topology
+from rlsys.train.topology import PlacementError, plan_topology
 
 CONFIGS = Path(__file__).parents[3] / "configs"
 

@@ -22,7 +22,6 @@ is not sent; it counts as an invalid answer and in `over_context`.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ from typing import Any, Protocol
 
 from rewards import RewardSet, RewardSpec, Target, evaluate
 from rewards.types import CHOICE, TEXT
-from rlsys.card import PromptCard, read_card
+from rlsys.model.card import PromptCard, read_card
 from rlsys.reason import Question, Reading, from_sample, parse_question, read
 
 OVER_CONTEXT = "over_context"
@@ -148,13 +147,12 @@ class LocalModel:
 
     def __init__(self, checkpoint: str, card: PromptCard, sampling: Sampling,
                  max_model_len: int | None = None, kv_cache_gib: int = 2) -> None:
-        from rlsys.gateway import model_context
+        from rlsys.model.engine import local_device, model_context, prepare_vllm
 
         self.name, self.card, self.sampling = str(checkpoint), card, sampling
         self.failures: list[str] = []  # (an in-process engine does not fail per request)
         self.context = model_context(checkpoint, max_model_len)
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # deterministic, no spawn
+        prepare_vllm(local_device(), kv_cache_gib, in_process=True)  # deterministic
         from vllm import LLM
 
         self.llm = LLM(model=str(checkpoint), max_model_len=self.context, enforce_eager=True,
@@ -164,14 +162,12 @@ class LocalModel:
     def generate(self, prompts: list[str], desc: str) -> list[str | None]:
         from vllm import SamplingParams, TokensPrompt
 
-        from rlsys.data import chat_ids
+        from rlsys.model.chat import chat_ids, stop_ids
 
         s = self.sampling
-        end = self.tok.convert_tokens_to_ids("<|im_end|>")
         params = SamplingParams(temperature=s.temperature, top_p=s.top_p,
                                 max_tokens=s.max_tokens,
-                                stop_token_ids=[end] if isinstance(end, int) and end >= 0
-                                else None)
+                                stop_token_ids=list(stop_ids(self.tok)) or None)
         def run(ids: list[list[int]]) -> list[str]:
             print(f"{desc}: {len(ids)} prompts ({len(prompts) - len(ids)} over the context of "
                   f"{self.context} tokens)", flush=True)
@@ -256,7 +252,7 @@ class RunEngines:
 
     def generate(self, prompts: list[str], desc: str) -> list[str | None]:
         from actors.rollout import SamplingSettings
-        from rlsys.data import chat_ids
+        from rlsys.model.chat import chat_ids
 
         s = self.sampling
         params = SamplingSettings(n=1, temperature=s.temperature, top_p=s.top_p,

@@ -1,6 +1,6 @@
 """End-of-run report: training curves (`curves.png`) and a Markdown summary (`report.md`).
 
-Both are built from the per-step records of `metrics.jsonl` (see `rlsys.runlog`), read by
+Both are built from the per-step records of `metrics.jsonl` (see `rlsys.train.runlog`), read by
 the metric names below; a name a run did not log is left out, never an error. When a resumed
 run logged a step twice, the last record of the step wins.
 """
@@ -11,6 +11,9 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from rlsys.files import save_png, write_atomic
+from rlsys.markdown import delta, fmt, md_table
 
 # Metric names the trainer logs and the report reads.
 REWARD = "reward/mean"  # mean total reward of the step's rollouts
@@ -127,23 +130,6 @@ def plot_curves(metrics: list[dict[str, Any]], out: Path) -> Path:
     return save_png(fig, Path(out))
 
 
-def save_png(fig: Any, out: Path) -> Path:
-    """Write a matplotlib figure as PNG atomically (a reader never sees half a file)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    tmp.replace(out)
-    return out
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write a text file under a temporary name, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def _finish(ax: Any, title: str, drawn: bool) -> None:
     from matplotlib.ticker import MaxNLocator
 
@@ -159,16 +145,8 @@ def _finish(ax: Any, title: str, drawn: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Markdown (fmt, md_table and delta are shared with `rlsys.evalreport`)
+# Markdown (fmt, md_table and delta are shared with `rlsys.evals.report`)
 # ---------------------------------------------------------------------------------------
-
-
-def fmt(v: Any, digits: int = 3, sign: bool = False) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
-    return str(v)
 
 
 def _duration(seconds: float) -> str:
@@ -185,15 +163,6 @@ def _bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
-
-
-def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def delta(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else b - a
 
 
 def _pooled(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlsys.gateway import STATIC
-from rlsys.report import delta, fmt, md_table, save_png, write_atomic
+from rlsys.files import save_png, write_atomic
+from rlsys.markdown import delta, fmt, md_table
+from rlsys.view import STATIC
 
 COLUMNS = ("n", "success_rate", "accuracy", "mae", "score", "score_no_graph",
            "graph_reliance", "over_context")

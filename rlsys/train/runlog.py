@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 WandbMode = Literal["offline", "online", "disabled"]
 
@@ -150,7 +150,7 @@ class RunLogger:
         try:
             from tensorboardX import SummaryWriter
         except ImportError as e:
-            logger.warning("TensorBoard logging off: %s (install tensorboardX, which "
+            log.warning("TensorBoard logging off: %s (install tensorboardX, which "
                            "ray[train] brings)", e)
             return
         self._tb = SummaryWriter(logdir=str(self.run_dir / TENSORBOARD_DIR))
@@ -159,10 +159,10 @@ class RunLogger:
         try:
             import wandb
         except ImportError as e:
-            logger.warning("wandb logging off: %s (install the 'cpu' or 'gpu' extra)", e)
+            log.warning("wandb logging off: %s (install the 'cpu' or 'gpu' extra)", e)
             return
         if mode == "online" and not _have_wandb_key():
-            logger.warning("wandb: no WANDB_API_KEY (and no `wandb login`): logging offline "
+            log.warning("wandb: no WANDB_API_KEY (and no `wandb login`): logging offline "
                            "under %s/wandb; upload later with `wandb sync`", self.run_dir)
             mode = "offline"
         id_file = self.run_dir / WANDB_ID_FILE
@@ -180,11 +180,11 @@ class RunLogger:
                 run.define_metric("step")
                 run.define_metric("*", step_metric="step")
             except Exception as e:  # third-party boundary: wandb raises many kinds
-                logger.warning("wandb %s init failed (%s: %s)", m, type(e).__name__, e)
+                log.warning("wandb %s init failed (%s: %s)", m, type(e).__name__, e)
                 continue
             self._wandb, self._run, self.wandb_mode = wandb, run, m
             return
-        logger.warning("wandb logging off; metrics are still in %s and TensorBoard",
+        log.warning("wandb logging off; metrics are still in %s and TensorBoard",
                        self.run_dir / METRICS_FILE)
 
     def _wandb_log(self, data: dict[str, Any]) -> None:
@@ -193,7 +193,7 @@ class RunLogger:
         try:
             self._run.log(data)
         except Exception as e:  # third-party boundary: a wandb failure must not end training
-            logger.warning("wandb log failed, wandb logging off (%s: %s)", type(e).__name__, e)
+            log.warning("wandb log failed, wandb logging off (%s: %s)", type(e).__name__, e)
             self._finish_wandb()
 
     def _finish_wandb(self) -> None:
@@ -203,7 +203,7 @@ class RunLogger:
         try:
             run.finish()
         except Exception as e:  # third-party boundary
-            logger.warning("wandb finish failed (%s: %s)", type(e).__name__, e)
+            log.warning("wandb finish failed (%s: %s)", type(e).__name__, e)
 
     # -- public -----------------------------------------------------------------------
 
@@ -311,5 +311,5 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     records, bad = scan_metrics(Path(path))
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
-        logger.warning("%s: skipped %d malformed line(s): %s", path, len(bad), shown)
+        log.warning("%s: skipped %d malformed line(s): %s", path, len(bad), shown)
     return records

@@ -1,5 +1,5 @@
 """The Ray Serve application of `strl serve`: model replicas (a vLLM engine each) behind a
-light HTTP front end (`rlsys.gateway.Gateway`).
+light HTTP front end (`rlsys.serve.gateway.Gateway`).
 
     HTTP proxy -> Frontend (checks, prompts, answers, metrics) -> Model replicas (vLLM)
 
@@ -10,13 +10,12 @@ whose `check_health` raises, so the engine is built in the constructor.
 
 Deploy with `strl serve --checkpoint DIR`, or with Serve's own tools:
 
-    serve run actors.serve:app checkpoint=runs/tiny/checkpoints/final
+    serve run rlsys.serve.app:app checkpoint=runs/tiny/checkpoints/final
     strl serve --checkpoint DIR --write-config serve.yaml && serve deploy serve.yaml
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from rlsys.config import ServeConfig
-from rlsys.gateway import Gateway
+from rlsys.model.engine import prepare_vllm
+from rlsys.serve.gateway import Gateway
 
 FRONTEND_CPUS = 0.25
 FRONTEND_MAX_ONGOING = 1024  # async and light: requests wait at the model replicas instead
@@ -50,8 +50,7 @@ class ModelServer:
     """One vLLM engine answering token-id prompts, whole or streamed."""
 
     def __init__(self, s: ModelSettings) -> None:
-        if s.device == "cpu":
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(s.kv_cache_gib))
+        prepare_vllm(s.device, s.kv_cache_gib)
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -178,9 +177,9 @@ def build(cfg: ServeConfig) -> serve.Application:
 
 
 def app(args: dict[str, Any]) -> serve.Application:
-    """Serve's application builder: `serve run actors.serve:app checkpoint=DIR
+    """Serve's application builder: `serve run rlsys.serve.app:app checkpoint=DIR
     replicas.max_replicas=2` (strings, read as dotted overrides), or `import_path:
-    actors.serve:app` with nested `args:` in a Serve config file."""
+    rlsys.serve.app:app` with nested `args:` in a Serve config file."""
     from rlsys.config import load_config
 
     base = {k: v for k, v in args.items() if not isinstance(v, str)}

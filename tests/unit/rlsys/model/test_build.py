@@ -16,8 +16,8 @@ transformers = pytest.importorskip("transformers")
 from envs.prompt import FORMAT_INSTRUCTION  # noqa: E402
 from envs.stream import SampleStream  # noqa: E402
 from envs.tasks import EnvConfig  # noqa: E402
-from rlsys import modelinit  # noqa: E402
-from rlsys.modelinit import (  # noqa: E402
+from rlsys.model import build as modelinit  # noqa: E402
+from rlsys.model.build import (  # noqa: E402
     FORMAT_TAGS,
     INFO_FILE,
     PRESETS,

@@ -56,9 +56,15 @@ class ActorPlan:
 
 @dataclass
 class Topology:
-    device: str  # cpu | cuda
+    """The plan, with every device and backend decision of the run taken here, once:
+    actors and settings builders read these fields, never the raw config."""
+
+    device: str  # cpu | cuda: rollout engines and learner ranks
     groups: list[GroupPlan]
     actors: list[ActorPlan]
+    learner_backend: str = "gloo"  # the DeepSpeed group's torch.distributed backend
+    sync_backend: str = "gloo"  # the weight-sync group's (learner rank 0 + engine workers)
+    judge_device: str = "cpu"  # the judge actor's engine (judge.mode: actor)
 
     @property
     def total_cpus(self) -> float:
@@ -73,7 +79,10 @@ class Topology:
 
     def table(self) -> str:
         lines = [f"device: {self.device}; total {self.total_cpus:g} CPUs, "
-                 f"{self.total_gpus:g} GPUs in {len(self.groups)} placement groups", "",
+                 f"{self.total_gpus:g} GPUs in {len(self.groups)} placement groups",
+                 f"backends: learner {self.learner_backend}, weight sync {self.sync_backend}"
+                 + (f"; judge on {self.judge_device}"
+                    if any(a.role == "judge" for a in self.actors) else ""), "",
                  "actor        group       strategy     bundle  resources          node",
                  "-----------  ----------  -----------  ------  -----------------  ----"]
         for a in self.actors:
@@ -133,10 +142,18 @@ def plan_topology(cfg: Config, cuda_available: bool = False) -> Topology:
         j = cfg.judge
         groups.append(GroupPlan("judge", "STRICT_PACK", [Bundle(j.cpus, j.gpus)]))
         actors.append(ActorPlan("judge", 0, "judge", 0, j.cpus, j.gpus))
-    topo = Topology(device, groups, actors)
+    topo = Topology(device, groups, actors,
+                    learner_backend=_backend(ln.backend, device),
+                    sync_backend=_backend(cfg.sync.backend, device),
+                    judge_device="cuda" if cfg.judge.gpus else "cpu")
     if cfg.cluster.nodes:
         _place(topo, cfg.cluster.nodes)
     return topo
+
+
+def _backend(configured: str, device: str) -> str:
+    """A process group's backend: as configured, or (auto) nccl on cuda, gloo on cpu."""
+    return configured if configured != "auto" else ("nccl" if device == "cuda" else "gloo")
 
 
 def _place(topo: Topology, nodes: list[NodeSpec]) -> None:

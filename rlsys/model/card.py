@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.prompt import FORMAT_INSTRUCTION
+from rlsys.files import write_atomic
 
 CARD_FILE = "strl.json"
 
@@ -42,7 +43,7 @@ class PromptCard:
 
 def card_of(cfg: Any) -> PromptCard:
     """The card of a training run's config (`rlsys.config.Config`)."""
-    from rlsys.data import env_config
+    from rlsys.config import env_config
 
     env = env_config(cfg)
     return PromptCard(precision=env.precision, temperature=cfg.trainer.eval_temperature,
@@ -51,9 +52,7 @@ def card_of(cfg: Any) -> PromptCard:
 
 
 def write_card(card: PromptCard, model_dir: Path) -> Path:
-    path = Path(model_dir) / CARD_FILE
-    path.write_text(json.dumps(card.to_json(), indent=1), encoding="utf-8")
-    return path
+    return write_atomic(Path(model_dir) / CARD_FILE, json.dumps(card.to_json(), indent=1))
 
 
 def read_card(model_dir: str | Path) -> PromptCard:

@@ -1,7 +1,7 @@
 """The GRPO loop over the actor handles: generate, score, compute advantages, train, sync.
 
-`Trainer` holds the handles built by `rlsys.cluster.build` and does one thing per method;
-`rlsys.run.run` is the entry point that reads top to bottom. A rollout engine or a reward
+`Trainer` holds the handles built by `rlsys.train.cluster.build` and does one thing per method;
+`rlsys.train.run.run` is the entry point that reads top to bottom. A rollout engine or a reward
 worker that dies mid-step is rebuilt in its bundle (engines re-join the weight-sync group
 and receive the current weights) and the call is retried, up to
 `trainer.max_actor_restarts` times per run; a learner rank that dies ends the run, which
@@ -26,9 +26,10 @@ from actors.reward import RewardResult, merge, split_even
 from actors.rollout import Completion, SamplingSettings
 from rewards.spatial import spatial_bonus, spatial_bonus_group_mean
 from rlsys.config import Config
-from rlsys.data import Prompt, PromptSource
+from rlsys.model.chat import END_OF_TURN, stop_ids
+from rlsys.train.data import Prompt, PromptSource
 
-log = logging.getLogger("strl")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 EVAL_SEED = 7_919  # evaluation sampling: the same draws before and after training
@@ -48,8 +49,7 @@ class Trainer:
     def __init__(self, cfg: Config, handles: Any, tokenizer: Any, source: PromptSource) -> None:
         self.cfg, self.h, self.tok, self.source = cfg, handles, tokenizer, source
         self.wire: list | None = None
-        end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        self.stop_ids = (end,) if isinstance(end, int) and end >= 0 else ()
+        self.stop_ids = stop_ids(tokenizer)
         self.skipped_grad_steps = 0
         self.restarts: dict[str, int] = {"rollout": 0, "reward": 0}
         self.recover_s = 0.0  # time spent rebuilding actors in the current step
@@ -100,8 +100,7 @@ class Trainer:
         c, tp = self.cfg.sync, self.cfg.rollout.tensor_parallel
         host, port = ray.get(self.h.learners[0].address.remote())
         world = 1 + tp * len(self.h.engines)
-        backend = c.backend if c.backend != "auto" else (
-            "nccl" if self.cfg.rollout.device == "cuda" else "gloo")
+        backend = self.h.topo.sync_backend  # decided once, in plan_topology
         refs = [e.sync_init.remote(host, port, 1 + i * tp, world, backend, c.timeout_s)
                 for i, e in enumerate(self.h.engines)]
         refs += [ln.sync_init.remote(host, port, world, c.timeout_s) for ln in self.h.learners]
@@ -183,7 +182,7 @@ class Trainer:
         for p in prompts:
             text = (f"<think></think><answer>{p.target['answer']}</answer>" if answer_only
                     else p.completion)
-            ids = self.tok(text + "<|im_end|>", add_special_tokens=False)["input_ids"]
+            ids = self.tok(text + END_OF_TURN, add_special_tokens=False)["input_ids"]
             ids = ids[: self.cfg.rollout.max_tokens]
             seqs.append(Sequence(p.ids + ids, len(p.ids)))
         return self.train(seqs, sft=True, lr=lr)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rlsys import checkpoint
-from rlsys.checkpoint import Progress
 from rlsys.cli import main
+from rlsys.train import checkpoint
+from rlsys.train.checkpoint import Progress
 
 
 def _fake(run: Path, stage_index: int, stage: str, step: int, complete: bool = True) -> Path:

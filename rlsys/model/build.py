@@ -29,7 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+from rlsys.files import replace_dir
+from rlsys.model.chat import END_OF_TURN
+
+ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", END_OF_TURN
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 """Special tokens, ids 0, 1, 2 in this order."""
 FORMAT_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
@@ -80,7 +83,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(256, 704, 4, 4, 2, 2048,
                    about="~3.5M params: the default for tests and CPU runs"),
     "small": Preset(512, 1536, 8, 8, 2, 2048,
-                    about="~25M params: CPU benchmarks (the size measured in STACK.md)"),
+                    about="~25M params: the CPU benchmarks' model"),
 }
 
 CORPUS_ENV = {"nodes": (3, 5), "lengths": (48,)}
@@ -316,10 +319,7 @@ def _swap_in(tmp: Path, out: Path, overwrite: bool) -> None:
     for f in tmp.iterdir():
         f.chmod(0o666 & ~umask)
     if _non_empty(out) and overwrite:
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        out.rename(old / out.name)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out)
         return
     if out.is_dir() and not _non_empty(out):
         out.rmdir()
