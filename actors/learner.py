@@ -242,12 +242,14 @@ class LearnerWorker:
 
         return plan_for(self._full_state(), bucket_mb).to_wire()
 
-    def sync_init(self, host: str, port: int, world: int, timeout_s: float) -> int:
-        """Rank 0 hosts the sync store and joins as sender; other ranks do nothing."""
+    def sync_init(self, host: str, port: int, world: int, backend: str,
+                  timeout_s: float) -> int:
+        """Rank 0 hosts the sync store and joins as sender with the weight-sync `backend`
+        (the topology's, the one the engines get); other ranks do nothing."""
         from rlsys.weightsync import connect
 
         if self.rank == 0:
-            self.sync_group = connect(host, port, 0, world, self.s.backend, timeout_s)
+            self.sync_group = connect(host, port, 0, world, backend, timeout_s)
         return self.rank
 
     def sync_send(self, wire: list) -> dict[str, float]:

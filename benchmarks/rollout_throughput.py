@@ -72,7 +72,7 @@ def main() -> None:
     from actors.rollout import SamplingSettings
     from rlsys.config import load_config
     from rlsys.model.build import ensure_model
-    from rlsys.train.cluster import build, engine_settings
+    from rlsys.train.cluster import build, cluster_gpus, engine_settings
     from rlsys.train.data import PromptSource
     from rlsys.train.topology import plan_topology
     from rlsys.train.trainer import Trainer
@@ -88,7 +88,7 @@ def main() -> None:
     ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False, log_to_driver=False)
     proc = None
     try:
-        topo = plan_topology(cfg, cuda_available=bool(ray.cluster_resources().get("GPU")))
+        topo = plan_topology(cfg, cuda_available=cluster_gpus())
         engine_cpus = next(a.cpus for a in topo.actors if a.role == "rollout")
         # the same thread settings, and the same in-process engine core as the actors
         env = {**_actor_env(engine_cpus), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}

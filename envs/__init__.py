@@ -2,4 +2,4 @@
 families drawn from it (`tasks`), each sample rebuilt exactly from (seed, index)
 (`stream`); prompts in our and ST-Test's formats (`prompt`, `sample`); the fixed benchmark
 (`benchmark`); the shortcut attacks and `strl quality`'s bounds (`baselines`, `quality`);
-`strl show`'s text and plot of one sample (`show`). numpy only: no torch, no Ray."""
+`strl show`'s text and plot of one sample (`show`). No torch, no Ray: the core install."""

@@ -437,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"strl: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    except ImportError as e:  # an optional dependency this command needs is missing
+        print(f"strl: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except RuntimeError as e:
         print(f"strl: error: {e}", file=sys.stderr)
         return EXIT_FAILURE

@@ -153,14 +153,20 @@ class Frontend:
                                  media_type=reply.content_type)
 
 
+def model_settings(cfg: ServeConfig) -> ModelSettings:
+    """Each replica's engine, on the device `ServeConfig.device` decides."""
+    e = cfg.engine
+    return ModelSettings(model_path=cfg.checkpoint, dtype=e.dtype, max_model_len=e.max_model_len,
+                         kv_cache_gib=e.kv_cache_gib,
+                         gpu_memory_utilization=e.gpu_memory_utilization,
+                         tensor_parallel=e.tensor_parallel, device=cfg.device,
+                         max_num_seqs=cfg.replicas.max_ongoing_requests)
+
+
 def build(cfg: ServeConfig) -> serve.Application:
     """The application: model replicas with their autoscaling bounds, and the front end."""
-    r, e = cfg.replicas, cfg.engine
-    settings = ModelSettings(model_path=cfg.checkpoint, dtype=e.dtype,
-                             max_model_len=e.max_model_len, kv_cache_gib=e.kv_cache_gib,
-                             gpu_memory_utilization=e.gpu_memory_utilization,
-                             tensor_parallel=e.tensor_parallel, device=cfg.device,
-                             max_num_seqs=r.max_ongoing_requests)
+    r = cfg.replicas
+    settings = model_settings(cfg)
     scaling: dict[str, Any] = {"num_replicas": r.min_replicas}
     if r.max_replicas > r.min_replicas:
         scaling = {"autoscaling_config": {

@@ -95,6 +95,12 @@ class Handles:
 START_TIMEOUT_S = 900.0  # a rebuilt actor that is not up by then is not coming
 
 
+def cluster_gpus() -> bool:
+    """Whether the connected Ray cluster declares GPUs (what `plan_topology` decides the
+    device from when `rollout.device` is auto)."""
+    return bool(ray.cluster_resources().get("GPU"))
+
+
 def _one_machine() -> bool:
     """Whether every node of the cluster is on this machine (then loopback reaches all)."""
     return len({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}) == 1

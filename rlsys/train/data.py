@@ -18,6 +18,7 @@ from rlsys.model.chat import chat_ids
 
 EVAL_SEED_OFFSET = 1_000_003
 SFT_SEED_OFFSET = 2_000_003
+MAX_SKIPPED_IN_A_ROW = 1_000  # over-long prompts in a row that mean none will ever fit
 
 
 @dataclass
@@ -52,6 +53,15 @@ class PromptSource:
         if self.rows is not None and not self.rows:
             raise ValueError(f"data.file {cfg.data.file} has no rows")
 
+    def state(self) -> dict[str, int]:
+        """The run-wide counters a checkpoint keeps (the position is kept on its own)."""
+        return {"skipped_long_prompts": self.skipped_long, "redrawn_samples": self.redrawn}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue the counters of `state()` (missing keys: 0, as in older checkpoints)."""
+        self.skipped_long = int(state.get("skipped_long_prompts", 0))
+        self.redrawn = int(state.get("redrawn_samples", 0))
+
     def _records(self, seed: int, start: int, n: int) -> list[dict[str, Any]]:
         if self.rows is not None:
             return [self.rows[(start + i) % len(self.rows)] for i in range(n)]
@@ -72,11 +82,18 @@ class PromptSource:
     def next(self, n: int) -> list[Prompt]:
         """The next n training prompts (skipping over-long ones, which are counted)."""
         out: list[Prompt] = []
+        tried = 0
         while len(out) < n:
             want = n - len(out)
             out += self._fit(self._records(self.cfg.data.seed, self.position, want),
                              no_graph=self.cfg.algorithm.spatial.enabled)
             self.position += want
+            tried += want
+            if not out and tried >= max(MAX_SKIPPED_IN_A_ROW, len(self.rows or ())):
+                raise ValueError(
+                    f"{tried} prompts in a row are longer than rollout.max_prompt_tokens="
+                    f"{self.cfg.rollout.max_prompt_tokens}; raise it, or ask for shorter "
+                    "questions (data.env.nodes / lengths, or another data.file)")
         return out
 
     def held_out(self) -> list[Prompt]:

@@ -78,7 +78,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     from rlsys.model.build import ensure_model
     from rlsys.model.card import card_of
     from rlsys.train import checkpoint, plugins
-    from rlsys.train.cluster import build
+    from rlsys.train.cluster import build, cluster_gpus
     from rlsys.train.data import PromptSource
     from rlsys.train.report import write_report
     from rlsys.train.runlog import RunLogger, read_metrics
@@ -112,7 +112,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     ray.init(address=address, num_cpus=cfg.cluster.num_cpus if address is None else None,
              include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     stop = StopRequest().install()  # after ray.init, which installs handlers of its own
-    topo = plan_topology(cfg, cuda_available=bool(ray.cluster_resources().get("GPU")))
+    topo = plan_topology(cfg, cuda_available=cluster_gpus())
     print(topo.table())
     print("starting actors (vLLM engines, DeepSpeed learner, reward workers) ...")
     handles = build(cfg, topo, model_path)
@@ -121,13 +121,8 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
                                     for k, v in handles.placement().items()))
     trainer = Trainer(cfg, handles, tok, source)
     card = card_of(cfg)  # how the saved policies were prompted, for `strl serve` / `eval`
-    c = progress.counters  # run-wide counts carry over a resume
-    trainer.skipped_grad_steps = int(c.get("skipped_grad_steps", 0))
-    trainer.restarts = {"rollout": int(c.get("restarts_rollout", 0)),
-                        "reward": int(c.get("restarts_reward", 0))}
-    source.skipped_long = int(c.get("skipped_long_prompts", 0))
-    source.redrawn = int(c.get("redrawn_samples", 0))
-    trainer.judge_window.extend(tuple(x) for x in c.get("judge_window", []))
+    trainer.restore(progress.counters)  # run-wide counts carry over a resume
+    source.restore(progress.counters)
     logger = RunLogger(run_dir, cfg.model_dump(mode="json"), wandb_mode=cfg.trainer.wandb)
     extra: dict[str, Any] = dict(handles.start_s)
 
@@ -139,13 +134,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
         if (progress.stage, progress.step) in saved:
             return saved[(progress.stage, progress.step)]
         progress.position = source.position
-        progress.counters.update(
-            skipped_grad_steps=trainer.skipped_grad_steps,
-            restarts_rollout=trainer.restarts["rollout"],
-            restarts_reward=trainer.restarts["reward"],
-            skipped_long_prompts=source.skipped_long,
-            redrawn_samples=source.redrawn,
-            judge_window=[list(x) for x in trainer.judge_window])
+        progress.counters.update(**trainer.state(), **source.state())
         path = checkpoint.save(run_dir, stage, progress, handles.learners, model_path,
                                cfg.trainer.keep_checkpoints, card)
         saved[(progress.stage, progress.step)] = path
@@ -192,11 +181,10 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
         final = checkpoint.write_policy(handles.learners,
                                         run_dir / checkpoint.CHECKPOINTS / "final", model_path,
                                         card)
+        counts = trainer.state()
         extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(final),
-                     skipped_long_prompts=source.skipped_long,
-                     redrawn_samples=source.redrawn,
-                     skipped_grad_steps=trainer.skipped_grad_steps,
-                     actor_restarts=sum(trainer.restarts.values()),
+                     **source.state(), skipped_grad_steps=counts["skipped_grad_steps"],
+                     actor_restarts=counts["restarts_rollout"] + counts["restarts_reward"],
                      eval_after_sft=evals.get("after_sft"))
         bench = _benchmark(cfg, trainer, card, run_dir / "eval")
         metrics = read_metrics(run_dir / "metrics.jsonl")
@@ -262,7 +250,8 @@ def _grpo(cfg: Config, trainer: Any, logger: Any, progress: Progress, save: Any,
     while progress.step < steps:
         step = progress.step
         t0 = time.perf_counter()
-        metrics, samples, prompt_ids = trainer.grpo_step(step)
+        out = trainer.grpo_step(step)
+        metrics, samples, prompt_ids = out.metrics, out.samples, out.prompt_ids
         metrics["time/step"] = time.perf_counter() - t0
         gen = metrics.get("time/generate", 0.0)
         metrics["tokens_per_s"] = metrics["generated_tokens"] / gen if gen else 0.0

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from actors.reward import RewardResult, merge, split_even
 from actors.rollout import Completion, SamplingSettings
 from rewards.spatial import spatial_bonus, spatial_bonus_group_mean
 from rlsys.config import Config
+from rlsys.grpo import dynamic_sampling_mask, group_advantages, topup_needed
 from rlsys.model.chat import END_OF_TURN, stop_ids
 from rlsys.train.data import Prompt, PromptSource
 
@@ -39,6 +41,26 @@ def generation_seed(seed: int, step: int, round_: int) -> int:
     """The sampler seed of one generation call of a GRPO step (engine i adds i): a pure
     function of where the call is in the run, so a resumed run draws the same tokens."""
     return (seed * 1_000_003 + step * 1_009 + round_ * 31) % (2**31 - 1024)
+
+
+@dataclass
+class Group:
+    """One prompt's n completions in a GRPO step, as scored."""
+
+    prompt: Prompt
+    completions: list[Completion]
+    result: RewardResult  # the scoring call that scored them (shared by a round's groups)
+    rows: slice  # their rows in `result`
+    rewards: np.ndarray  # what the advantages use: the totals, plus S-GRPO's bonus
+
+
+@dataclass
+class StepResult:
+    """What a GRPO step returns to the loop."""
+
+    metrics: dict[str, float]
+    samples: list[dict[str, Any]]  # a few rollouts for the samples log
+    prompt_ids: list[str]  # the prompts trained on (their groups were kept)
 
 
 class ActorFailure(RuntimeError):
@@ -55,6 +77,24 @@ class Trainer:
         self.recover_s = 0.0  # time spent rebuilding actors in the current step
         # (calls, failures) of the AI judge over the last judge.window_steps steps
         self.judge_window: deque[tuple[float, float]] = deque(maxlen=cfg.judge.window_steps)
+
+    # ---- resume ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The run-wide counters a checkpoint keeps, so that a resumed run continues them:
+        skipped optimizer steps, actor restarts (the budget is per run), the judge's
+        recent calls and failures."""
+        return {"skipped_grad_steps": self.skipped_grad_steps,
+                "restarts_rollout": self.restarts["rollout"],
+                "restarts_reward": self.restarts["reward"],
+                "judge_window": [list(x) for x in self.judge_window]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from `state()` (missing keys: a fresh run's values)."""
+        self.skipped_grad_steps = int(state.get("skipped_grad_steps", 0))
+        self.restarts = {"rollout": int(state.get("restarts_rollout", 0)),
+                         "reward": int(state.get("restarts_reward", 0))}
+        self.judge_window.clear()
+        self.judge_window.extend(tuple(x) for x in state.get("judge_window", []))
 
     # ---- surviving dead actors ----------------------------------------------------
     def _retrying(self, role: str, call: Callable[[], T]) -> T:
@@ -103,7 +143,8 @@ class Trainer:
         backend = self.h.topo.sync_backend  # decided once, in plan_topology
         refs = [e.sync_init.remote(host, port, 1 + i * tp, world, backend, c.timeout_s)
                 for i, e in enumerate(self.h.engines)]
-        refs += [ln.sync_init.remote(host, port, world, c.timeout_s) for ln in self.h.learners]
+        refs += [ln.sync_init.remote(host, port, world, backend, c.timeout_s)
+                 for ln in self.h.learners]
         ray.get(refs, timeout=c.timeout_s + 30)
         if self.wire is None:
             # every rank: under ZeRO-3 building the plan gathers the shards collectively
@@ -187,104 +228,121 @@ class Trainer:
             seqs.append(Sequence(p.ids + ids, len(p.ids)))
         return self.train(seqs, sft=True, lr=lr)
 
-    def grpo_step(self, step: int) -> tuple[dict[str, float], list[dict[str, Any]], list[str]]:
+    def grpo_step(self, step: int) -> StepResult:
         """Generate, score (and with S-GRPO compare with the graph-free prompts), drop flat
-        groups (topping up), train, sync. Returns the metrics, a few sample rows for
-        logging, and the ids of the prompts trained on."""
-        from rlsys.grpo import group_advantages
-
+        groups and top up with fresh prompts (dynamic sampling), train, sync."""
         a, r = self.cfg.algorithm, self.cfg.rollout
-        sp = a.spatial
-        n, want = r.n, r.prompts_per_step
-        sampling = SamplingSettings(n=n, temperature=r.temperature, top_p=r.top_p,
-                                    max_tokens=r.max_tokens, stop_token_ids=self.stop_ids)
-        seed = self.cfg.trainer.seed
+        want = r.prompts_per_step
         self.recover_s = 0.0
         t: dict[str, float] = defaultdict(float)
-        kept: list[tuple[Prompt, list[Completion], list[float]]] = []
-        seen: list[tuple[Prompt, list[Completion], RewardResult, slice]] = []
-        helped: dict[str, list[float]] = defaultdict(list)
+        seen: list[Group] = []
         free_results: list[RewardResult] = []  # S-GRPO's graph-free scoring (no gradient)
-        bonus_fn = spatial_bonus if sp.mode == "pair" else spatial_bonus_group_mean
+        helped: dict[str, list[float]] = defaultdict(list)
+        kept: list[Group] = []
         topups, prompts = 0, self.source.next(want)
         while True:
-            t0 = time.perf_counter()
-            groups = self.generate([p.ids for p in prompts], sampling,
-                                   generation_seed(seed, step, 2 * topups))
-            t["time/generate"] += time.perf_counter() - t0
-            if sp.enabled:
-                t0 = time.perf_counter()
-                free = self.generate([p.ids_no_graph for p in prompts], sampling,
-                                     generation_seed(seed, step, 2 * topups + 1))
-                t["time/generate_no_graph"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            res = self.score(prompts, groups)
-            res_free = None
-            if sp.enabled:
-                res_free = self.score(prompts, free)
-                free_results.append(res_free)
-            t["time/reward"] += time.perf_counter() - t0
-            k = kf = 0
-            for i, (p, g) in enumerate(zip(prompts, groups, strict=True)):
-                rewards = res.total[k:k + len(g)]
-                seen.append((p, g, res, slice(k, k + len(g))))
-                if res_free is not None:
-                    compared = _compared(res, sp.component, slice(k, k + len(g)))
-                    free_vals = _compared(res_free, sp.component, slice(kf, kf + len(free[i])))
-                    sb = bonus_fn(compared, free_vals, sp.threshold, sp.weight)
-                    rewards = (np.asarray(rewards) + sb.bonus).tolist()
-                    helped[p.task] += sb.helped.astype(float).tolist()
-                    kf += len(free[i])
-                k += len(g)
-                if not a.dynamic_sampling or max(rewards) - min(rewards) > 1e-9:
-                    kept.append((p, g, rewards))
-            if len(kept) >= want or not a.dynamic_sampling or topups >= a.max_topups:
+            groups = self._rollout(prompts, step, topups, t, free_results, helped)
+            seen += groups
+            if a.dynamic_sampling:
+                keep = dynamic_sampling_mask(
+                    np.concatenate([g.rewards for g in groups]), r.n).tolist()
+                kept += [g for g, k in zip(groups, keep, strict=True) if k]
+            else:
+                kept += groups
+            more = topup_needed(len(kept), want)
+            if not more or not a.dynamic_sampling or topups >= a.max_topups:
                 break
             topups += 1
-            prompts = self.source.next(want - len(kept))
+            prompts = self.source.next(more)
         kept = kept[:want]
         metrics = self._rollout_metrics(seen, free_results)
         metrics.update(t)
         metrics.update(kept_groups=len(kept), topups=topups)
-        if sp.enabled:
+        if a.spatial.enabled:
             every = [v for vals in helped.values() for v in vals]
             metrics["spatial/helped"] = float(np.mean(every)) if every else 0.0
             metrics.update({f"spatial/helped/{task}": float(np.mean(v))
                             for task, v in helped.items() if v})
         if kept:
-            seqs = []
-            for p, g, rewards in kept:
-                adv = group_advantages(np.asarray(rewards), n,
-                                       scale_by_std=a.advantage == "grpo").tolist()
-                seqs += [Sequence(p.ids + c.token_ids, len(p.ids), c.logprobs, av)
-                         for c, av in zip(g, adv, strict=True) if c.token_ids]
-            metrics.update(self.train(seqs))
+            metrics.update(self.train(self._sequences(kept)))
             metrics.update(self._retrying("rollout", self.sync))
         else:
             metrics["empty_step"] = 1.0  # every group flat: nothing to learn from
         metrics.update({"time/recover": self.recover_s,
                         "restarts/rollout": float(self.restarts["rollout"]),
                         "restarts/reward": float(self.restarts["reward"])})
-        samples = [{"task": p.task, "prompt": p.target["question"][:400],
-                    "completion": g[0].text, "answer": p.target["answer"],
-                    "reward": res.total[sl.start]} for p, g, res, sl in seen[:4]]
-        return metrics, samples, [p.id for p, _, _ in kept]
+        samples = [{"task": g.prompt.task, "prompt": g.prompt.target["question"][:400],
+                    "completion": g.completions[0].text, "answer": g.prompt.target["answer"],
+                    "reward": g.result.total[g.rows.start]} for g in seen[:4]]
+        return StepResult(metrics, samples, [g.prompt.id for g in kept])
 
-    def _rollout_metrics(self, seen: list, more: list[RewardResult]) -> dict[str, float]:
-        """Reward, accuracy and length metrics of the trained-on rollouts; failure counts
+    def _rollout(self, prompts: list[Prompt], step: int, round_: int, t: dict[str, float],
+                 free_results: list[RewardResult],
+                 helped: dict[str, list[float]]) -> list[Group]:
+        """One generation round of a step: every prompt's group, scored (with S-GRPO's
+        bonus from the same prompts without their graph added to the rewards)."""
+        r, sp = self.cfg.rollout, self.cfg.algorithm.spatial
+        sampling = SamplingSettings(n=r.n, temperature=r.temperature, top_p=r.top_p,
+                                    max_tokens=r.max_tokens, stop_token_ids=self.stop_ids)
+        seed = self.cfg.trainer.seed
+        t0 = time.perf_counter()
+        comps = self.generate([p.ids for p in prompts], sampling,
+                              generation_seed(seed, step, 2 * round_))
+        t["time/generate"] += time.perf_counter() - t0
+        if sp.enabled:
+            t0 = time.perf_counter()
+            free = self.generate([p.ids_no_graph for p in prompts], sampling,
+                                 generation_seed(seed, step, 2 * round_ + 1))
+            t["time/generate_no_graph"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = self.score(prompts, comps)
+        res_free = None
+        if sp.enabled:
+            res_free = self.score(prompts, free)
+            free_results.append(res_free)
+        t["time/reward"] += time.perf_counter() - t0
+        bonus_fn = spatial_bonus if sp.mode == "pair" else spatial_bonus_group_mean
+        out, k, kf = [], 0, 0
+        for i, (p, g) in enumerate(zip(prompts, comps, strict=True)):
+            rows = slice(k, k + len(g))
+            rewards = np.asarray(res.total[rows], dtype=float)
+            if res_free is not None:
+                compared = _compared(res, sp.component, rows)
+                free_vals = _compared(res_free, sp.component, slice(kf, kf + len(free[i])))
+                sb = bonus_fn(compared, free_vals, sp.threshold, sp.weight)
+                rewards = rewards + sb.bonus
+                helped[p.task] += sb.helped.astype(float).tolist()
+                kf += len(free[i])
+            out.append(Group(p, g, res, rows, rewards))
+            k += len(g)
+        return out
+
+    def _sequences(self, kept: list[Group]) -> list[Sequence]:
+        """The training sequences of the kept groups, each with its group-relative advantage
+        (empty completions carry no tokens to train on)."""
+        a, n = self.cfg.algorithm, self.cfg.rollout.n
+        seqs = []
+        for g in kept:
+            adv = group_advantages(g.rewards, n, scale_by_std=a.advantage == "grpo").tolist()
+            seqs += [Sequence(g.prompt.ids + c.token_ids, len(g.prompt.ids), c.logprobs, av)
+                     for c, av in zip(g.completions, adv, strict=True) if c.token_ids]
+        return seqs
+
+    def _rollout_metrics(self, seen: list[Group], more: list[RewardResult]) -> dict[str, float]:
+        """Reward, accuracy and length metrics of the step's rollouts; failure counts
         and judge calls of every scoring call of the step (`more`: the graph-free ones)."""
         comps: dict[str, list[float]] = defaultdict(list)
         acc: dict[str, list[float]] = defaultdict(list)
         totals, lengths, errors, timeouts = [], [], 0, 0
-        for p, g, res, sl in seen:
-            totals += res.total[sl]
-            lengths += [len(c.token_ids) for c in g]
-            for name, col in res.components.items():
-                vals = [v for v in col[sl] if v is not None]
+        for g in seen:
+            totals += g.result.total[g.rows]
+            lengths += [len(c.token_ids) for c in g.completions]
+            for name, col in g.result.components.items():
+                vals = [v for v in col[g.rows] if v is not None]
                 comps[name] += vals
                 if name == "accuracy":
-                    acc[p.task] += vals
-        results = [*{id(x[2]): x[2] for x in seen}.values(), *more]  # every scoring call
+                    acc[g.prompt.task] += vals
+        results = [*{id(g.result): g.result for g in seen}.values(), *more]  # every call
         for res in results:
             errors += sum(res.errors.values())
             timeouts += sum(res.timeouts.values())

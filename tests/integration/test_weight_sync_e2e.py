@@ -77,7 +77,7 @@ def test_engine_greedy_equals_learner_greedy_after_sync(model_dir, cluster, zero
 
         host, port = ray.get(learner.address.remote())
         ray.get([eng.sync_init.remote(host, port, 1, 2, "gloo", 60.0),
-                 learner.sync_init.remote(host, port, 2, 60.0)])
+                 learner.sync_init.remote(host, port, 2, "gloo", 60.0)])
         wire = ray.get(learner.sync_plan.remote(0.25))  # small buckets: several broadcasts
         assert any(t[0] == "lm_head.weight" for b in wire for t in b[2])
         assert len(wire) > 1

@@ -19,7 +19,7 @@ from rlsys.evals.evaluate import (
 )
 from rlsys.model.card import PromptCard
 
-FIXTURES = Path(__file__).parents[1] / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
+FIXTURES = Path(__file__).parents[2] / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
 XSS = "</script><script>alert(1)</script><!--<script>"
 
 

@@ -11,7 +11,7 @@ import pytest
 from rlsys.config import load_config
 from rlsys.train.plugins import PluginError, check
 
-EXAMPLES = Path(__file__).parents[3] / "examples"
+EXAMPLES = Path(__file__).parents[4] / "examples"
 BASE = ["data.tasks={entity: 1, forecasting: 1}"]
 
 

@@ -10,7 +10,7 @@ from rlsys.cli import main
 from rlsys.config import load_config
 from rlsys.train.topology import PlacementError, plan_topology
 
-CONFIGS = Path(__file__).parents[3] / "configs"
+CONFIGS = Path(__file__).parents[4] / "configs"
 
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
