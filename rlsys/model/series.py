@@ -1,0 +1,208 @@
+"""Time series as a modality: the patch encoder (STReasoner's shape) and the prompt layout
+that every path shares.
+
+Each node's series of T steps is normalised (offset = its mean, scale = its standard
+deviation, floored), cut into `ceil(T / p)` patches of `p` steps (the last one padded, a
+value mask saying which steps are real), and each patch becomes one row of the language
+model's input embeddings:
+
+    step j of a patch:  value_j -> Linear(1, d) + pos_j            (pos: learned, in-patch)
+    patch:              [masked step features (p*d), mask (p)] -> MLP -> hidden_size
+
+In the prompt, each `<ts><ts/>` placeholder becomes a short text prefix carrying the offset
+and scale (the rows are scale-free), then exactly `ceil(T / p)` copies of one existing
+special token (`placeholder_token`; no vocabulary change). The learner, the rollout
+engines and the server all build their ids with `series_ids`, so they see identical id
+sequences, and put the encoder's rows where `ids == placeholder` (`embed_rows`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from envs.prompt import FORMAT_INSTRUCTION, PLACEHOLDER
+from rlsys.files import write_atomic
+from rlsys.model.chat import chat_ids
+
+ENCODER_FILE = "ts_encoder.safetensors"
+ENCODER_CONFIG = "ts_encoder.json"
+PLACEHOLDER_TOKENS = ("<|reserved_0|>", "<|image_pad|>", "<|vision_pad|>", "<|video_pad|>")
+"""Special tokens a placeholder position may use, in order of preference: the embedded
+model's first reserved token, then the ones Qwen2/Qwen3 vocabularies carry."""
+MIN_SCALE = 1e-3
+"""Floor of a series' scale, relative to max(1, |offset|): a flat series stays finite."""
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    """The encoder's configuration (saved beside its weights)."""
+
+    hidden_size: int
+    """The language model's embedding width: one encoder row per patch."""
+    patch: int = 8
+    """Steps per patch."""
+    width: int = 256
+    """Width of the MLP's hidden layers."""
+    depth: int = 2
+    """Hidden layers of the MLP (>= 1)."""
+    step_dim: int = 16
+    """Features per step before the MLP (value projection + in-patch position)."""
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "patch", "width", "depth", "step_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EncoderShape.{name} must be >= 1, got {getattr(self, name)}")
+
+
+class TSEncoder(nn.Module):
+    """Patches of normalised values (with their mask) -> language-model embedding rows."""
+
+    def __init__(self, shape: EncoderShape) -> None:
+        super().__init__()
+        self.shape = shape
+        p, d = shape.patch, shape.step_dim
+        self.value = nn.Linear(1, d)
+        self.pos = nn.Parameter(torch.randn(p, d) * 0.02)
+        layers: list[nn.Module] = [nn.Linear(p * d + p, shape.width), nn.GELU()]
+        for _ in range(shape.depth - 1):
+            layers += [nn.Linear(shape.width, shape.width), nn.GELU()]
+        layers.append(nn.Linear(shape.width, shape.hidden_size))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, patches: Tensor, mask: Tensor) -> Tensor:
+        """`patches`, `mask`: `(N, p)` -> rows `(N, hidden_size)`. Padded steps (mask 0)
+        contribute nothing, whatever their value."""
+        m = mask.to(patches.dtype)
+        steps = (self.value(patches.unsqueeze(-1)) + self.pos) * m.unsqueeze(-1)
+        return self.mlp(torch.cat([steps.flatten(1), m], dim=1))
+
+
+# ---- one series -> patches ------------------------------------------------------------
+
+def n_patches(steps: int, patch: int) -> int:
+    """Placeholder positions of a series of `steps` values."""
+    return math.ceil(steps / patch)
+
+
+def normalise(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """`(values - offset) / scale`, offset and scale: the series' mean and standard
+    deviation (the scale floored so that a flat series stays finite)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0 or not np.isfinite(v).all():
+        raise ValueError("a series must be a non-empty 1-D array of finite numbers")
+    offset = float(v.mean())
+    scale = max(float(v.std()), MIN_SCALE * max(1.0, abs(offset)))
+    return (v - offset) / scale, offset, scale
+
+
+def patchify(norm: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(n, patch)` values and mask of a normalised series; the last patch padded with 0."""
+    n = n_patches(len(norm), patch)
+    values = np.zeros(n * patch, dtype=np.float32)
+    values[: len(norm)] = norm
+    mask = np.zeros(n * patch, dtype=np.float32)
+    mask[: len(norm)] = 1.0
+    return values.reshape(n, patch), mask.reshape(n, patch)
+
+
+def series_patches(series: list[Any], patch: int) -> tuple[Tensor, Tensor]:
+    """Every series of a question, in node order, as one batch of patches and masks."""
+    parts = [patchify(normalise(np.asarray(s))[0], patch) for s in series]
+    return (torch.from_numpy(np.concatenate([v for v, _ in parts])),
+            torch.from_numpy(np.concatenate([m for _, m in parts])))
+
+
+# ---- the prompt layout ------------------------------------------------------------------
+
+def placeholder_token(tokenizer: Any) -> tuple[str, int]:
+    """The special token that marks encoder positions, and its id (the first of
+    `PLACEHOLDER_TOKENS` the vocabulary has as one token)."""
+    vocab = tokenizer.get_vocab()
+    for tok in PLACEHOLDER_TOKENS:
+        if tok in vocab:
+            return tok, int(vocab[tok])
+    raise ValueError(f"the tokenizer has none of {', '.join(PLACEHOLDER_TOKENS)} to mark "
+                     "time-series positions; use series: inline with this model")
+
+
+def series_text(text: str, series: list[Any], patch: int, token: str) -> str:
+    """The prompt with its k-th `<ts><ts/>` replaced by series k's offset and scale and
+    `ceil(T_k / patch)` placeholder tokens."""
+    pieces = text.split(PLACEHOLDER)
+    if len(pieces) - 1 != len(series):
+        raise ValueError(f"the prompt has {len(pieces) - 1} {PLACEHOLDER} placeholders "
+                         f"but {len(series)} series")
+    out = [pieces[0]]
+    for s, rest in zip(series, pieces[1:], strict=True):
+        _, offset, scale = normalise(np.asarray(s))
+        out.append(f"[offset {offset:.4g}, scale {scale:.4g}] "
+                   + token * n_patches(len(s), patch) + rest)
+    return "".join(out)
+
+
+def series_ids(tokenizer: Any, text: str, series: list[Any], patch: int,
+               system: str = FORMAT_INSTRUCTION) -> list[int]:
+    """Chat-templated ids of a question whose series the encoder reads (`text` in the
+    ST-Test form, with `<ts><ts/>` placeholders). Every path builds its ids here."""
+    token, tid = placeholder_token(tokenizer)
+    ids = chat_ids(tokenizer, series_text(text, series, patch, token), system)
+    want = sum(n_patches(len(s), patch) for s in series)
+    if sum(1 for i in ids if i == tid) != want:
+        raise ValueError(f"the tokenizer does not keep {token} as one token: expected {want} "
+                         "placeholder positions")
+    return ids
+
+
+def embed_rows(encoder: TSEncoder, embedding: nn.Embedding, ids: list[int],
+               series: list[Any], placeholder_id: int) -> Tensor:
+    """`(L, hidden)` input rows of one prompt: the token embeddings, with the placeholder
+    positions replaced (in order) by the encoder's rows of `series`."""
+    dev = embedding.weight.device
+    idx = torch.tensor(ids, device=dev)
+    rows = embedding(idx)
+    at = (idx == placeholder_id).nonzero(as_tuple=True)[0]
+    if len(at):
+        patches, mask = series_patches(series, encoder.shape.patch)
+        own = next(encoder.parameters()).dtype  # the encoder runs in its own dtype
+        enc = encoder(patches.to(dev, own), mask.to(dev, own))
+        if len(enc) != len(at):
+            raise ValueError(f"{len(at)} placeholder positions but {len(enc)} patches")
+        rows = rows.index_put((at,), enc.to(rows.dtype))
+    return rows
+
+
+# ---- saved beside the language model ----------------------------------------------------
+
+def save_encoder(encoder: TSEncoder, model_dir: str | Path) -> Path:
+    """`ts_encoder.safetensors` and `ts_encoder.json` in `model_dir`."""
+    from safetensors.torch import save
+
+    d = Path(model_dir)
+    state = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
+    write_atomic(d / ENCODER_FILE, save(state))
+    write_atomic(d / ENCODER_CONFIG, json.dumps(asdict(encoder.shape), indent=1))
+    return d / ENCODER_FILE
+
+
+def load_encoder(model_dir: str | Path) -> TSEncoder | None:
+    """The encoder saved in `model_dir`, or None when the model reads series inline."""
+    from safetensors.torch import load_file
+
+    d = Path(model_dir)
+    if not (d / ENCODER_CONFIG).is_file():
+        return None
+    try:
+        shape = EncoderShape(**json.loads((d / ENCODER_CONFIG).read_text(encoding="utf-8")))
+        enc = TSEncoder(shape)
+        enc.load_state_dict(load_file(d / ENCODER_FILE))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type too
+        raise ValueError(f"{d}: the time-series encoder cannot be loaded ({e})") from None
+    return enc.eval()

@@ -1,0 +1,134 @@
+"""The time-series encoder and the prompt layout every path shares: patches and masks,
+normalisation, placeholder positions, rows in the right places, gradients, save/load."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from envs.prompt import PLACEHOLDER  # noqa: E402
+from envs.stream import SampleStream  # noqa: E402
+from envs.tasks import EnvConfig  # noqa: E402
+from rlsys.model.build import build_model  # noqa: E402
+from rlsys.model.chat import chat_ids  # noqa: E402
+from rlsys.model.series import (  # noqa: E402
+    EncoderShape,
+    TSEncoder,
+    embed_rows,
+    load_encoder,
+    n_patches,
+    normalise,
+    patchify,
+    placeholder_token,
+    save_encoder,
+    series_ids,
+    series_patches,
+    series_text,
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model(tmp_path_factory.mktemp("series") / "m", "tiny", seed=0,
+                       corpus_size=200, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tok(model_dir: Path):
+    return transformers.AutoTokenizer.from_pretrained(model_dir)
+
+
+def test_patches_cover_every_step_once_and_mask_the_padding() -> None:
+    values, mask = patchify(np.arange(1, 20, dtype=float), 8)
+    assert values.shape == mask.shape == (3, 8) and n_patches(19, 8) == 3
+    assert mask.sum() == 19 and mask[2, 3:].sum() == 0
+    assert values.flatten()[:19].tolist() == list(range(1, 20)) and values[2, 3:].sum() == 0
+    assert n_patches(16, 8) == 2 and n_patches(1, 8) == 1
+
+
+def test_normalise_gives_offset_and_scale_and_survives_a_flat_series() -> None:
+    norm, offset, scale = normalise(np.array([10.0, 12.0, 14.0]))
+    assert offset == pytest.approx(12.0) and scale == pytest.approx(math.sqrt(8 / 3))
+    assert norm.mean() == pytest.approx(0) and norm.std() == pytest.approx(1)
+    norm, offset, scale = normalise(np.full(5, 300.0))
+    assert offset == 300.0 and scale == pytest.approx(0.3) and (norm == 0).all()
+    for bad in ([], [1.0, float("nan")], [[1.0, 2.0]]):
+        with pytest.raises(ValueError, match="non-empty 1-D array of finite"):
+            normalise(np.array(bad))
+
+
+def test_the_encoder_maps_patches_to_rows_ignores_padding_and_learns() -> None:
+    torch.manual_seed(0)
+    enc = TSEncoder(EncoderShape(hidden_size=32, patch=4, width=16, depth=2))
+    patches, mask = series_patches([np.arange(10.0), np.sin(np.arange(7.0))], 4)
+    assert patches.shape == mask.shape == (3 + 2, 4)
+    rows = enc(patches, mask)
+    assert rows.shape == (5, 32)
+    junk = patches.clone()
+    junk[mask == 0] = 1e6  # values under a zero mask change nothing
+    assert torch.equal(enc(junk, mask), rows)
+    moved = patches.clone()
+    moved[0, 1] += 0.5  # a real value does
+    assert not torch.allclose(enc(moved, mask)[0], rows[0]) and torch.equal(
+        enc(moved, mask)[1:], rows[1:])
+    rows.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+
+
+def test_every_placeholder_becomes_its_series_patches(tok) -> None:
+    token, tid = placeholder_token(tok)
+    assert token == "<|reserved_0|>" and tok.convert_ids_to_tokens(tid) == token
+    series = [np.arange(36.0), np.ones(20) * 5.0]
+    text = f"Node 0 series: {PLACEHOLDER}; Node 1 series: {PLACEHOLDER}. Which node?"
+    laid = series_text(text, series, 8, token)
+    assert laid.count(token) == 5 + 3 and PLACEHOLDER not in laid
+    assert "[offset 17.5, scale 10.39] " in laid and "[offset 5, scale 0.005] " in laid
+    ids = series_ids(tok, text, series, 8)
+    assert sum(i == tid for i in ids) == 8
+    with pytest.raises(ValueError, match="2 <ts><ts/> placeholders but 1 series"):
+        series_text(text, series[:1], 8, token)
+
+
+def test_a_generated_question_is_many_times_shorter_than_inline(tok) -> None:
+    s = SampleStream(3, ["root_cause"], EnvConfig(nodes=(10,), lengths=(168,))).sample(0)
+    row = s.to_streasoner()
+    inline = chat_ids(tok, s.prompt())
+    enc = series_ids(tok, row["input"], row["timeseries"], 8)
+    assert sum(i == placeholder_token(tok)[1] for i in enc) == 10 * 21
+    assert len(inline) > 4 * len(enc), (len(inline), len(enc))
+
+
+def test_rows_are_token_embeddings_except_at_placeholders(tok, model_dir: Path) -> None:
+    lm = transformers.AutoModelForCausalLM.from_pretrained(model_dir)
+    emb = lm.get_input_embeddings()
+    series = [np.arange(12.0), np.cos(np.arange(9.0))]
+    ids = series_ids(tok, f"A {PLACEHOLDER} B {PLACEHOLDER} C", series, 4)
+    _, tid = placeholder_token(tok)
+    enc = TSEncoder(EncoderShape(hidden_size=emb.weight.shape[1], patch=4, width=8, depth=1))
+    rows = embed_rows(enc, emb, ids, series, tid)
+    at = [i for i, t in enumerate(ids) if t == tid]
+    other = [i for i, t in enumerate(ids) if t != tid]
+    assert rows.shape == (len(ids), emb.weight.shape[1]) and len(at) == 3 + 3
+    assert torch.equal(rows[other], emb(torch.tensor(ids))[other])
+    patches, mask = series_patches(series, 4)
+    assert torch.allclose(rows[at], enc(patches, mask).to(rows.dtype))
+
+
+def test_the_encoder_is_saved_beside_the_model_and_loaded_back(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    enc = TSEncoder(EncoderShape(hidden_size=24, patch=6, width=12, depth=3, step_dim=4))
+    save_encoder(enc, tmp_path)
+    back = load_encoder(tmp_path)
+    assert back is not None and back.shape == enc.shape
+    patches, mask = series_patches([np.arange(13.0)], 6)
+    assert torch.equal(back(patches, mask), enc(patches, mask))
+    assert load_encoder(tmp_path / "nothing") is None  # an inline model: no encoder
+    (tmp_path / "ts_encoder.safetensors").write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="the time-series encoder cannot be loaded"):
+        load_encoder(tmp_path)
