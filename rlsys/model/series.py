@@ -179,6 +179,27 @@ def embed_rows(encoder: TSEncoder, embedding: nn.Embedding, ids: list[int],
     return rows
 
 
+class SeriesLM(nn.Module):
+    """A causal LM that reads series through `encoder`: the module a learner trains (and
+    its frozen reference runs). Gradients reach the encoder through the placeholder rows;
+    a batch without series is the plain LM, exactly."""
+
+    def __init__(self, lm: nn.Module, encoder: TSEncoder, placeholder_id: int) -> None:
+        super().__init__()
+        self.lm, self.encoder, self.placeholder_id = lm, encoder, int(placeholder_id)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor,
+                series: list[list[Any] | None] | None = None) -> Any:
+        """The LM's output on `input_ids` `(B, L)`; row b's placeholders (left-aligned
+        sequences, padding after them) take the encoder's rows of `series[b]`."""
+        if not series or all(s is None for s in series):
+            return self.lm(input_ids=input_ids, attention_mask=attention_mask)
+        emb = self.lm.get_input_embeddings()
+        rows = [embed_rows(self.encoder, emb, ids.tolist(), s or [], self.placeholder_id)
+                if s else emb(ids) for ids, s in zip(input_ids, series, strict=True)]
+        return self.lm(inputs_embeds=torch.stack(rows), attention_mask=attention_mask)
+
+
 # ---- saved beside the language model ----------------------------------------------------
 
 def save_encoder(encoder: TSEncoder, model_dir: str | Path) -> Path:

@@ -19,6 +19,7 @@ from rlsys.model.build import build_model  # noqa: E402
 from rlsys.model.chat import chat_ids  # noqa: E402
 from rlsys.model.series import (  # noqa: E402
     EncoderShape,
+    SeriesLM,
     TSEncoder,
     embed_rows,
     load_encoder,
@@ -132,3 +133,24 @@ def test_the_encoder_is_saved_beside_the_model_and_loaded_back(tmp_path: Path) -
     (tmp_path / "ts_encoder.safetensors").write_bytes(b"not weights")
     with pytest.raises(ValueError, match="the time-series encoder cannot be loaded"):
         load_encoder(tmp_path)
+
+
+def test_the_lm_reads_series_through_the_encoder_and_trains_it(tok, model_dir: Path) -> None:
+    lm = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    _, tid = placeholder_token(tok)
+    torch.manual_seed(0)
+    enc = TSEncoder(EncoderShape(hidden_size=lm.config.hidden_size, patch=4, width=16))
+    model = SeriesLM(lm, enc, tid)
+    a = [np.arange(10.0)]
+    b = [np.arange(10.0) ** 2]
+    ids = series_ids(tok, f"Node 0: {PLACEHOLDER}. Next?", a, 4)
+    x = torch.tensor([ids, ids])
+    attn = torch.ones_like(x)
+    plain = lm(input_ids=x, attention_mask=attn).logits
+    assert torch.equal(model(x, attn).logits, plain)  # no series: the LM itself
+    both = model(x, attn, [a, b]).logits
+    assert not torch.allclose(both[0, -1], both[1, -1])  # other values, other next token
+    assert not torch.allclose(both[0, -1], plain[0, -1])  # the rows are really used
+    assert torch.allclose(both[0], model(x[:1], attn[:1], [a]).logits[0], atol=1e-5)
+    both[:, -1].logsumexp(-1).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
