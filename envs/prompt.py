@@ -102,6 +102,12 @@ _NODE_RE = re.compile(r"Node (\d+) time series with length of (\d+): (\[[^\]]*\]
 _EDGE_RE = re.compile(r"Node (\d+)->Node (\d+)(?: \(lag (\d+)\))?")
 
 
+def with_placeholders(text: str) -> str:
+    """The prompt with every node's inline numbers replaced by `<ts><ts/>` (the ST-Test
+    form a time-series encoder reads; prompts already in that form are unchanged)."""
+    return _NODE_RE.sub(lambda m: m.group(0)[: m.start(3) - m.start(0)] + PLACEHOLDER, text)
+
+
 def parse_prompt(text: str, timeseries: list[list[float]] | None = None) -> ParsedPrompt:
     """Read series, graph, question and options back out of a prompt.
 

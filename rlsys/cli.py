@@ -175,7 +175,12 @@ def cmd_plan(a: argparse.Namespace) -> int:
     print(f"config: {a.config or '(defaults)'}; run directory: {cfg.run_dir}")
     print(f"model: {cfg.model.path}; GRPO: {cfg.trainer.steps} steps x "
           f"{cfg.rollout.prompts_per_step} prompts x {cfg.rollout.n} completions; "
-          f"stages: {', '.join(cfg.trainer.stages)}; learner ZeRO-{cfg.learner.zero_stage}\n")
+          f"stages: {', '.join(cfg.trainer.stages)}; learner ZeRO-{cfg.learner.zero_stage}")
+    e = cfg.model.encoder
+    print("series: inline (numbers in the prompt)\n" if cfg.model.series == "inline" else
+          f"series: through the time-series encoder (patches of {e.patch} steps, MLP "
+          f"{e.depth} x {e.width}, lr {e.lr or cfg.learner.lr:g}): ceil(T / {e.patch}) "
+          "prompt positions per node\n")
     print(plan_topology(cfg).table())
     return 0
 

@@ -37,6 +37,19 @@ class _Section(BaseModel):
                               validate_assignment=True)
 
 
+class EncoderConfig(_Section):
+    patch: int = Field(8, ge=1)
+    """Steps per patch: a series of T steps takes ceil(T / patch) prompt positions."""
+    width: int = Field(256, ge=1)
+    """Width of the encoder MLP's hidden layers."""
+    depth: int = Field(2, ge=1)
+    """Hidden layers of the encoder MLP."""
+    step_dim: int = Field(16, ge=1)
+    """Features per step (value projection + in-patch position) before the MLP."""
+    lr: float | None = Field(None, gt=0)
+    """Learning rate of the encoder (None: learner.lr; SFT stages scale it like the LM's)."""
+
+
 class ModelConfig(_Section):
     path: str = "models/tiny"
     """Hugging Face model directory (config.json, safetensors, tokenizer, chat template)."""
@@ -46,6 +59,13 @@ class ModelConfig(_Section):
     """Parameter dtype of the policy in the learner and in the rollout engines."""
     seed: int = 0
     """Seed of the embedded model's initialisation (when it is built)."""
+    series: Literal["inline", "encoder"] = "inline"
+    """How the policy reads series: 'inline', numbers written in the prompt; 'encoder',
+    each node's series through the time-series encoder, ceil(T / encoder.patch) prompt
+    positions each (the encoder is saved with every checkpoint)."""
+    encoder: EncoderConfig = EncoderConfig()
+    """The time-series encoder (series: encoder); a checkpoint that has one keeps its own
+    shape."""
 
 
 class EnvKnobs(_Section):

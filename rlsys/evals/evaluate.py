@@ -149,6 +149,10 @@ class LocalModel:
                  max_model_len: int | None = None, kv_cache_gib: int = 2) -> None:
         from rlsys.model.engine import local_device, model_context, prepare_vllm
 
+        if card.series == "encoder":
+            raise ValueError(f"{checkpoint} reads series through its time-series encoder; "
+                             "`strl eval --checkpoint` does not run encoder checkpoints yet "
+                             "(the end-of-run benchmark of `strl train` does)")
         self.name, self.card, self.sampling = str(checkpoint), card, sampling
         self.failures: list[str] = []  # (an in-process engine does not fail per request)
         self.context = model_context(checkpoint, max_model_len)
@@ -258,11 +262,32 @@ class RunEngines:
         params = SamplingSettings(n=1, temperature=s.temperature, top_p=s.top_p,
                                   max_tokens=s.max_tokens, stop_token_ids=self.trainer.stop_ids)
 
+        if self.card.series == "encoder":
+            return self._generate_series(prompts, params)
+
         def run(ids: list[list[int]]) -> list[str]:
             return [g[0].text for g in self.trainer.generate(ids, params, s.seed)]
 
         ids = [chat_ids(self.trainer.tok, p, self.card.system) for p in prompts]
         return answer_fitting(ids, s.max_tokens, self.context, run)
+
+    def _generate_series(self, prompts: list[str], params: Any) -> list[str | None]:
+        """The same questions for a policy that reads series through its encoder: each
+        prompt's series (as the prompt writes them) go to the encoder, the text keeps
+        `<ts><ts/>` placeholders laid out by `rlsys.model.series`."""
+        from envs.prompt import parse_prompt, with_placeholders
+        from rlsys.model.series import series_ids
+
+        series = [[row.tolist() for row in parse_prompt(p).series] for p in prompts]
+        ids = [series_ids(self.trainer.tok, with_placeholders(p), s, self.card.patch,
+                          self.card.system) for p, s in zip(prompts, series, strict=True)]
+        of = {id(x): s for x, s in zip(ids, series, strict=True)}  # answer_fitting keeps them
+
+        def run(fit: list[list[int]]) -> list[str]:
+            return [g[0].text for g in self.trainer.generate(fit, params, self.sampling.seed,
+                                                             [of[id(x)] for x in fit])]
+
+        return answer_fitting(ids, self.sampling.max_tokens, self.context, run)
 
 
 # ---- scoring ------------------------------------------------------------------------

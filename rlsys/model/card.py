@@ -34,6 +34,11 @@ class PromptCard:
     """Domains training drew questions from (empty: unknown)."""
     tasks: list[str] = field(default_factory=list)
     """Task families trained on (empty: unknown)."""
+    series: str = "inline"
+    """How the model reads series: 'inline' (numbers in the prompt) or 'encoder' (through
+    the time-series encoder saved beside the weights, `ts_encoder.safetensors`)."""
+    patch: int = 0
+    """Steps per encoder patch (series: encoder)."""
     found: bool = False
     """Whether this card was read from a checkpoint (False: the defaults)."""
 
@@ -48,7 +53,8 @@ def card_of(cfg: Any) -> PromptCard:
     env = env_config(cfg)
     return PromptCard(precision=env.precision, temperature=cfg.trainer.eval_temperature,
                       max_tokens=cfg.rollout.max_tokens, domains=list(env.domains),
-                      tasks=list(cfg.data.tasks))
+                      tasks=list(cfg.data.tasks), series=cfg.model.series,
+                      patch=cfg.model.encoder.patch if cfg.model.series == "encoder" else 0)
 
 
 def write_card(card: PromptCard, model_dir: Path) -> Path:

@@ -37,6 +37,9 @@ ENCODER_CONFIG = "ts_encoder.json"
 PLACEHOLDER_TOKENS = ("<|reserved_0|>", "<|image_pad|>", "<|vision_pad|>", "<|video_pad|>")
 """Special tokens a placeholder position may use, in order of preference: the embedded
 model's first reserved token, then the ones Qwen2/Qwen3 vocabularies carry."""
+SYNC_PREFIX = "strl_ts_encoder."
+"""The encoder's parameters in a learner's full state (weight sync, saving): this prefix,
+then the encoder's own names; the language model's keep their Hugging Face names."""
 MIN_SCALE = 1e-3
 """Floor of a series' scale, relative to max(1, |offset|): a flat series stays finite."""
 
@@ -163,20 +166,23 @@ def series_ids(tokenizer: Any, text: str, series: list[Any], patch: int,
 
 def embed_rows(encoder: TSEncoder, embedding: nn.Embedding, ids: list[int],
                series: list[Any], placeholder_id: int) -> Tensor:
-    """`(L, hidden)` input rows of one prompt: the token embeddings, with the placeholder
-    positions replaced (in order) by the encoder's rows of `series`."""
+    """`(L, hidden)` input rows of a prompt (and its completion): the token embeddings,
+    with the prompt's placeholder positions replaced, in order, by the encoder's rows of
+    `series`. The prompt's are the first ones: a placeholder token the policy generated in
+    its completion stays a token, as it was for the engine that sampled it."""
     dev = embedding.weight.device
     idx = torch.tensor(ids, device=dev)
     rows = embedding(idx)
+    if not series:
+        return rows
     at = (idx == placeholder_id).nonzero(as_tuple=True)[0]
-    if len(at):
-        patches, mask = series_patches(series, encoder.shape.patch)
-        own = next(encoder.parameters()).dtype  # the encoder runs in its own dtype
-        enc = encoder(patches.to(dev, own), mask.to(dev, own))
-        if len(enc) != len(at):
-            raise ValueError(f"{len(at)} placeholder positions but {len(enc)} patches")
-        rows = rows.index_put((at,), enc.to(rows.dtype))
-    return rows
+    patches, mask = series_patches(series, encoder.shape.patch)
+    if len(at) < len(patches):
+        raise ValueError(f"{len(at)} placeholder positions but {len(patches)} patches: the "
+                         "prompt was not laid out for this encoder")
+    own = next(encoder.parameters()).dtype  # the encoder runs in its own dtype
+    enc = encoder(patches.to(dev, own), mask.to(dev, own))
+    return rows.index_put((at[: len(enc)],), enc.to(rows.dtype))
 
 
 class SeriesLM(nn.Module):
@@ -204,13 +210,42 @@ class SeriesLM(nn.Module):
 
 def save_encoder(encoder: TSEncoder, model_dir: str | Path) -> Path:
     """`ts_encoder.safetensors` and `ts_encoder.json` in `model_dir`."""
+    return save_encoder_state(encoder.state_dict(), encoder.shape, model_dir)
+
+
+def save_encoder_state(state: dict[str, Tensor], shape: EncoderShape,
+                       model_dir: str | Path) -> Path:
+    """An encoder's weights (its own parameter names) and shape, saved in `model_dir`."""
     from safetensors.torch import save
 
     d = Path(model_dir)
-    state = {k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items()}
-    write_atomic(d / ENCODER_FILE, save(state))
-    write_atomic(d / ENCODER_CONFIG, json.dumps(asdict(encoder.shape), indent=1))
+    flat = {k: v.detach().float().contiguous().cpu() for k, v in state.items()}
+    write_atomic(d / ENCODER_FILE, save(flat))
+    write_atomic(d / ENCODER_CONFIG, json.dumps(asdict(shape), indent=1))
     return d / ENCODER_FILE
+
+
+def initial_encoder(model_dir: str | Path, hidden_size: int, seed: int,
+                    **shape: int) -> TSEncoder:
+    """The encoder a run starts from: the one saved with the model, else a new one of
+    `shape` initialised from `seed` alone (the learner ranks and every rollout engine
+    build the same one, bit for bit, without exchanging it)."""
+    found = load_encoder(model_dir)
+    if found is not None:
+        if found.shape.hidden_size != hidden_size:
+            raise ValueError(f"{model_dir}: the saved encoder's rows have width "
+                             f"{found.shape.hidden_size}, the model's embeddings {hidden_size}")
+        return found
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TSEncoder(EncoderShape(hidden_size=hidden_size, **shape))
+
+
+def split_state(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A learner's full state -> (the language model's, the encoder's) by `SYNC_PREFIX`."""
+    lm = {k: v for k, v in state.items() if not k.startswith(SYNC_PREFIX)}
+    enc = {k[len(SYNC_PREFIX):]: v for k, v in state.items() if k.startswith(SYNC_PREFIX)}
+    return lm, enc
 
 
 def load_encoder(model_dir: str | Path) -> TSEncoder | None:

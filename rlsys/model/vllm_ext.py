@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from rlsys.model.series import SYNC_PREFIX
 from rlsys.weightsync import SyncGroup, SyncPlan, connect
 
 
@@ -30,15 +31,26 @@ class WeightSyncExtension:
                                    device if device.type == "cuda" else None)
         return rank
 
-    def strl_sync_receive(self, wire: list) -> int:
+    def strl_sync_receive(self, wire: list) -> dict:
         """Receive all buckets of a plan (`SyncPlan.to_wire()`) into the model; returns the
-        bytes received."""
+        bytes received and the time-series encoder's tensors (names after `SYNC_PREFIX`,
+        on the CPU; empty for a model that reads series inline), which the engine actor
+        loads into its own encoder: vLLM runs the language model only."""
         if self._strl_group is None:
             raise RuntimeError("strl_sync_init must run before strl_sync_receive")
         plan = SyncPlan.from_wire(wire)
+        encoder: dict[str, torch.Tensor] = {}
+
+        def language_model(weights):
+            for name, t in weights:
+                if name.startswith(SYNC_PREFIX):
+                    encoder[name[len(SYNC_PREFIX):]] = t.detach().to("cpu", copy=True)
+                else:
+                    yield name, t
+
         weights = self._strl_group.receive(plan, self._strl_device())
-        self.model_runner.reload_weights(weights_iterator=weights)
-        return plan.nbytes
+        self.model_runner.reload_weights(weights_iterator=language_model(weights))
+        return {"bytes": plan.nbytes, "encoder": encoder}
 
     def strl_reseed(self, seed: int) -> int:
         """Seed the worker's default torch generator, which vLLM samples from for requests

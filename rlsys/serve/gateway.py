@@ -110,6 +110,9 @@ class Gateway:
 
         self.cfg, self.engine = cfg, engine
         self.card = read_card(cfg.checkpoint)
+        if self.card.series == "encoder":
+            raise ValueError(f"{cfg.checkpoint} reads series through its time-series encoder; "
+                             "`strl serve` does not serve encoder checkpoints yet")
         self.tok = AutoTokenizer.from_pretrained(cfg.checkpoint)
         self.context = model_context(cfg.checkpoint, cfg.engine.max_model_len)
         c = self.card if self.card.found else None

@@ -32,6 +32,11 @@ def check_checkpoint(path: str) -> Path:
     if missing or not any(p.glob("*.safetensors")):
         what = ", ".join(missing + ([] if any(p.glob("*.safetensors")) else ["*.safetensors"]))
         raise FileNotFoundError(f"checkpoint {p} is not an HF model directory (missing {what})")
+    from rlsys.model.card import read_card
+
+    if read_card(p).series == "encoder":
+        raise ValueError(f"checkpoint {p} reads series through its time-series encoder; "
+                         "`strl serve` does not serve encoder checkpoints yet")
     return p
 
 

@@ -113,7 +113,14 @@ def engine_settings(cfg: Config, topo: Topology, model_path: str) -> EngineSetti
                           tensor_parallel=r.tensor_parallel,
                           gpu_memory_utilization=r.gpu_memory_utilization,
                           kv_cache_gib=r.kv_cache_gib,
-                          device=topo.device)
+                          device=topo.device, encoder=encoder_shape(cfg))
+
+
+def encoder_shape(cfg: Config) -> dict | None:
+    """The encoder's shape for the learner and the engines (None: series inline)."""
+    if cfg.model.series != "encoder":
+        return None
+    return cfg.model.encoder.model_dump(exclude={"lr"})
 
 
 def learner_settings(cfg: Config, topo: Topology, model_path: str) -> LearnerSettings:
@@ -123,7 +130,8 @@ def learner_settings(cfg: Config, topo: Topology, model_path: str) -> LearnerSet
                            grad_clip=ln.grad_clip, clip_low=a.clip_low, clip_high=a.clip_high,
                            kl_coef=a.kl_coef, kl_kind=a.kl_kind, aggregation=a.aggregation,
                            backend=topo.learner_backend, device=topo.device,
-                           seed=cfg.trainer.seed,
+                           seed=cfg.trainer.seed, encoder=encoder_shape(cfg),
+                           encoder_lr=cfg.model.encoder.lr,
                            cpu_threads=ln.cpu_threads)
 
 

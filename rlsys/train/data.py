@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from envs.prompt import with_placeholders
 from envs.stream import TaskMix, generate, redrawn
 from rlsys.config import Config, env_config
 from rlsys.dataio import read_rows
@@ -31,12 +32,24 @@ class Prompt:
     target: dict[str, Any]  # record for rewards.Target.from_record
     completion: str = ""  # reference completion (SFT)
     ids_no_graph: list[int] | None = None  # the same question without its graph (S-GRPO)
+    series: list[list[float]] | None = None  # each node's series (series: encoder)
 
 
-def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False) -> Prompt:
-    free = chat_ids(tokenizer, rec["prompt_no_graph"]) if no_graph else None
-    return Prompt(rec["id"], rec["task"], chat_ids(tokenizer, rec["prompt"]), rec,
-                  rec.get("completion", ""), free)
+def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False,
+                   patch: int | None = None) -> Prompt:
+    """A sample record as the policy sees it: inline numbers, or (`patch`: series through
+    the encoder) `<ts><ts/>` placeholders laid out by `rlsys.model.series`."""
+    if patch is None:
+        free = chat_ids(tokenizer, rec["prompt_no_graph"]) if no_graph else None
+        return Prompt(rec["id"], rec["task"], chat_ids(tokenizer, rec["prompt"]), rec,
+                      rec.get("completion", ""), free)
+    from rlsys.model.series import series_ids
+
+    series = [list(map(float, row)) for row in rec["series"]]
+    ids = series_ids(tokenizer, with_placeholders(rec["prompt"]), series, patch)
+    free = (series_ids(tokenizer, with_placeholders(rec["prompt_no_graph"]), series, patch)
+            if no_graph else None)
+    return Prompt(rec["id"], rec["task"], ids, rec, rec.get("completion", ""), free, series)
 
 
 class PromptSource:
@@ -47,6 +60,7 @@ class PromptSource:
         self.position = position
         self.skipped_long = 0
         self.redrawn = 0  # samples whose first question design was redrawn (envs.stream)
+        self.patch = cfg.model.encoder.patch if cfg.model.series == "encoder" else None
         self.mix = TaskMix.of(cfg.data.tasks)
         self.env = env_config(cfg)
         self.rows = read_rows(cfg.data.file) if cfg.data.source == "file" else None
@@ -72,7 +86,7 @@ class PromptSource:
     def _fit(self, recs: list[dict[str, Any]], no_graph: bool = False) -> list[Prompt]:
         out = []
         for r in recs:
-            p = _record_prompt(self.tok, r, no_graph)
+            p = _record_prompt(self.tok, r, no_graph, self.patch)
             if len(p.ids) > self.cfg.rollout.max_prompt_tokens:
                 self.skipped_long += 1  # counted, never truncated: a cut prompt lies
                 continue

@@ -162,15 +162,18 @@ class Trainer:
 
     # ---- generation and scoring ---------------------------------------------------
     def generate(self, ids: list[list[int]], sampling: SamplingSettings,
-                 seed: int) -> list[list[Completion]]:
-        """n completions per prompt (token ids), prompts split evenly across the engines;
-        engine i samples with seed `seed + i`."""
+                 seed: int, series: list | None = None) -> list[list[Completion]]:
+        """n completions per prompt (token ids; `series[k]`: what prompt k's placeholders
+        stand for, with the encoder), prompts split evenly across the engines; engine i
+        samples with seed `seed + i`."""
         def call() -> list[list[Completion]]:
             chunks = split_even(len(ids), len(self.h.engines))
             live = [(i, e, sl) for i, (e, sl) in enumerate(zip(self.h.engines, chunks,
                                                                  strict=True))
                     if sl.stop > sl.start]
-            refs = [e.generate.remote(ids[sl], sampling, seed + i) for i, e, sl in live]
+            refs = [e.generate.remote(ids[sl], sampling, seed + i, *(
+                [series[sl]] if series is not None and any(series[sl]) else []))
+                for i, e, sl in live]
             groups: list[list[Completion]] = [[] for _ in ids]
             for (_, _, sl), comps in zip(live, _get_all(refs), strict=True):
                 for c in comps:
@@ -201,7 +204,8 @@ class Trainer:
         batches = [[MicroBatch(part[i:i + mbs]) for i in range(0, len(part), mbs)]
                    for part in per_rank]
         most = max(len(b) for b in batches)
-        pad = Sequence(seqs[0].input_ids, seqs[0].prompt_len, seqs[0].old_logprobs, 0.0, 0.0)
+        pad = Sequence(seqs[0].input_ids, seqs[0].prompt_len, seqs[0].old_logprobs, 0.0, 0.0,
+                       seqs[0].series)
         for b in batches:  # ZeRO reduces collectively: every rank runs as many micro-batches
             b += [MicroBatch([pad]) for _ in range(most - len(b))]
         tokens = sum((len(s.input_ids) - s.prompt_len) * s.weight for s in seqs)
@@ -225,7 +229,7 @@ class Trainer:
                     else p.completion)
             ids = self.tok(text + END_OF_TURN, add_special_tokens=False)["input_ids"]
             ids = ids[: self.cfg.rollout.max_tokens]
-            seqs.append(Sequence(p.ids + ids, len(p.ids)))
+            seqs.append(Sequence(p.ids + ids, len(p.ids), series=p.series))
         return self.train(seqs, sft=True, lr=lr)
 
     def grpo_step(self, step: int) -> StepResult:
@@ -286,13 +290,14 @@ class Trainer:
                                     max_tokens=r.max_tokens, stop_token_ids=self.stop_ids)
         seed = self.cfg.trainer.seed
         t0 = time.perf_counter()
+        series = [p.series for p in prompts]
         comps = self.generate([p.ids for p in prompts], sampling,
-                              generation_seed(seed, step, 2 * round_))
+                              generation_seed(seed, step, 2 * round_), series)
         t["time/generate"] += time.perf_counter() - t0
         if sp.enabled:
             t0 = time.perf_counter()
             free = self.generate([p.ids_no_graph for p in prompts], sampling,
-                                 generation_seed(seed, step, 2 * round_ + 1))
+                                 generation_seed(seed, step, 2 * round_ + 1), series)
             t["time/generate_no_graph"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         res = self.score(prompts, comps)
@@ -324,7 +329,8 @@ class Trainer:
         seqs = []
         for g in kept:
             adv = group_advantages(g.rewards, n, scale_by_std=a.advantage == "grpo").tolist()
-            seqs += [Sequence(g.prompt.ids + c.token_ids, len(g.prompt.ids), c.logprobs, av)
+            seqs += [Sequence(g.prompt.ids + c.token_ids, len(g.prompt.ids), c.logprobs, av,
+                              series=g.prompt.series)
                      for c, av in zip(g.completions, adv, strict=True) if c.token_ids]
         return seqs
 
@@ -393,7 +399,7 @@ class Trainer:
         sampling = SamplingSettings(n=1, temperature=temp, max_tokens=self.cfg.rollout.max_tokens,
                                     stop_token_ids=self.stop_ids)
         groups = self.generate([p.ids for p in prompts], sampling,
-                               EVAL_SEED + self.cfg.trainer.seed)
+                               EVAL_SEED + self.cfg.trainer.seed, [p.series for p in prompts])
         texts = [g[0].text for g in groups]
         targets = [Target.from_record(p.target) for p in prompts]
         return {k: asdict(v) for k, v in evaluate(texts, targets).items()}

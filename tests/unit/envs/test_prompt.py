@@ -19,6 +19,7 @@ from envs.prompt import (
     letter,
     parse_prompt,
     split_options,
+    with_placeholders,
 )
 
 ST_TEST_ROWS = Path(__file__).parents[1] / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
@@ -77,6 +78,14 @@ def test_placeholder_round_trip_needs_the_array() -> None:
         parse_prompt(text)
     with pytest.raises(ValueError, match="placeholders"):
         parse_prompt(text, SERIES[:3].tolist())  # one row short
+
+
+@pytest.mark.parametrize("with_graph", [True, False])
+def test_with_placeholders_turns_an_inline_prompt_into_the_st_test_form(with_graph) -> None:
+    inline = build_prompt(SERIES, EDGES, QUESTION, inline=True, with_graph=with_graph)
+    placed = build_prompt(SERIES, EDGES, QUESTION, inline=False, with_graph=with_graph)
+    assert with_placeholders(inline) == placed
+    assert with_placeholders(placed) == placed  # already in that form: unchanged
 
 
 def test_without_graph_drops_exactly_the_graph_clause() -> None:

@@ -119,6 +119,12 @@ def test_rows_are_token_embeddings_except_at_placeholders(tok, model_dir: Path) 
     assert torch.equal(rows[other], emb(torch.tensor(ids))[other])
     patches, mask = series_patches(series, 4)
     assert torch.allclose(rows[at], enc(patches, mask).to(rows.dtype))
+    # a placeholder token in the completion (the policy may sample any token) is a token
+    longer = embed_rows(enc, emb, ids + [5, tid, 6], series, tid)
+    assert torch.equal(longer[: len(ids)], rows)
+    assert torch.equal(longer[len(ids):], emb(torch.tensor([5, tid, 6])))
+    with pytest.raises(ValueError, match="6 placeholder positions but 7 patches"):
+        embed_rows(enc, emb, ids, [np.arange(16.0), np.arange(9.0)], tid)
 
 
 def test_the_encoder_is_saved_beside_the_model_and_loaded_back(tmp_path: Path) -> None:
@@ -154,3 +160,23 @@ def test_the_lm_reads_series_through_the_encoder_and_trains_it(tok, model_dir: P
     assert torch.allclose(both[0], model(x[:1], attn[:1], [a]).logits[0], atol=1e-5)
     both[:, -1].logsumexp(-1).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+
+
+def test_training_prompts_carry_their_series_and_the_encoder_layout(tok) -> None:
+    from rlsys.config import load_config
+    from rlsys.train.data import PromptSource
+
+    _, tid = placeholder_token(tok)
+    enc = PromptSource(load_config(None, ["model.series=encoder", "model.encoder.patch=6",
+                                          "data.env.lengths=[36]", "data.env.nodes=[3]",
+                                          "algorithm.spatial.enabled=true"]), tok)
+    inline = PromptSource(load_config(None, ["data.env.lengths=[36]", "data.env.nodes=[3]"]),
+                          tok)
+    for p, q in zip(enc.next(4), inline.next(4), strict=True):
+        assert p.id == q.id and q.series is None  # the same questions, two layouts
+        n = len(p.series)
+        assert n >= 3 and all(len(s) == 36 for s in p.series)
+        assert sum(i == tid for i in p.ids) == n * 6  # ceil(36 / 6) positions per node
+        assert sum(i == tid for i in p.ids_no_graph) == n * 6 and p.ids_no_graph != p.ids
+        assert len(p.ids) < len(q.ids)
+        assert p.series == [list(map(float, r)) for r in p.target["series"]]  # raw values

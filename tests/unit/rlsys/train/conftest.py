@@ -12,6 +12,8 @@ def fake_gpu_ray():
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=8, include_dashboard=False, log_to_driver=False)
+    # address="local": a new cluster even when a `ray start` one runs on this machine
+    ray.init(address="local", num_cpus=2, num_gpus=8, include_dashboard=False,
+             log_to_driver=False)
     yield ray
     ray.shutdown()
