@@ -98,24 +98,14 @@ class RolloutWorker:
         """One request: token ids, or (with series) token ids mixed with the encoder's
         rows at the placeholder positions (vLLM reads rows where the mask is False)."""
         import torch
-        from vllm.inputs import EmbedsPrompt, TokensPrompt
+        from vllm.inputs import TokensPrompt
 
         if series is None or self.encoder is None:
             return TokensPrompt(prompt_token_ids=ids)
-        from rlsys.model.series import series_patches
+        from rlsys.model.series import mixed_prompt
 
-        is_token = [t != self.placeholder_id for t in ids]
-        patches, mask = series_patches(series, self.encoder.shape.patch)
-        own = next(self.encoder.parameters()).dtype
-        with torch.no_grad():
-            enc = self.encoder(patches.to(own), mask.to(own))
-        if len(enc) != is_token.count(False):
-            raise ValueError(f"{is_token.count(False)} placeholder positions but {len(enc)} "
-                             "patches: the prompt was not laid out for this encoder")
-        rows = torch.zeros(len(ids), enc.shape[1], dtype=getattr(torch, self.settings.dtype))
-        rows[torch.tensor([not t for t in is_token])] = enc.to(rows.dtype)
-        return EmbedsPrompt(prompt_embeds=rows, prompt_token_ids=ids,
-                            prompt_is_token_ids=is_token)
+        return mixed_prompt(self.encoder, ids, series, self.placeholder_id,
+                            getattr(torch, self.settings.dtype))
 
     def _require(self):
         if self.llm is None:

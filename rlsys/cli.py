@@ -249,7 +249,7 @@ def _eval_one(a: argparse.Namespace, checkpoint: str | None,
         load_card,
         run_eval,
     )
-    from rlsys.serve.run import check_checkpoint
+    from rlsys.model.engine import check_checkpoint
 
     if checkpoint:
         check_checkpoint(checkpoint)

@@ -142,6 +142,20 @@ def answer_fitting(ids: list[list[int]], max_tokens: int, context: int,
     return texts
 
 
+def encoder_requests(tok: Any, prompts: list[str], card: PromptCard
+                     ) -> tuple[list[list[int]], list[list[list[float]]]]:
+    """The questions for a policy that reads series through its encoder: each prompt's
+    series (the values as the prompt writes them) for the encoder, and the ids of the text
+    with `<ts><ts/>` placeholders, laid out by `rlsys.model.series`."""
+    from envs.prompt import parse_prompt, with_placeholders
+    from rlsys.model.series import series_ids
+
+    series = [[row.tolist() for row in parse_prompt(p).series] for p in prompts]
+    ids = [series_ids(tok, with_placeholders(p), s, card.patch, card.system)
+           for p, s in zip(prompts, series, strict=True)]
+    return ids, series
+
+
 class LocalModel:
     """A checkpoint on an in-process vLLM engine (no Ray)."""
 
@@ -149,19 +163,27 @@ class LocalModel:
                  max_model_len: int | None = None, kv_cache_gib: int = 2) -> None:
         from rlsys.model.engine import local_device, model_context, prepare_vllm
 
-        if card.series == "encoder":
-            raise ValueError(f"{checkpoint} reads series through its time-series encoder; "
-                             "`strl eval --checkpoint` does not run encoder checkpoints yet "
-                             "(the end-of-run benchmark of `strl train` does)")
         self.name, self.card, self.sampling = str(checkpoint), card, sampling
         self.failures: list[str] = []  # (an in-process engine does not fail per request)
         self.context = model_context(checkpoint, max_model_len)
         prepare_vllm(local_device(), kv_cache_gib, in_process=True)  # deterministic
         from vllm import LLM
 
+        self.encoder = None
+        if card.series == "encoder":
+            from rlsys.model.series import load_encoder, placeholder_token
+
+            self.encoder = load_encoder(checkpoint)
+            if self.encoder is None:
+                raise ValueError(f"{checkpoint}: its prompt card says series: encoder, but "
+                                 "there is no ts_encoder/ beside the weights")
         self.llm = LLM(model=str(checkpoint), max_model_len=self.context, enforce_eager=True,
-                       gpu_memory_utilization=0.3, seed=sampling.seed)
+                       gpu_memory_utilization=0.3, seed=sampling.seed,
+                       enable_prompt_embeds=self.encoder is not None)
         self.tok = self.llm.get_tokenizer()
+        if self.encoder is not None:  # in the engine's dtype, as training ran it
+            self.encoder = self.encoder.to(self.llm.model_config.dtype).eval()
+            self.placeholder_id = placeholder_token(self.tok)[1]
 
     def generate(self, prompts: list[str], desc: str) -> list[str | None]:
         from vllm import SamplingParams, TokensPrompt
@@ -172,14 +194,27 @@ class LocalModel:
         params = SamplingParams(temperature=s.temperature, top_p=s.top_p,
                                 max_tokens=s.max_tokens,
                                 stop_token_ids=list(stop_ids(self.tok)) or None)
-        def run(ids: list[list[int]]) -> list[str]:
-            print(f"{desc}: {len(ids)} prompts ({len(prompts) - len(ids)} over the context of "
+        if self.encoder is None:
+            ids = [chat_ids(self.tok, p, self.card.system) for p in prompts]
+            series = [None] * len(ids)
+        else:
+            ids, series = encoder_requests(self.tok, prompts, self.card)
+        of = {id(x): sr for x, sr in zip(ids, series, strict=True)}  # answer_fitting keeps them
+
+        def request(x: list[int]) -> Any:
+            if of[id(x)] is None:
+                return TokensPrompt(prompt_token_ids=x)
+            from rlsys.model.series import mixed_prompt
+
+            return mixed_prompt(self.encoder, x, of[id(x)], self.placeholder_id,
+                                next(self.encoder.parameters()).dtype)
+
+        def run(fit: list[list[int]]) -> list[str]:
+            print(f"{desc}: {len(fit)} prompts ({len(prompts) - len(fit)} over the context of "
                   f"{self.context} tokens)", flush=True)
-            outs = self.llm.generate([TokensPrompt(prompt_token_ids=x) for x in ids], params,
-                                     use_tqdm=True)
+            outs = self.llm.generate([request(x) for x in fit], params, use_tqdm=True)
             return [o.outputs[0].text for o in outs]
 
-        ids = [chat_ids(self.tok, p, self.card.system) for p in prompts]
         return answer_fitting(ids, s.max_tokens, self.context, run)
 
 
@@ -272,15 +307,7 @@ class RunEngines:
         return answer_fitting(ids, s.max_tokens, self.context, run)
 
     def _generate_series(self, prompts: list[str], params: Any) -> list[str | None]:
-        """The same questions for a policy that reads series through its encoder: each
-        prompt's series (as the prompt writes them) go to the encoder, the text keeps
-        `<ts><ts/>` placeholders laid out by `rlsys.model.series`."""
-        from envs.prompt import parse_prompt, with_placeholders
-        from rlsys.model.series import series_ids
-
-        series = [[row.tolist() for row in parse_prompt(p).series] for p in prompts]
-        ids = [series_ids(self.trainer.tok, with_placeholders(p), s, self.card.patch,
-                          self.card.system) for p, s in zip(prompts, series, strict=True)]
+        ids, series = encoder_requests(self.trainer.tok, prompts, self.card)
         of = {id(x): s for x, s in zip(ids, series, strict=True)}  # answer_fitting keeps them
 
         def run(fit: list[list[int]]) -> list[str]:

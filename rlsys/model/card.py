@@ -36,7 +36,7 @@ class PromptCard:
     """Task families trained on (empty: unknown)."""
     series: str = "inline"
     """How the model reads series: 'inline' (numbers in the prompt) or 'encoder' (through
-    the time-series encoder saved beside the weights, `ts_encoder.safetensors`)."""
+    the time-series encoder saved beside the weights, in `ts_encoder/`)."""
     patch: int = 0
     """Steps per encoder patch (series: encoder)."""
     found: bool = False

@@ -39,6 +39,19 @@ def local_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_checkpoint(path: str | Path) -> Path:
+    """The model directory, or an error naming what is missing."""
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"checkpoint {p} is not a directory; give a model directory "
+                                "such as runs/tiny/checkpoints/final")
+    missing = [f for f in ("config.json", "tokenizer_config.json") if not (p / f).is_file()]
+    if missing or not any(p.glob("*.safetensors")):
+        what = ", ".join(missing + ([] if any(p.glob("*.safetensors")) else ["*.safetensors"]))
+        raise FileNotFoundError(f"checkpoint {p} is not an HF model directory (missing {what})")
+    return p
+
+
 def model_context(model_dir: str | Path, limit: int | None) -> int:
     """The context the engine runs with: `limit`, else the model's own length."""
     if limit:

@@ -32,8 +32,11 @@ from envs.prompt import FORMAT_INSTRUCTION, PLACEHOLDER
 from rlsys.files import write_atomic
 from rlsys.model.chat import chat_ids
 
-ENCODER_FILE = "ts_encoder.safetensors"
-ENCODER_CONFIG = "ts_encoder.json"
+ENCODER_DIR = "ts_encoder"
+"""Where a model directory keeps its encoder: a folder of its own, because vLLM loads every
+`*.safetensors` at a model directory's top level as the language model's weights."""
+ENCODER_FILE = f"{ENCODER_DIR}/model.safetensors"
+ENCODER_CONFIG = f"{ENCODER_DIR}/config.json"
 PLACEHOLDER_TOKENS = ("<|reserved_0|>", "<|image_pad|>", "<|vision_pad|>", "<|video_pad|>")
 """Special tokens a placeholder position may use, in order of preference: the embedded
 model's first reserved token, then the ones Qwen2/Qwen3 vocabularies carry."""
@@ -185,6 +188,25 @@ def embed_rows(encoder: TSEncoder, embedding: nn.Embedding, ids: list[int],
     return rows.index_put((at[: len(enc)],), enc.to(rows.dtype))
 
 
+def mixed_prompt(encoder: TSEncoder, ids: list[int], series: list[Any],
+                 placeholder_id: int, dtype: torch.dtype) -> dict[str, Any]:
+    """A vLLM request of one prompt laid out by `series_ids`: token ids, and the encoder's
+    rows where `prompt_is_token_ids` is False (vLLM's mixed `EmbedsPrompt`; the stock model,
+    no plug-in). Every engine (rollout, `strl eval`, serving) asks this way."""
+    is_token = [t != placeholder_id for t in ids]
+    patches, mask = series_patches(series, encoder.shape.patch)
+    if len(patches) != is_token.count(False):
+        raise ValueError(f"{is_token.count(False)} placeholder positions but {len(patches)} "
+                         "patches: the prompt was not laid out for this encoder")
+    own = next(encoder.parameters()).dtype
+    with torch.no_grad():
+        enc = encoder(patches.to(own), mask.to(own))
+    rows = torch.zeros(len(ids), enc.shape[1], dtype=dtype)
+    rows[torch.tensor([not t for t in is_token])] = enc.to(dtype)
+    return {"prompt_embeds": rows, "prompt_token_ids": list(ids),
+            "prompt_is_token_ids": is_token}
+
+
 class SeriesLM(nn.Module):
     """A causal LM that reads series through `encoder`: the module a learner trains (and
     its frozen reference runs). Gradients reach the encoder through the placeholder rows;
@@ -209,7 +231,7 @@ class SeriesLM(nn.Module):
 # ---- saved beside the language model ----------------------------------------------------
 
 def save_encoder(encoder: TSEncoder, model_dir: str | Path) -> Path:
-    """`ts_encoder.safetensors` and `ts_encoder.json` in `model_dir`."""
+    """`ts_encoder/model.safetensors` and `ts_encoder/config.json` in `model_dir`."""
     return save_encoder_state(encoder.state_dict(), encoder.shape, model_dir)
 
 

@@ -20,20 +20,14 @@ import yaml
 
 from rlsys.config import ServeConfig
 from rlsys.files import write_atomic
+from rlsys.model.engine import check_checkpoint
 
 
-def check_checkpoint(path: str) -> Path:
-    """The model directory, or an error naming what is missing."""
-    p = Path(path)
-    if not p.is_dir():
-        raise FileNotFoundError(f"checkpoint {p} is not a directory; give a model directory "
-                                "such as runs/tiny/checkpoints/final")
-    missing = [f for f in ("config.json", "tokenizer_config.json") if not (p / f).is_file()]
-    if missing or not any(p.glob("*.safetensors")):
-        what = ", ".join(missing + ([] if any(p.glob("*.safetensors")) else ["*.safetensors"]))
-        raise FileNotFoundError(f"checkpoint {p} is not an HF model directory (missing {what})")
+def servable(path: str) -> Path:
+    """The checkpoint, checked (`model.engine.check_checkpoint`), that this server can run."""
     from rlsys.model.card import read_card
 
+    p = check_checkpoint(path)
     if read_card(p).series == "encoder":
         raise ValueError(f"checkpoint {p} reads series through its time-series encoder; "
                          "`strl serve` does not serve encoder checkpoints yet")
@@ -64,13 +58,13 @@ def serve_config_file(cfg: ServeConfig) -> dict[str, Any]:
 
 
 def write_serve_config(cfg: ServeConfig, out: Path) -> Path:
-    check_checkpoint(cfg.checkpoint)
+    servable(cfg.checkpoint)
     return write_atomic(out, yaml.safe_dump(serve_config_file(cfg), sort_keys=False))
 
 
 def run(cfg: ServeConfig, detach: bool = False) -> int:
     """Deploy and serve until interrupted (or, with `detach`, deploy and return)."""
-    check_checkpoint(cfg.checkpoint)
+    servable(cfg.checkpoint)
     if cfg.address is None:
         check_port(cfg.host, cfg.port)
     if detach and cfg.address is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tests.integration.runner import train_cmd
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).parents[2]
 SHAPE = {"patch": 8, "width": 32, "depth": 1, "step_dim": 8}
 
 
@@ -127,8 +129,7 @@ def test_strl_train_with_the_encoder_saves_it_beside_the_weights(
     cmd = train_cmd(model_dir, tmp_path / "runs", "enc", "model.series=encoder",
                     "model.encoder.width=32", "model.encoder.depth=1", "trainer.steps=2",
                     "trainer.save_every=0", "rollout.max_model_len=2048")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                          cwd=Path(__file__).parents[2])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "enc"
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -151,3 +152,15 @@ def test_strl_train_with_the_encoder_saves_it_beside_the_weights(
     start = initial_encoder(model_dir, enc.shape.hidden_size, seed, **shape)
     assert any(not np.allclose(p.detach().numpy(), q.detach().float().numpy(), atol=1e-3)
                for p, q in zip(start.parameters(), enc.parameters(), strict=True))
+
+    # `strl eval` runs the encoder checkpoint on its own in-process engine
+    ev = subprocess.run([sys.executable, "-m", "rlsys.cli", "eval", "--checkpoint", str(final),
+                         "--per-cell", "1", "--out", str(tmp_path / "eval")],
+                        capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert result["tasks"]["all"]["n"] > 0 and result["card"]["series"] == "encoder"
+    # `strl serve` says it cannot serve it yet, in one line, before starting anything
+    sv = subprocess.run([sys.executable, "-m", "rlsys.cli", "serve", "--checkpoint", str(final)],
+                        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert sv.returncode == 2 and "does not serve encoder checkpoints yet" in sv.stderr

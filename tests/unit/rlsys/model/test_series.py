@@ -135,8 +135,9 @@ def test_the_encoder_is_saved_beside_the_model_and_loaded_back(tmp_path: Path) -
     assert back is not None and back.shape == enc.shape
     patches, mask = series_patches([np.arange(13.0)], 6)
     assert torch.equal(back(patches, mask), enc(patches, mask))
+    assert not list(tmp_path.glob("*.safetensors"))  # vLLM would load those as the LM's
     assert load_encoder(tmp_path / "nothing") is None  # an inline model: no encoder
-    (tmp_path / "ts_encoder.safetensors").write_bytes(b"not weights")
+    (tmp_path / "ts_encoder" / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(ValueError, match="the time-series encoder cannot be loaded"):
         load_encoder(tmp_path)
 
