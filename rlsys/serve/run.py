@@ -23,17 +23,6 @@ from rlsys.files import write_atomic
 from rlsys.model.engine import check_checkpoint
 
 
-def servable(path: str) -> Path:
-    """The checkpoint, checked (`model.engine.check_checkpoint`), that this server can run."""
-    from rlsys.model.card import read_card
-
-    p = check_checkpoint(path)
-    if read_card(p).series == "encoder":
-        raise ValueError(f"checkpoint {p} reads series through its time-series encoder; "
-                         "`strl serve` does not serve encoder checkpoints yet")
-    return p
-
-
 def check_port(host: str, port: int) -> None:
     """An error naming the port when something on this machine already listens there
     (Serve's proxy would otherwise fail inside an actor, with a traceback)."""
@@ -58,13 +47,13 @@ def serve_config_file(cfg: ServeConfig) -> dict[str, Any]:
 
 
 def write_serve_config(cfg: ServeConfig, out: Path) -> Path:
-    servable(cfg.checkpoint)
+    check_checkpoint(cfg.checkpoint)
     return write_atomic(out, yaml.safe_dump(serve_config_file(cfg), sort_keys=False))
 
 
 def run(cfg: ServeConfig, detach: bool = False) -> int:
     """Deploy and serve until interrupted (or, with `detach`, deploy and return)."""
-    servable(cfg.checkpoint)
+    check_checkpoint(cfg.checkpoint)
     if cfg.address is None:
         check_port(cfg.host, cfg.port)
     if detach and cfg.address is None:

@@ -31,6 +31,7 @@ from tests.integration.runner import train_cmd
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
+FIXTURES = ROOT / "tests" / "unit" / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
 SHAPE = {"patch": 8, "width": 32, "depth": 1, "step_dim": 8}
 
 
@@ -124,43 +125,80 @@ def test_the_engine_reads_the_rows_one_value_changes_the_logprobs(model_dir, clu
         ray.kill(eng)
 
 
-def test_strl_train_with_the_encoder_saves_it_beside_the_weights(
-        model_dir: Path, tmp_path: Path) -> None:
-    cmd = train_cmd(model_dir, tmp_path / "runs", "enc", "model.series=encoder",
-                    "model.encoder.width=32", "model.encoder.depth=1", "trainer.steps=2",
-                    "trainer.save_every=0", "rollout.max_model_len=2048")
+@pytest.fixture(scope="module")
+def encoder_run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short `strl train` with `model.series=encoder` (SFT, 2 GRPO steps)."""
+    out = tmp_path_factory.mktemp("runs")
+    cmd = train_cmd(model_dir, out, "enc", "model.series=encoder", "model.encoder.width=32",
+                    "model.encoder.depth=1", "trainer.steps=2", "trainer.save_every=0",
+                    "rollout.max_model_len=2048")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run = tmp_path / "runs" / "enc"
+    return out / "enc"
+
+
+def test_strl_train_with_the_encoder_saves_it_beside_the_weights(
+        model_dir: Path, encoder_run: Path) -> None:
+    import yaml
+
+    from rlsys.model.series import initial_encoder, load_encoder
+
+    run = encoder_run
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     grpo = [r for r in rows if "reward/mean" in r]
     assert [r["step"] for r in grpo] == [0, 1] and all(r["sync_bytes"] > 0 for r in grpo)
     final = run / "checkpoints" / "final"
     card = json.loads((final / "strl.json").read_text())
     assert card["series"] == "encoder" and card["patch"] == 8
-    from rlsys.model.series import load_encoder
-
+    assert not list(final.glob("ts_encoder*.safetensors"))  # in ts_encoder/, not for vLLM
     enc = load_encoder(final)
     assert enc is not None and enc.shape.width == 32
     # the encoder trained: its weights moved away from the seeded start
-    import yaml
-
-    from rlsys.model.series import initial_encoder
-
     seed = yaml.safe_load((run / "config.yaml").read_text())["trainer"]["seed"]
     shape = {k: v for k, v in asdict(enc.shape).items() if k != "hidden_size"}
     start = initial_encoder(model_dir, enc.shape.hidden_size, seed, **shape)
     assert any(not np.allclose(p.detach().numpy(), q.detach().float().numpy(), atol=1e-3)
                for p, q in zip(start.parameters(), enc.parameters(), strict=True))
 
-    # `strl eval` runs the encoder checkpoint on its own in-process engine
+
+def test_strl_eval_runs_an_encoder_checkpoint(encoder_run: Path, tmp_path: Path) -> None:
+    final = encoder_run / "checkpoints" / "final"
     ev = subprocess.run([sys.executable, "-m", "rlsys.cli", "eval", "--checkpoint", str(final),
                          "--per-cell", "1", "--out", str(tmp_path / "eval")],
                         capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert ev.returncode == 0, ev.stderr[-3000:]
     result = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert result["tasks"]["all"]["n"] > 0 and result["card"]["series"] == "encoder"
-    # `strl serve` says it cannot serve it yet, in one line, before starting anything
-    sv = subprocess.run([sys.executable, "-m", "rlsys.cli", "serve", "--checkpoint", str(final)],
-                        capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert sv.returncode == 2 and "does not serve encoder checkpoints yet" in sv.stderr
+
+
+def test_strl_serve_answers_the_st_test_rows_on_an_encoder_checkpoint(
+        encoder_run: Path, tmp_path: Path) -> None:
+    """All four public ST-Test rows, their `timeseries` arrays read by the encoder; the
+    10-node, 240-step one too, which the inline prompt cannot fit in the tiny model."""
+    import http.client
+    import signal
+
+    from rlsys.weightsync import free_port
+    from tests.integration.runner import start, wait_for
+
+    final = encoder_run / "checkpoints" / "final"
+    log, port = tmp_path / "serve.log", free_port()
+    proc = start([sys.executable, "-m", "rlsys.cli", "serve", "--checkpoint", str(final),
+                  f"port={port}", "num_cpus=3"], log)
+    try:
+        wait_for(lambda: "serving strl at" in log.read_text(), proc, log, timeout=600)
+        rows = [json.loads(x) for x in FIXTURES.read_text().splitlines() if x.strip()]
+        assert len(rows) == 4 and len(rows[2]["timeseries"]) == 10
+        for row in rows:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+            conn.request("POST", "/v1/reason", body=json.dumps(row).encode(),
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            reply = json.loads(resp.read())
+            assert resp.status == 200, reply
+            n = len(row["timeseries"]) * -(-len(row["timeseries"][0]) // 8)
+            assert reply["usage"]["prompt_tokens"] > n  # the placeholders, plus the text
+            assert reply["usage"]["prompt_tokens"] < 2000 and reply["completion"] is not None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
