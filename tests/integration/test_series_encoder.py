@@ -202,3 +202,31 @@ def test_strl_serve_answers_the_st_test_rows_on_an_encoder_checkpoint(
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+
+
+def test_an_encoder_run_resumes_exactly(model_dir: Path, tmp_path: Path) -> None:
+    """A run continued from its checkpoint (learner state with the encoder, the engines
+    synced from it, the reference with its encoder) trains the step the uninterrupted run
+    trained, with the same loss and rewards."""
+    common = ["model.series=encoder", "model.encoder.width=32", "model.encoder.depth=1",
+              "trainer.save_every=1", "rollout.max_model_len=2048"]
+
+    def run(*cmd: str) -> None:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=900, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run(*train_cmd(model_dir, tmp_path, "whole", *common, "trainer.steps=3"))
+    run(*train_cmd(model_dir, tmp_path, "cut", *common, "trainer.steps=2"))
+    run(*train_cmd(model_dir, tmp_path, "cut", "trainer.steps=3", resume=tmp_path / "cut"))
+
+    def grpo(name: str) -> dict[int, dict]:
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text()
+                .splitlines()]
+        return {r["step"]: r for r in rows if "reward/mean" in r}
+
+    whole, cut = grpo("whole"), grpo("cut")
+    assert sorted(whole) == sorted(cut) == [0, 1, 2]
+    for step in range(3):
+        assert cut[step]["reward/mean"] == pytest.approx(whole[step]["reward/mean"])
+        assert cut[step]["loss"] == pytest.approx(whole[step]["loss"], rel=1e-4, abs=1e-6)
+    assert (tmp_path / "cut" / "checkpoints" / "final" / "ts_encoder" / "config.json").is_file()
