@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from envs.sample import TASKS
 from rlsys.files import write_atomic
@@ -176,13 +177,29 @@ def cmd_plan(a: argparse.Namespace) -> int:
     print(f"model: {cfg.model.path}; GRPO: {cfg.trainer.steps} steps x "
           f"{cfg.rollout.prompts_per_step} prompts x {cfg.rollout.n} completions; "
           f"stages: {', '.join(cfg.trainer.stages)}; learner ZeRO-{cfg.learner.zero_stage}")
-    e = cfg.model.encoder
-    print("series: inline (numbers in the prompt)\n" if cfg.model.series == "inline" else
-          f"series: through the time-series encoder (patches of {e.patch} steps, MLP "
-          f"{e.depth} x {e.width}, lr {e.lr or cfg.learner.lr:g}): ceil(T / {e.patch}) "
-          "prompt positions per node\n")
+    print(_series_line(cfg))
     print(plan_topology(cfg).table())
     return 0
+
+
+def _series_line(cfg: Any) -> str:
+    """How the run's policy reads series, for `strl plan` (with the encoder's output width:
+    the model's hidden size, from its config.json or its embedded preset)."""
+    if cfg.model.series == "inline":
+        return "series: inline (numbers in the prompt)\n"
+    from rlsys.model.build import PRESETS
+
+    e, m = cfg.model.encoder, cfg.model
+    conf = Path(m.path) / "config.json"
+    if conf.is_file():
+        out = f"-> hidden size {json.loads(conf.read_text())['hidden_size']} (from {conf})"
+    elif m.preset in PRESETS:
+        out = f"-> hidden size {PRESETS[m.preset].hidden_size} (the '{m.preset}' preset)"
+    else:
+        out = f"-> the model's hidden size (read from {conf} when the run starts; not here)"
+    return (f"series: through the time-series encoder: patches of {e.patch} steps, MLP "
+            f"{e.depth} x {e.width} {out}, lr {e.lr or cfg.learner.lr:g}; "
+            f"ceil(T / {e.patch}) prompt positions per node\n")
 
 
 def cmd_init_model(a: argparse.Namespace) -> int:

@@ -4,6 +4,17 @@
 `BadRequest` naming the field and what it must be; `completion_body` and `chunk_body`
 write the replies (a whole completion, or one server-sent-events chunk of a stream).
 Nothing in a request is evaluated or executed: it is JSON, read as data.
+
+A message's content is a string, or a list of parts (OpenAI's form):
+
+    {"type": "text", "text": "Node 0 time series with length of 48: "}
+    {"type": "timeseries", "timeseries": [20.1, 20.4, ...]}
+
+A `timeseries` part (only where the server reads series: `series_limits`) becomes the
+ST-Test placeholder `<ts><ts/>` in the message's text, its numbers `ChatRequest.series`,
+in order; the server then writes them inline or hands them to its encoder. Raw embeddings
+(`prompt_embeds`, an `input_embeds` part) are refused: a client's tensors would go to the
+engine unchecked, and the encoder is the one way series reach the model.
 """
 
 from __future__ import annotations
@@ -13,6 +24,8 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from envs.prompt import PLACEHOLDER
 
 ROLES = ("system", "user", "assistant")
 
@@ -35,6 +48,12 @@ class ChatRequest:
     stream: bool = False
     stop: tuple[str, ...] = ()
     model: str | None = None
+    series: tuple[tuple[float, ...], ...] = ()
+    """The `timeseries` parts, in order; each is a `<ts><ts/>` in `messages`."""
+
+
+RAW_EMBEDDINGS = ("prompt_embeds", "input_embeds", "embeds")
+"""Request fields and part types that would carry raw embedding rows: always refused."""
 
 
 def load_json(body: bytes, max_bytes: int) -> dict[str, Any]:
@@ -76,14 +95,23 @@ def integer(req: dict[str, Any], key: str, default: int, lo: int, hi: int) -> in
 
 
 def parse_chat(req: dict[str, Any], max_tokens_cap: int, default_max_tokens: int = 256,
-               default_temperature: float = 0.0) -> ChatRequest:
-    """A chat-completion request, checked field by field."""
+               default_temperature: float = 0.0,
+               series_limits: tuple[int, int] | None = None) -> ChatRequest:
+    """A chat-completion request, checked field by field. `series_limits` = (max series,
+    max steps) where the server reads `timeseries` content parts; None: text only."""
+    for key in RAW_EMBEDDINGS:
+        if key in req:
+            raise BadRequest(f"{key}: raw embeddings are not accepted; send each series as "
+                             'a content part {"type": "timeseries", "timeseries": [numbers]}')
     msgs = req.get("messages")
     if not (isinstance(msgs, list) and msgs and all(
-            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
-            for m in msgs)):
+            isinstance(m, dict) and m.get("role") in ROLES
+            and isinstance(m.get("content"), str | list) for m in msgs)):
         raise BadRequest("messages: a non-empty list of {role: system|user|assistant, "
-                         "content: string}")
+                         "content: string or list of parts}")
+    series: list[tuple[float, ...]] = []
+    texts = [_content(m["content"], f"messages[{i}].content", series, series_limits)
+             for i, m in enumerate(msgs)]
     n = req.get("n", 1)
     if n not in (1, None):
         raise BadRequest(f"n: only 1 completion per request is served, got {n!r}")
@@ -113,11 +141,55 @@ def parse_chat(req: dict[str, Any], max_tokens_cap: int, default_max_tokens: int
     if model is not None and not isinstance(model, str):
         raise BadRequest(f"model: a string, got {model!r}")
     return ChatRequest(
-        messages=[{"role": m["role"], "content": m["content"]} for m in msgs],
+        messages=[{"role": m["role"], "content": t} for m, t in zip(msgs, texts, strict=True)],
         temperature=number(req, "temperature", default_temperature, 0.0, 2.0),
         top_p=number(req, "top_p", 1.0, 0.0, 1.0, lo_open=True),
         max_tokens=max_tokens, schema=schema, stream=stream, stop=tuple(stop or ()),
-        model=model)
+        model=model, series=tuple(series))
+
+
+def _content(content: str | list[Any], where: str, series: list[tuple[float, ...]],
+             limits: tuple[int, int] | None) -> str:
+    """One message's text; its `timeseries` parts appended to `series`, each written as
+    the placeholder."""
+    if isinstance(content, str):
+        return content
+    kinds = "text" if limits is None else "text or timeseries"
+    text = []
+    for j, part in enumerate(content):
+        at = f"{where}[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in RAW_EMBEDDINGS:
+            raise BadRequest(f"{at}: raw embeddings are not accepted; send each series as "
+                             '{"type": "timeseries", "timeseries": [numbers]}')
+        if kind == "text" and isinstance(part.get("text"), str):
+            text.append(part["text"])
+        elif kind == "timeseries" and limits is not None:
+            text.append(PLACEHOLDER)
+            series.append(_series(part.get("timeseries"), f"{at}.timeseries", limits[1]))
+            if len(series) > limits[0]:
+                raise BadRequest(f"{at}: more than {limits[0]} series in one request")
+        elif kind == "timeseries":
+            raise BadRequest(f"{at}: this server reads text only; timeseries parts go to "
+                             "strl serve")
+        else:
+            raise BadRequest(f"{at}: a part {{type: {kinds}, ...}} ({{type: text, text: "
+                             f"string}}), got {_short(part)}")
+    return "".join(text)
+
+
+def _series(v: Any, where: str, max_steps: int) -> tuple[float, ...]:
+    if not (isinstance(v, list) and 1 <= len(v) <= max_steps and all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+            for x in v)):
+        raise BadRequest(f"{where}: a list of 1 to {max_steps} finite numbers, got "
+                         f"{_short(v)}")
+    return tuple(float(x) for x in v)
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
 
 
 def completion_body(rid: str, model: str, text: str, finish_reason: str, n_prompt: int,

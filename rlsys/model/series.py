@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from envs.prompt import FORMAT_INSTRUCTION, PLACEHOLDER
 from rlsys.files import write_atomic
-from rlsys.model.chat import chat_ids
+from rlsys.model.chat import template_ids
 
 ENCODER_DIR = "ts_encoder"
 """Where a model directory keeps its encoder: a folder of its own, because vLLM loads every
@@ -158,8 +158,25 @@ def series_ids(tokenizer: Any, text: str, series: list[Any], patch: int,
                system: str = FORMAT_INSTRUCTION) -> list[int]:
     """Chat-templated ids of a question whose series the encoder reads (`text` in the
     ST-Test form, with `<ts><ts/>` placeholders). Every path builds its ids here."""
+    return series_chat_ids(tokenizer, [{"role": "system", "content": system},
+                                       {"role": "user", "content": text}], series, patch)
+
+
+def series_chat_ids(tokenizer: Any, messages: list[dict[str, str]], series: list[Any],
+                    patch: int) -> list[int]:
+    """Chat-templated ids of a conversation whose `<ts><ts/>` placeholders, in order over
+    its messages, stand for `series` (a question is the system message and one user
+    message: `series_ids`; the chat endpoint sends whole conversations)."""
     token, tid = placeholder_token(tokenizer)
-    ids = chat_ids(tokenizer, series_text(text, series, patch, token), system)
+    counts = [m["content"].count(PLACEHOLDER) for m in messages]
+    if sum(counts) != len(series):
+        raise ValueError(f"the messages have {sum(counts)} {PLACEHOLDER} placeholders but "
+                         f"{len(series)} series")
+    laid, k = [], 0
+    for m, c in zip(messages, counts, strict=True):
+        laid.append({**m, "content": series_text(m["content"], series[k:k + c], patch, token)})
+        k += c
+    ids = template_ids(tokenizer, laid)
     want = sum(n_patches(len(s), patch) for s in series)
     if sum(1 for i in ids if i == tid) != want:
         raise ValueError(f"the tokenizer does not keep {token} as one token: expected {want} "

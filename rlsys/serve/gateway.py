@@ -30,13 +30,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from envs.prompt import with_placeholders
+import numpy as np
+
+from envs.prompt import PLACEHOLDER, format_series, with_placeholders
 from rlsys.config import ServeConfig
 from rlsys.model.card import read_card
 from rlsys.model.chat import chat_ids, stop_ids, template_ids
 from rlsys.model.engine import model_context
 from rlsys.openai_api import (
     BadRequest,
+    ChatRequest,
     chunk_body,
     completion_body,
     error_body,
@@ -213,19 +216,44 @@ class Gateway:
 
     # ---- routes -------------------------------------------------------------------
     async def chat(self, req: dict[str, Any]) -> Reply:
-        c = parse_chat(req, self.cfg.limits.max_tokens_cap, self.max_tokens, self.temperature)
+        lim = self.cfg.limits
+        c = parse_chat(req, lim.max_tokens_cap, self.max_tokens, self.temperature,
+                       series_limits=(lim.max_nodes, lim.max_steps))
         if c.model not in (None, self.cfg.name):
             raise BadRequest(f"model: this server serves {self.cfg.name!r}, not {c.model!r}",
                              404)
-        ids = await asyncio.to_thread(template_ids, self.tok, c.messages)  # off the loop
+        ids = await asyncio.to_thread(self._chat_ids, c)  # off the loop
         sampling = self._sampling(req, ids, c.max_tokens, c.temperature, c.top_p, c.stop,
                                   c.schema)
+        if c.series and self.card.series == "encoder":
+            sampling["series"] = [list(s) for s in c.series]
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if c.stream:
             return Reply(200, self._sse(rid, ids, sampling), "text/event-stream")
         out = await self._generate(ids, sampling)
         return Reply.json(200, completion_body(rid, self.cfg.name, out["text"],
                                                out["finish_reason"], len(ids), out["n_out"]))
+
+    def _chat_ids(self, c: ChatRequest) -> list[int]:
+        """A conversation's ids; its `timeseries` parts through the encoder (an encoder
+        checkpoint) or written inline at the card's precision, as in training."""
+        if not c.series:
+            return template_ids(self.tok, c.messages)
+        if self.card.series == "encoder":
+            from rlsys.model.series import series_chat_ids
+
+            try:
+                return series_chat_ids(self.tok, c.messages, list(c.series), self.card.patch)
+            except ValueError as e:
+                raise BadRequest(f"messages: {e}") from None
+        values = iter([format_series(np.asarray(s), self.precision) for s in c.series])
+        parts = [m["content"].split(PLACEHOLDER) for m in c.messages]
+        if sum(len(p) - 1 for p in parts) != len(c.series):
+            raise BadRequest(f"messages: a text part holds a literal {PLACEHOLDER}; send "
+                             "series as timeseries parts only")
+        return template_ids(self.tok, [
+            {**m, "content": p[0] + "".join(next(values) + q for q in p[1:])}
+            for m, p in zip(c.messages, parts, strict=True)])
 
     async def _sse(self, rid: str, ids: list[int], sampling: dict[str, Any]
                    ) -> AsyncIterator[str]:

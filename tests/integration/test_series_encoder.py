@@ -174,8 +174,8 @@ def test_strl_eval_runs_an_encoder_checkpoint(encoder_run: Path, tmp_path: Path)
 def test_strl_serve_answers_the_st_test_rows_on_an_encoder_checkpoint(
         encoder_run: Path, tmp_path: Path) -> None:
     """All four public ST-Test rows, their `timeseries` arrays read by the encoder; the
-    10-node, 240-step one too, which the inline prompt cannot fit in the tiny model."""
-    import http.client
+    10-node, 240-step one too, which the inline prompt cannot fit in the tiny model; and
+    the same row through the OpenAI endpoint, as `timeseries` content parts."""
     import signal
 
     from rlsys.weightsync import free_port
@@ -190,18 +190,38 @@ def test_strl_serve_answers_the_st_test_rows_on_an_encoder_checkpoint(
         rows = [json.loads(x) for x in FIXTURES.read_text().splitlines() if x.strip()]
         assert len(rows) == 4 and len(rows[2]["timeseries"]) == 10
         for row in rows:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-            conn.request("POST", "/v1/reason", body=json.dumps(row).encode(),
-                         headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            reply = json.loads(resp.read())
-            assert resp.status == 200, reply
+            status, reply = _post(port, "/v1/reason", row)
+            assert status == 200, reply
             n = len(row["timeseries"]) * -(-len(row["timeseries"][0]) // 8)
             assert reply["usage"]["prompt_tokens"] > n  # the placeholders, plus the text
             assert reply["usage"]["prompt_tokens"] < 2000 and reply["completion"] is not None
+        # the OpenAI endpoint: the 10 x 240 row as a chat, its series as timeseries parts
+        row = rows[2]
+        texts = row["input"].split("<ts><ts/>")
+        parts = [{"type": "text", "text": texts[0]}]
+        for values, text in zip(row["timeseries"], texts[1:], strict=True):
+            parts += [{"type": "timeseries", "timeseries": values},
+                      {"type": "text", "text": text}]
+        status, reply = _post(port, "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": parts}], "max_tokens": 16})
+        assert status == 200, reply
+        assert 10 * 30 < reply["usage"]["prompt_tokens"] < 2000  # 10 x ceil(240 / 8) rows
+        status, reply = _post(port, "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "hi"}], "prompt_embeds": "AAAA"})
+        assert status == 400 and "raw embeddings are not accepted" in reply["error"]["message"]
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+
+
+def _post(port: int, path: str, body: dict) -> tuple[int, dict]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    conn.request("POST", path, body=json.dumps(body).encode(),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read())
 
 
 def test_an_encoder_run_resumes_exactly(model_dir: Path, tmp_path: Path) -> None:

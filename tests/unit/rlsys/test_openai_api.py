@@ -73,3 +73,45 @@ def test_replies_have_the_openai_shape() -> None:
     line = chunk_body("id1", "strl", {"content": "he"})
     assert line.startswith("data: ") and line.endswith("\n\n")
     assert json.loads(line[6:])["choices"][0]["delta"] == {"content": "he"}
+
+
+SERIES_MSG = [{"role": "user", "content": [
+    {"type": "text", "text": "Node 0 time series with length of 3: "},
+    {"type": "timeseries", "timeseries": [1, 2.5, 3]},
+    {"type": "text", "text": "; Node 1 time series with length of 2: "},
+    {"type": "timeseries", "timeseries": [4.0, 5.0]},
+    {"type": "text", "text": ". Which node leads?"}]}]
+
+
+def test_timeseries_parts_become_placeholders_and_series_in_order() -> None:
+    c = parse_chat({"messages": SERIES_MSG}, 64, series_limits=(8, 16))
+    assert c.messages == [{"role": "user", "content": (
+        "Node 0 time series with length of 3: <ts><ts/>; Node 1 time series with length "
+        "of 2: <ts><ts/>. Which node leads?")}]
+    assert c.series == ((1.0, 2.5, 3.0), (4.0, 5.0))
+    text_only = parse_chat({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}, 64)
+    assert text_only.messages[0]["content"] == "ab" and text_only.series == ()
+
+
+@pytest.mark.parametrize("req,limits,match", [
+    ({"messages": MSG, "prompt_embeds": "AAAA"}, (8, 16), "prompt_embeds: raw embeddings"),
+    ({"messages": [{"role": "user", "content": [{"type": "input_embeds", "data": [1]}]}]},
+     (8, 16), r"messages\[0\].content\[0\]: raw embeddings"),
+    ({"messages": SERIES_MSG}, None, r"messages\[0\].content\[1\]: this server reads text"),
+    ({"messages": SERIES_MSG}, (1, 16), r"content\[3\]: more than 1 series"),
+    ({"messages": SERIES_MSG}, (8, 2), r"content\[1\].timeseries: a list of 1 to 2 finite"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "timeseries", "timeseries": [1, float("nan")]}]}]}, (8, 16), "finite"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "timeseries", "timeseries": []}]}]}, (8, 16), "a list of 1 to 16"),
+    ({"messages": [{"role": "user", "content": [
+        {"type": "timeseries", "timeseries": [True]}]}]}, (8, 16), "finite numbers"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "url": "x"}]}]},
+     (8, 16), r"content\[0\]: a part \{type: text or timeseries"),
+    ({"messages": [{"role": "user", "content": ["plain"]}]}, None,
+     r"content\[0\]: a part \{type: text,"),
+])
+def test_series_parts_and_raw_embeddings_are_checked(req: dict, limits, match: str) -> None:
+    with pytest.raises(BadRequest, match=match):
+        parse_chat(req, 64, series_limits=limits)

@@ -113,3 +113,71 @@ def test_the_body_limit_is_checked_before_the_body_is_read(model: Path) -> None:
 
     reply = asyncio.run(gw.handle("POST", "/v1/reason", never, 1 << 30))
     assert reply.status == 413 and b"more than the limit" in reply.body
+
+
+class Recorder(Engine):
+    """A working engine that keeps what it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__("ok")
+        self.asked: list[tuple[list[int], dict]] = []
+
+    async def generate(self, ids, sampling):
+        self.asked.append((ids, sampling))
+        return await super().generate(ids, sampling)
+
+
+SERIES_CHAT = {"messages": [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": [
+        {"type": "text", "text": "Node 0 time series with length of 20: "},
+        {"type": "timeseries", "timeseries": [float(i) for i in range(20)]},
+        {"type": "text", "text": "; Node 1 time series with length of 3: "},
+        {"type": "timeseries", "timeseries": [7.25, 7.5, 9.0]},
+        {"type": "text", "text": ". Which node rises faster?"}]}]}
+
+
+def test_chat_timeseries_parts_are_written_inline_for_an_inline_checkpoint(
+        model: Path) -> None:
+    rec = Recorder()
+    gw = Gateway(ServeConfig(checkpoint=str(model)), rec)
+    reply = _ask(gw, "POST", "/v1/chat/completions", SERIES_CHAT)
+    assert reply.status == 200, reply.body
+    ids, sampling = rec.asked[0]
+    text = gw.tok.decode(ids)
+    assert "length of 20: [0.0, 1.0, 2.0" in text and "length of 3: [7.25, 7.5, 9.0]." in text
+    assert sampling.get("series") is None
+    bad = _ask(gw, "POST", "/v1/chat/completions", {**SERIES_CHAT, "prompt_embeds": "AAAA"})
+    assert bad.status == 400 and b"raw embeddings are not accepted" in bad.body
+
+
+def test_chat_timeseries_parts_go_to_the_encoder_of_an_encoder_checkpoint(
+        model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from rlsys.model.card import PromptCard, write_card
+    from rlsys.model.series import initial_encoder, placeholder_token, save_encoder
+
+    enc_model = tmp_path / "enc"
+    shutil.copytree(model, enc_model)
+    write_card(PromptCard(series="encoder", patch=8), enc_model)
+    from transformers import AutoConfig
+
+    hidden = AutoConfig.from_pretrained(enc_model).hidden_size
+    save_encoder(initial_encoder(enc_model, hidden, seed=0, patch=8), enc_model)
+    rec = Recorder()
+    gw = Gateway(ServeConfig(checkpoint=str(enc_model)), rec)
+    reply = _ask(gw, "POST", "/v1/chat/completions", SERIES_CHAT)
+    assert reply.status == 200, reply.body
+    ids, sampling = rec.asked[0]
+    pid = placeholder_token(gw.tok)[1]
+    assert ids.count(pid) == 3 + 1  # ceil(20 / 8) + ceil(3 / 8) placeholder positions
+    assert sampling["series"] == [[float(i) for i in range(20)], [7.25, 7.5, 9.0]]
+    assert "7.25" not in gw.tok.decode(ids)  # the values travel as numbers, not text
+    body = json.loads(reply.body)
+    assert body["usage"]["prompt_tokens"] == len(ids)
+    literal = {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "x <ts><ts/>"},
+        {"type": "timeseries", "timeseries": [1.0, 2.0]}]}]}
+    bad = _ask(gw, "POST", "/v1/chat/completions", literal)
+    assert bad.status == 400 and b"2 <ts><ts/> placeholders but 1 series" in bad.body

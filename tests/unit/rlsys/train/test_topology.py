@@ -18,6 +18,21 @@ def test_strl_plan_works_for_every_preset(preset: str, capsys) -> None:
     assert main(["plan", "--config", str(CONFIGS / preset)]) == 0
     out = capsys.readouterr().out
     assert "rollout-0" in out and "learner-0" in out and "reward-0" in out
+    cfg = load_config(CONFIGS / preset)
+    assert ("series: inline" in out) == (cfg.model.series == "inline")
+
+
+def test_gpu_presets_read_series_through_the_encoder_and_plan_says_so(capsys) -> None:
+    for name in ("gpu_8x_qwen3_8b.yaml", "gpu_2x8_qwen3_8b.yaml"):
+        cfg = load_config(CONFIGS / name)
+        assert cfg.model.series == "encoder" and cfg.trainer.stages[0] == "sft_align"
+        assert main(["plan", "--config", str(CONFIGS / name)]) == 0
+        out = capsys.readouterr().out
+        assert "series: through the time-series encoder: patches of 16 steps" in out
+        assert "read from /models/Qwen3-8B/config.json when the run starts" in out
+    assert main(["plan", "--config", str(CONFIGS / "tiny_cpu.yaml"), "model.series=encoder",
+                 "model.path=/nonexistent/tiny"]) == 0
+    assert "-> hidden size 256 (the 'tiny' preset)" in capsys.readouterr().out
 
 
 def test_tiny_cpu_plan_fits_two_cores() -> None:
