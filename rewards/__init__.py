@@ -1,7 +1,8 @@
 """Rewards for spatio-temporal reasoning: extraction, targets, registry, built-ins, judge.
 
 Importing this package registers the built-in rewards (``format``, ``exact_match``,
-``exp_mae``, ``horizon_bonus``, ``streasoner_forecast``, ``accuracy``, ``judge``). It needs
+``exp_mae``, ``horizon_bonus``, ``streasoner_forecast``, ``accuracy``, ``judge``,
+``rationale``). It needs
 only the standard library and numpy: no torch, no ray. See ``rewards.registry`` for how a
 user's own reward is written and selected from a config.
 """
@@ -31,6 +32,7 @@ from rewards.extract import (
 )
 from rewards.judge import JudgeClient, JudgeConfig, JudgeResult, JudgeReward, parse_judge_reply
 from rewards.metrics import TaskMetrics, evaluate
+from rewards.rationale import Claim, Facts, check, rationale, reasoning
 from rewards.registry import (
     BoundReward,
     RewardConfigError,
@@ -53,8 +55,10 @@ __all__ = [
     "REASONS",
     "TASK_KINDS",
     "BoundReward",
+    "Claim",
     "ExpMAE",
     "Extraction",
+    "Facts",
     "HorizonBonus",
     "JudgeClient",
     "JudgeConfig",
@@ -72,6 +76,7 @@ __all__ = [
     "accuracy",
     "answer_text",
     "build_reward",
+    "check",
     "evaluate",
     "is_well_formed",
     "exact_match",
@@ -83,6 +88,8 @@ __all__ = [
     "parse_judge_reply",
     "parse_numbers",
     "parse_sequence",
+    "rationale",
+    "reasoning",
     "registered",
     "reward",
     "spatial_bonus",

@@ -8,6 +8,11 @@ For each task, and for all targets together (the row ``"all"``):
 * ``accuracy``: exact match over the *valid* choice answers (None when there are none).
 * ``mae``: mean absolute error over the *valid* forecasts (None when there are none).
 * ``exp_mae``: mean of ``exp(-alpha * MAE)`` over the same valid forecasts (None likewise).
+* ``strict_format``: the share of completions that are strictly formed (one ``<think>``, one
+  non-empty ``<answer>``, no stray tags: ``is_strictly_formed``).
+* ``claims``, ``claims_verified``, ``claim_accuracy``: the verifiable claims the
+  ``<think>`` blocks make (``rewards.rationale``), how many the question's data confirm, and
+  their ratio (None without claims, or for targets without data to check against).
 
 Quality metrics are conditional on success, so a model that answers rarely but well shows a
 low ``success_rate`` and a high ``accuracy``; read the two together. (The training rewards
@@ -23,7 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rewards.builtin import mean_abs_error
-from rewards.extract import answer_text, parse_choice, parse_sequence
+from rewards.extract import answer_text, is_strictly_formed, parse_choice, parse_sequence
+from rewards.rationale import check, reasoning
 from rewards.types import CHOICE, SEQUENCE, Target
 
 ALL = "all"
@@ -39,13 +45,19 @@ class TaskMetrics:
     accuracy: float | None
     mae: float | None
     exp_mae: float | None
+    strict_format: float = 0.0
+    claims: int = 0
+    claims_verified: int = 0
+    claim_accuracy: float | None = None
 
 
 class _Tally:
-    __slots__ = ("n", "n_valid", "n_choice", "n_correct", "n_seq", "abs_err", "exp_sum")
+    __slots__ = ("n", "n_valid", "n_choice", "n_correct", "n_seq", "abs_err", "exp_sum",
+                 "n_strict", "claims", "verified")
 
     def __init__(self) -> None:
         self.n = self.n_valid = self.n_choice = self.n_correct = self.n_seq = 0
+        self.n_strict = self.claims = self.verified = 0
         self.abs_err = self.exp_sum = 0.0
 
     def metrics(self) -> TaskMetrics:
@@ -56,6 +68,10 @@ class _Tally:
             accuracy=self.n_correct / self.n_choice if self.n_choice else None,
             mae=self.abs_err / self.n_seq if self.n_seq else None,
             exp_mae=self.exp_sum / self.n_seq if self.n_seq else None,
+            strict_format=self.n_strict / self.n if self.n else 0.0,
+            claims=self.claims,
+            claims_verified=self.verified,
+            claim_accuracy=self.verified / self.claims if self.claims else None,
         )
 
 
@@ -79,8 +95,13 @@ def evaluate(
         tally = tallies.get(t.task)
         if tally is None:
             tally = tallies[t.task] = _Tally()
+        strict = is_strictly_formed(c)
+        claims = check(reasoning(c), t.facts) if t.facts is not None else []
         for tl in (tally, pooled):
             tl.n += 1
+            tl.n_strict += strict
+            tl.claims += len(claims)
+            tl.verified += sum(cl.ok for cl in claims)
         if t.kind == CHOICE:
             ex = parse_choice(c, t.n_options)
             if ex.reason is None:

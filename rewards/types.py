@@ -13,10 +13,14 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from rewards.extract import parse_gold, parse_numbers
+
+if TYPE_CHECKING:
+    from rewards.rationale import Facts
 
 CHOICE = "choice"
 SEQUENCE = "sequence"
@@ -64,6 +68,10 @@ class Target:
     """Question text, shown to the AI judge."""
     reference: str = ""
     """Reference rationale for the judge; the judge falls back to ``answer`` when empty."""
+    facts: Facts | None = field(default=None, compare=False, repr=False)
+    """The question's data that a rationale's claims are checked against (departures,
+    links and lags; ``rewards.rationale``): built from a record's ``series`` and ``edges``;
+    None where the record has none."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -144,6 +152,7 @@ class Target:
                 scale=_scale(rec.get("scale"), answer, kind),
                 question=str(rec.get("question") or ""),
                 reference=str(rec.get("reference") or answer),
+                facts=_facts(rec),
             )
         except ValueError as e:
             raise ValueError(f"record {_rid(rec)}: {e}") from e
@@ -174,6 +183,15 @@ class Target:
             )
         except ValueError as e:
             raise ValueError(f"ST-Test row {_rid(rec)}: {e}") from e
+
+
+def _facts(rec: Mapping) -> Facts | None:
+    """A sample record's data for the rationale checker (None without series and edges)."""
+    if rec.get("series") is None or rec.get("edges") is None:
+        return None
+    from rewards.rationale import Facts
+
+    return Facts.of(rec["series"], rec["edges"])
 
 
 def count_options(text: str) -> int:

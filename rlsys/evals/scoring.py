@@ -28,7 +28,8 @@ class ScoreReport:
         return {"tasks": self.tasks}
 
     def table(self) -> str:
-        cols = ["n", "success_rate", "accuracy", "mae", "score"] + [
+        cols = ["n", "success_rate", "accuracy", "mae", "score", "strict_format",
+                "claim_accuracy"] + [
             r for r in REPORT_REWARDS if r != "accuracy"]
         lines = [" | ".join(["task"] + cols), " | ".join(["---"] * (len(cols) + 1))]
         for task, row in self.tasks.items():

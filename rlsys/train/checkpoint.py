@@ -51,7 +51,8 @@ class Progress:
     sft_position: int = 0
     """Next index of the supervised warm-start split."""
     evals: dict[str, Any] = field(default_factory=dict)
-    """Evaluations recorded so far ("before", "after_sft")."""
+    """Held-out evaluations recorded so far ("before", then "after <stage>" for each
+    supervised stage done)."""
     counters: dict[str, float] = field(default_factory=dict)
     """Run-wide counters (skipped gradient steps, actor restarts, ...)."""
 

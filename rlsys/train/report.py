@@ -201,6 +201,29 @@ def _eval_section(before: dict[str, dict[str, Any]],
             "MAE: lower is better; n differs (before / after) only if the eval sets did.", ""]
 
 
+def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
+    """The held-out questions after each stage, side by side: validity, strict format,
+    the rationale checker's verified claims, and accuracy per task."""
+    if not stages:
+        return []
+    tasks = list(dict.fromkeys(t for ev in stages.values() for t in ev if t != "all"))
+    header = ["stage", "n", "success", "strict format", "verified claims", "accuracy",
+              *[f"{t} acc" for t in tasks]]
+    rows = []
+    for name, ev in stages.items():
+        a = ev.get("all") or _pooled(ev)
+        claims = a.get("claims") or 0
+        checked = (f"{fmt(a.get('claim_accuracy'))} of {claims}" if claims else "-")
+        rows.append([name, fmt(a.get("n")), fmt(a.get("success_rate")),
+                     fmt(a.get("strict_format")), checked, fmt(a.get("accuracy")),
+                     *[fmt(ev.get(t, {}).get("accuracy")) for t in tasks]])
+    return ["## Held-out questions after each stage", "", *md_table(header, rows), "",
+            "Accuracy is over valid answers (TimeOmni-1's convention); strict format is the "
+            "share of completions with one `<think>` and one non-empty `<answer>`; verified "
+            "claims: the share of the claims the `<think>` blocks make (departures, delays, "
+            "links, lags, sums) that the question's data confirm (`rewards.rationale`).", ""]
+
+
 def _reward_section(rows: list[dict[str, Any]]) -> list[str]:
     steps, rewards = _series(rows, REWARD)
     if not rewards:
@@ -277,14 +300,16 @@ def _nested_sections(nested: dict[str, Any]) -> list[str]:
 def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str, Any],
                  after: dict[str, Any], config: dict[str, Any],
                  extra: dict[str, Any] | None = None,
-                 sections: list[str] | None = None) -> Path:
+                 sections: list[str] | None = None,
+                 stages: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write `run_dir/report.md` (and the `curves.png` it shows) and return its path.
 
     `before` / `after` map task -> {"accuracy", "success_rate", "mae", "n"} (as `strl
     score` reports them); an "all" row is pooled by n when absent. `extra` adds summary
     rows ("wall_s" or "wall_time_s" is shown as a duration); a dict or list in `extra` is
     shown as JSON in its own section. `sections` are Markdown lines placed after the
-    held-out evaluation (the benchmark's tables).
+    held-out evaluation (the benchmark's tables). `stages` maps a stage's name ("before",
+    "after sft_align", ..., "after grpo") to its held-out evaluation, shown side by side.
     """
     run_dir = Path(run_dir)
     extra = dict(extra or {})
@@ -306,7 +331,8 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
     summary += [[str(k), fmt(v)] for k, v in extra.items() if k not in nested]
 
     lines = [f"# Run report: {run_dir.name}", "", *md_table(["summary", ""], summary), "",
-             *_eval_section(before, after), *(sections or []), *_reward_section(rows),
+             *_eval_section(before, after), *_stage_section(stages or {}),
+             *(sections or []), *_reward_section(rows),
              *_time_section(rows),
              *_throughput_section(rows), *_nested_sections(nested),
              "## Curves", "", f"![training curves]({CURVES_FILE})", ""]

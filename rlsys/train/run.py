@@ -174,8 +174,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
             else:
                 _sft(cfg, stage, trainer, source, logger, progress, between_steps)
                 trainer.sync()
-                if "grpo" in stages[progress.stage + 1:]:
-                    progress.evals["after_sft"] = trainer.evaluate(held_out)
+                progress.evals[f"after {stage}"] = trainer.evaluate(held_out)
             progress.stage, progress.step = progress.stage + 1, 0
         evals = dict(progress.evals, after=trainer.evaluate(held_out))
         final = checkpoint.write_policy(handles.learners,
@@ -184,13 +183,15 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
         counts = trainer.state()
         extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(final),
                      **source.state(), skipped_grad_steps=counts["skipped_grad_steps"],
-                     actor_restarts=counts["restarts_rollout"] + counts["restarts_reward"],
-                     eval_after_sft=evals.get("after_sft"))
+                     actor_restarts=counts["restarts_rollout"] + counts["restarts_reward"])
         bench = _benchmark(cfg, trainer, card, run_dir / "eval")
         metrics = read_metrics(run_dir / "metrics.jsonl")
         grpo = [m for m in metrics if "reward/mean" in m]  # SFT rows carry sft_*/ keys only
+        by_stage = {k: v for k, v in evals.items() if k != "after"}
+        by_stage[f"after {stages[-1]}"] = evals["after"]
         report = write_report(run_dir, grpo, evals["before"], evals["after"],
-                              cfg.model_dump(mode="json"), extra, sections=bench)
+                              cfg.model_dump(mode="json"), extra, sections=bench,
+                              stages=by_stage)
         print(f"report: {report}")
     finally:
         stop.restore()

@@ -30,15 +30,29 @@ def test_mixed_batch_hand_computed() -> None:
     targets = [ENTITY, ENTITY, ENTITY, FORECAST, FORECAST, PATH, PATH]
     m = evaluate(completions, targets)
     assert list(m) == ["entity", "forecasting", "path_description", "all"]
-    assert m["entity"] == TaskMetrics(3, 2, 2 / 3, 0.5, None, None)
-    assert m["forecasting"] == TaskMetrics(2, 1, 0.5, None, 1.0, math.exp(-0.1))
-    assert m["path_description"] == TaskMetrics(2, 1, 0.5, None, None, None)
-    assert m["all"] == TaskMetrics(7, 4, 4 / 7, 0.5, 1.0, math.exp(-0.1))
+    assert m["entity"] == TaskMetrics(3, 2, 2 / 3, 0.5, None, None, strict_format=1.0)
+    assert m["forecasting"] == TaskMetrics(2, 1, 0.5, None, 1.0, math.exp(-0.1), 1.0)
+    assert m["path_description"] == TaskMetrics(2, 1, 0.5, None, None, None, 0.5)
+    assert m["all"] == TaskMetrics(7, 4, 4 / 7, 0.5, 1.0, math.exp(-0.1), 6 / 7)
 
 
 def test_accuracy_is_none_without_valid_choice_answers() -> None:
     m = evaluate([ans("maybe"), "nothing"], [ENTITY, ENTITY])
-    assert m["entity"] == TaskMetrics(2, 0, 0.0, None, None, None)
+    assert m["entity"] == TaskMetrics(2, 0, 0.0, None, None, None, strict_format=0.5)
+
+
+def test_the_claims_of_the_reasoning_are_counted_and_checked() -> None:
+    from rewards.rationale import Facts
+
+    facts = Facts.of([[1.0] * 10 + [2.0] * 10, [1.0] * 20], [[0, 1, 2]])
+    t = Target("root_cause", "choice", "A", n_options=2, facts=facts)
+    m = evaluate(["<think>Node 0 departs at step 10. Node 1 departs at step 12. Node 0->Node 1"
+                  " (lag 2).</think><answer>A</answer>",
+                  "<think>Node 1 never departs.</think><answer>B</answer>",
+                  "<answer>A</answer>"], [t] * 3)["root_cause"]
+    assert (m.claims, m.claims_verified, m.claim_accuracy) == (5, 4, 0.8)
+    assert m.strict_format == pytest.approx(2 / 3) and m.accuracy == pytest.approx(2 / 3)
+    assert evaluate([ans("A")], [ENTITY])["entity"].claim_accuracy is None  # nothing to check
 
 
 def test_alpha_and_non_finite_forecasts() -> None:
