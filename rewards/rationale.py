@@ -97,8 +97,14 @@ def reasoning(completion: str) -> str:
 
 
 def check(text: str, facts: Facts, tolerance: int = TOLERANCE) -> list[Claim]:
-    """The distinct verifiable claims of `text`, each marked true or false, in order of
-    first appearance."""
+    """The distinct verifiable claims of `text`, each marked true or false, grouped by
+    kind (departures, no departures, delays, links and lags, sums).
+
+    >>> facts = Facts.of([[1.0] * 10 + [2.0] * 10, [1.0] * 20], [[0, 1, 2]])
+    >>> [(c.kind, c.what, c.ok) for c in check(
+    ...     "Node 0 departs at step 10. Node 1 never departs. Node 1->Node 0.", facts)]
+    [('departure', (0, 10), True), ('never', (1,), True), ('link', (1, 0), False)]
+    """
     n = len(facts.onsets)
     onset = facts.onsets
 

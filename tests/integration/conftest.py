@@ -1,5 +1,6 @@
-"""Shared fixtures of the integration tests: the embedded tiny model, and one short real
-training run (`strl train`), each built once per session."""
+"""Shared fixtures of the integration tests: the embedded tiny model, and two short real
+training runs (`strl train`: the default pipeline, and an inline one that serving tests
+serve), each built once per session."""
 
 from __future__ import annotations
 
@@ -28,26 +29,40 @@ class TrainedRun:
     stderr: str
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """A short `strl train` of the tiny preset: the answer-format warm start, 3 GRPO steps,
-    and the end-of-run benchmark (1 question per cell). Its checkpoint is what the serving
-    and evaluation tests serve."""
+def _train(tmp: Path, name: str, *overrides: str) -> TrainedRun:
     from rlsys.model.build import build_model
 
-    tmp = tmp_path_factory.mktemp("trained")
     model = build_model(tmp / "model", "tiny", seed=0, corpus_size=300, progress=False)
     cmd = [sys.executable, "-m", "rlsys.cli", "train", "--config",
            str(ROOT / "configs" / "tiny_cpu.yaml"), f"model.path={model}",
-           f"trainer.out_dir={tmp / 'runs'}", "trainer.name=e2e", "trainer.steps=3",
+           f"trainer.out_dir={tmp / 'runs'}", f"trainer.name={name}", "trainer.steps=3",
            "data.eval_size=4", "rollout.prompts_per_step=2", "rollout.n=2",
            "rollout.max_tokens=16", "algorithm.dynamic_sampling=false",
            "trainer.wandb=offline", "trainer.log_samples_every=1",
-           "trainer.benchmark_per_cell=1"]
+           "trainer.benchmark_per_cell=1", "trainer.sft.steps=2", *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run = tmp / "runs" / "e2e"
+    run = tmp / "runs" / name
     return TrainedRun(run, run / "checkpoints" / "final", proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """`make run`'s pipeline, short: the tiny preset as configured (series through the
+    encoder, chain-of-thought warm start, GRPO on accuracy + format + rationale), 2 SFT
+    steps, 3 GRPO steps and the end-of-run benchmark (1 question per cell)."""
+    return _train(tmp_path_factory.mktemp("default"), "e2e")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """A short run of a model that reads its series inline (answer-format warm start, 3
+    GRPO steps): the checkpoint the serving and evaluation tests serve, whose prompts are
+    the text a client sees. (Encoder checkpoints are served in test_series_encoder.py.)"""
+    return _train(tmp_path_factory.mktemp("trained"), "inline", "model.series=inline",
+                  "trainer.stages=[sft_align, grpo]", "trainer.eval_temperature=1.0",
+                  "reward.rewards=[{name: accuracy, weight: 0.5}, "
+                  "{name: format, weight: 0.5, params: {strict: true}}]")
 
 
 @pytest.fixture

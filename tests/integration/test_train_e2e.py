@@ -1,6 +1,6 @@
-"""A few GRPO steps of the real entry point (`strl train`, the `trained_run` fixture)
-through a real local Ray cluster, vLLM engines, a DeepSpeed learner and reward workers;
-then the outputs."""
+"""`make run`'s pipeline, a few steps of it, through the real entry point (`strl train`, the
+`default_run` fixture): a real local Ray cluster, vLLM engines, a DeepSpeed learner and
+reward workers; then the outputs."""
 
 from __future__ import annotations
 
@@ -13,25 +13,30 @@ from envs import benchmark
 pytestmark = pytest.mark.slow
 
 
-def test_strl_train_runs_sft_and_grpo_and_writes_every_output(trained_run) -> None:
-    run = trained_run.run
+def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> None:
+    run = default_run.run
     assert (run / "config.yaml").is_file()
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     grpo = [r for r in rows if "reward/mean" in r]
     assert [r["step"] for r in grpo] == [0, 1, 2]
     for r in grpo:
-        for key in ("reward/mean", "reward/format", "reward/accuracy", "kl", "loss",
+        for key in ("reward/mean", "reward/format", "reward/accuracy", "reward/rationale",
+                    "kl", "loss",
                     "grad_norm", "response_len", "time/generate", "time/reward",
                     "time/reference", "time/train", "time/sync", "tokens_per_s", "sync_bytes"):
             assert key in r, key
         assert r["sync_bytes"] > 0
     assert any(k.startswith("acc/") for k in grpo[0])
-    assert any("sft_align/" in k for r in rows for k in r)
+    assert any("sft_cot/" in k for r in rows for k in r)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert (run / "wandb").is_dir()
     assert (run / "samples.jsonl").read_text().strip()
     report = (run / "report.md").read_text()
     assert "before / after" in report.lower() and "curves.png" in report
+    # the stages side by side, with the strict format and the rationale checker's figure
+    assert "## Held-out questions after each stage" in report
+    assert "| before |" in report and "| after sft_cot |" in report
+    assert "| after grpo |" in report and "verified claims" in report
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     ckpt = run / "checkpoints" / "final"
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -39,13 +44,14 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(trained_run) -> No
     AutoModelForCausalLM.from_pretrained(ckpt)
     AutoTokenizer.from_pretrained(ckpt)
     card = json.loads((ckpt / "strl.json").read_text())  # how serving must prompt it
-    assert card["precision"] == 0 and card["temperature"] == 1.0 and card["max_tokens"] == 16
+    assert card["precision"] == 0 and card["temperature"] == 0.0 and card["max_tokens"] == 16
+    assert card["series"] == "encoder" and (ckpt / "ts_encoder" / "model.safetensors").is_file()
     assert "ecology" not in card["domains"]
 
 
-def test_the_run_ends_with_the_benchmark_in_its_report(trained_run) -> None:
+def test_the_run_ends_with_the_benchmark_in_its_report(default_run) -> None:
     """`make run`'s report carries `strl eval`'s figures: every task, both domain splits."""
-    run = trained_run.run
+    run = default_run.run
     result = json.loads((run / "eval" / "eval.json").read_text())
     assert result["benchmark"] == "stb-2" and result["per_cell"] == 1
     assert result["tasks"]["all"]["n"] == len(benchmark.cells()) and result["graph_free"]

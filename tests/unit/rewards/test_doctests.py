@@ -15,6 +15,7 @@ MODULES = [
     "rewards.spatial",
     "rewards.judge",
     "rewards.metrics",
+    "rewards.rationale",
 ]
 
 
