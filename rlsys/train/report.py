@@ -33,6 +33,7 @@ WALL_KEYS = ("wall_s", "wall_time_s")  # keys of `extra` shown as the run's wall
 CURVES_FILE = "curves.png"
 REPORT_FILE = "report.md"
 EVAL_METRICS = ("accuracy", "success_rate", "mae")
+EXAMPLES_PER_TASK = 3  # the final policy's held-out answers shown per task
 
 
 # ---------------------------------------------------------------------------------------
@@ -222,6 +223,30 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
             "share of completions with one `<think>` and one non-empty `<answer>`; verified "
             "claims: the share of the claims the `<think>` blocks make (departures, delays, "
             "links, lags, sums) that the question's data confirm (`rewards.rationale`).", ""]
+
+
+def example_section(prompts: list[Any], texts: list[str], targets: list[Any],
+                    per_task: int = EXAMPLES_PER_TASK) -> list[str]:
+    """The first `per_task` held-out answers of each task, whole, with the gold and the
+    rationale checker's verdict on each claim (`prompts`: `rlsys.train.data.Prompt`)."""
+    from rewards import check, parse_choice, reasoning
+
+    shown: dict[str, int] = {}
+    lines = ["## Example answers of the final policy (held-out questions)", ""]
+    for p, text, t in zip(prompts, texts, targets, strict=True):
+        if shown.get(p.task, 0) >= per_task:
+            continue
+        shown[p.task] = shown.get(p.task, 0) + 1
+        question = str(p.target.get("question") or "").replace("\n", " ")
+        claims = check(reasoning(text), t.facts) if t.facts is not None else []
+        verdict = ", ".join(f"{c.kind} {'/'.join(map(str, c.what))} "
+                            f"{'ok' if c.ok else 'wrong'}" for c in claims) or "none"
+        picked = parse_choice(text, t.n_options).value if t.kind == "choice" else None
+        lines += [f"**{p.task}** `{p.id}`: {question}", "",
+                  f"- gold {t.answer}; answered {picked or '(no valid letter)'}; claims: "
+                  f"{sum(c.ok for c in claims)} of {len(claims)} verified ({verdict})", "",
+                  "```", text.strip() or "(empty)", "```", ""]
+    return lines
 
 
 def _reward_section(rows: list[dict[str, Any]]) -> list[str]:

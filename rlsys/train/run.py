@@ -72,15 +72,18 @@ def _progress(total: int, desc: str, initial: int = 0):
 
 def run(cfg: Config, resume: Path | None = None) -> Path:
     """Train as configured, or continue the run in `resume`; returns the run directory."""
+    from dataclasses import asdict
+
     import ray
     from transformers import AutoTokenizer
 
+    from rewards import evaluate
     from rlsys.model.build import ensure_model
     from rlsys.model.card import card_of
     from rlsys.train import checkpoint, plugins
     from rlsys.train.cluster import build, cluster_gpus
     from rlsys.train.data import PromptSource
-    from rlsys.train.report import write_report
+    from rlsys.train.report import EXAMPLES_PER_TASK, example_section, write_report
     from rlsys.train.runlog import RunLogger, read_metrics
     from rlsys.train.topology import plan_topology
     from rlsys.train.trainer import Trainer, unique_run_dir
@@ -176,7 +179,10 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
                 trainer.sync()
                 progress.evals[f"after {stage}"] = trainer.evaluate(held_out)
             progress.stage, progress.step = progress.stage + 1, 0
-        evals = dict(progress.evals, after=trainer.evaluate(held_out))
+        texts, targets = trainer.answers(held_out)
+        evals = dict(progress.evals, after={k: asdict(v) for k, v in
+                                            evaluate(texts, targets).items()})
+        examples = example_section(held_out, texts, targets, EXAMPLES_PER_TASK)
         final = checkpoint.write_policy(handles.learners,
                                         run_dir / checkpoint.CHECKPOINTS / "final", model_path,
                                         card)
@@ -190,8 +196,8 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
         by_stage = {k: v for k, v in evals.items() if k != "after"}
         by_stage[f"after {stages[-1]}"] = evals["after"]
         report = write_report(run_dir, grpo, evals["before"], evals["after"],
-                              cfg.model_dump(mode="json"), extra, sections=bench,
-                              stages=by_stage)
+                              cfg.model_dump(mode="json"), extra,
+                              sections=examples + bench, stages=by_stage)
         print(f"report: {report}")
     finally:
         stop.restore()

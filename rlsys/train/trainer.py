@@ -386,23 +386,28 @@ class Trainer:
 
     # ---- evaluation ---------------------------------------------------------------
     def evaluate(self, prompts: list[Prompt]) -> dict[str, dict[str, Any]]:
-        """Answers on held-out prompts (greedy unless `trainer.eval_temperature` > 0), in the
-        TimeOmni-1 convention per task. Sampling is seeded the same way every time, so a
-        before/after difference is the model's, not the dice's."""
+        """Metrics of the answers on held-out prompts, per task (TimeOmni-1's convention)."""
         from dataclasses import asdict
 
-        from rewards import Target, evaluate
+        from rewards import evaluate
 
         if not prompts:
             return {}
+        texts, targets = self.answers(prompts)
+        return {k: asdict(v) for k, v in evaluate(texts, targets).items()}
+
+    def answers(self, prompts: list[Prompt]) -> tuple[list[str], list[Any]]:
+        """The policy's answers to held-out prompts (greedy unless
+        `trainer.eval_temperature` > 0), and their targets. Sampling is seeded the same way
+        every time, so a before/after difference is the model's, not the dice's."""
+        from rewards import Target
+
         temp = self.cfg.trainer.eval_temperature
         sampling = SamplingSettings(n=1, temperature=temp, max_tokens=self.cfg.rollout.max_tokens,
                                     stop_token_ids=self.stop_ids)
         groups = self.generate([p.ids for p in prompts], sampling,
                                EVAL_SEED + self.cfg.trainer.seed, [p.series for p in prompts])
-        texts = [g[0].text for g in groups]
-        targets = [Target.from_record(p.target) for p in prompts]
-        return {k: asdict(v) for k, v in evaluate(texts, targets).items()}
+        return [g[0].text for g in groups], [Target.from_record(p.target) for p in prompts]
 
 
 def _compared(res: RewardResult, component: str | None, sl: slice) -> list[float]:

@@ -37,6 +37,7 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert "## Held-out questions after each stage" in report
     assert "| before |" in report and "| after sft_cot |" in report
     assert "| after grpo |" in report and "verified claims" in report
+    assert "## Example answers of the final policy" in report and "- gold " in report
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     ckpt = run / "checkpoints" / "final"
     from transformers import AutoModelForCausalLM, AutoTokenizer

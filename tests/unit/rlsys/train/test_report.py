@@ -137,3 +137,24 @@ def test_report_from_a_logged_run_without_time_or_reward(tmp_path: Path) -> None
                       ).read_text()
     assert "No `reward/mean` metric was logged." in md and "No `time/*` metrics" in md
     assert "| skipped steps (no update) | 0 of 1 (0 with" in md
+
+
+def test_example_answers_show_the_gold_the_answer_and_each_claims_verdict() -> None:
+    from types import SimpleNamespace
+
+    from rewards import Target
+    from rewards.rationale import Facts
+    from rlsys.train.report import example_section
+
+    facts = Facts.of([[1.0] * 10 + [2.0] * 10, [1.0] * 20], [[0, 1, 2]])
+    t = Target("root_cause", "choice", "A", n_options=2, facts=facts)
+    prompts = [SimpleNamespace(id=f"q{i}", task="root_cause",
+                               target={"question": f"Which node, {i}?"}) for i in range(4)]
+    texts = ["<think>Node 0 departs at step 10. Node 1->Node 0.</think><answer>B</answer>",
+             "<answer>A</answer>", "no answer", "<think>x</think><answer>A</answer>"]
+    md = "\n".join(example_section(prompts, texts, [t] * 4, per_task=3))
+    assert md.count("**root_cause**") == 3 and "q3" not in md  # three per task
+    assert ("- gold A; answered B; claims: 1 of 2 verified (departure 0/10 ok, "
+            "link 1/0 wrong)") in md
+    assert "- gold A; answered (no valid letter); claims: 0 of 0 verified (none)" in md
+    assert "Node 0 departs at step 10" in md and "Which node, 0?" in md
