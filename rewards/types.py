@@ -186,12 +186,17 @@ class Target:
 
 
 def _facts(rec: Mapping) -> Facts | None:
-    """A sample record's data for the rationale checker (None without series and edges)."""
+    """A sample record's data for the rationale checker: None without series and edges,
+    or when they are not a table of numbers and [from, to(, lag)] lists (the answer is
+    still scored; only the claims go unchecked)."""
     if rec.get("series") is None or rec.get("edges") is None:
         return None
     from rewards.rationale import Facts
 
-    return Facts.of(rec["series"], rec["edges"])
+    try:
+        return Facts.of(rec["series"], rec["edges"])
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
 
 
 def count_options(text: str) -> int:

@@ -99,6 +99,8 @@ def test_a_record_carries_its_facts_and_a_row_without_series_none() -> None:
     assert Target.from_record(rec).facts == FACTS
     assert Target.from_record({"task": "root_cause", "answer": "A",
                                "options": ["x", "y"]}).facts is None
+    ragged = {**rec, "series": [[1.0, 2.0], [1.0]], "edges": [{"from": 0, "to": 1}]}
+    assert Target.from_record(ragged).facts is None  # still a target: only claims unchecked
 
 
 @pytest.mark.parametrize("task", ["etiological", "entity", "correlation", "root_cause",
