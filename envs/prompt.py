@@ -108,6 +108,17 @@ def with_placeholders(text: str) -> str:
     return _NODE_RE.sub(lambda m: m.group(0)[: m.start(3) - m.start(0)] + PLACEHOLDER, text)
 
 
+def fill_placeholders(texts: list[str], fills: list[str]) -> list[str]:
+    """`texts` with their `<ts><ts/>` placeholders, in order across the texts, replaced by
+    `fills` (one per placeholder: inline numbers, or an encoder's layout)."""
+    pieces = [t.split(PLACEHOLDER) for t in texts]
+    found = sum(len(p) - 1 for p in pieces)
+    if found != len(fills):
+        raise ValueError(f"{found} {PLACEHOLDER} placeholders but {len(fills)} series")
+    it = iter(fills)
+    return [p[0] + "".join(next(it) + rest for rest in p[1:]) for p in pieces]
+
+
 def parse_prompt(text: str, timeseries: list[list[float]] | None = None) -> ParsedPrompt:
     """Read series, graph, question and options back out of a prompt.
 

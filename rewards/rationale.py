@@ -148,12 +148,10 @@ def check(text: str, facts: Facts, tolerance: int = TOLERANCE) -> list[Claim]:
             add(LINK, (u, v), (u, v) in facts.links)
             if t.group(2) is not None:
                 add(LAG, (u, v, int(t.group(2))), facts.links.get((u, v)) == int(t.group(2)))
-    for m in _SUM.finditer(text):
-        a, b, c = (int(x) for x in m.groups())
-        add(SUM, (a, b, c), a + b == c)
-    for m in _ARRIVE.finditer(text):
-        a, b, c = (int(x) for x in m.groups())
-        add(SUM, (a, b, c), a + b == c)
+    for pattern in (_SUM, _ARRIVE):
+        for m in pattern.finditer(text):
+            a, b, c = (int(x) for x in m.groups())
+            add(SUM, (a, b, c), a + b == c)
     return [Claim(kind, what, ok) for (kind, what), ok in out.items()]
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from envs.prompt import FORMAT_INSTRUCTION, PLACEHOLDER
+from envs.prompt import FORMAT_INSTRUCTION, fill_placeholders
 from rlsys.files import write_atomic
 from rlsys.model.chat import template_ids
 
@@ -142,16 +142,18 @@ def placeholder_token(tokenizer: Any) -> tuple[str, int]:
 def series_text(text: str, series: list[Any], patch: int, token: str) -> str:
     """The prompt with its k-th `<ts><ts/>` replaced by series k's offset and scale and
     `ceil(T_k / patch)` placeholder tokens."""
-    pieces = text.split(PLACEHOLDER)
-    if len(pieces) - 1 != len(series):
-        raise ValueError(f"the prompt has {len(pieces) - 1} {PLACEHOLDER} placeholders "
-                         f"but {len(series)} series")
-    out = [pieces[0]]
-    for s, rest in zip(series, pieces[1:], strict=True):
+    return fill_placeholders([text], _layouts(series, patch, token))[0]
+
+
+def _layouts(series: list[Any], patch: int, token: str) -> list[str]:
+    """What stands for each series in the prompt: its offset and scale, then its patches'
+    placeholder tokens."""
+    out = []
+    for s in series:
         _, offset, scale = normalise(np.asarray(s))
         out.append(f"[offset {offset:.4g}, scale {scale:.4g}] "
-                   + token * n_patches(len(s), patch) + rest)
-    return "".join(out)
+                   + token * n_patches(len(s), patch))
+    return out
 
 
 def series_ids(tokenizer: Any, text: str, series: list[Any], patch: int,
@@ -168,14 +170,9 @@ def series_chat_ids(tokenizer: Any, messages: list[dict[str, str]], series: list
     its messages, stand for `series` (a question is the system message and one user
     message: `series_ids`; the chat endpoint sends whole conversations)."""
     token, tid = placeholder_token(tokenizer)
-    counts = [m["content"].count(PLACEHOLDER) for m in messages]
-    if sum(counts) != len(series):
-        raise ValueError(f"the messages have {sum(counts)} {PLACEHOLDER} placeholders but "
-                         f"{len(series)} series")
-    laid, k = [], 0
-    for m, c in zip(messages, counts, strict=True):
-        laid.append({**m, "content": series_text(m["content"], series[k:k + c], patch, token)})
-        k += c
+    texts = fill_placeholders([m["content"] for m in messages],
+                              _layouts(series, patch, token))
+    laid = [{**m, "content": t} for m, t in zip(messages, texts, strict=True)]
     ids = template_ids(tokenizer, laid)
     want = sum(n_patches(len(s), patch) for s in series)
     if sum(1 for i in ids if i == tid) != want:

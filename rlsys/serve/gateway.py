@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from envs.prompt import PLACEHOLDER, format_series, with_placeholders
+from envs.prompt import fill_placeholders, format_series, with_placeholders
 from rlsys.config import ServeConfig
 from rlsys.model.card import read_card
 from rlsys.model.chat import chat_ids, stop_ids, template_ids
@@ -239,21 +239,18 @@ class Gateway:
         checkpoint) or written inline at the card's precision, as in training."""
         if not c.series:
             return template_ids(self.tok, c.messages)
-        if self.card.series == "encoder":
-            from rlsys.model.series import series_chat_ids
+        try:  # a text part holding a literal placeholder miscounts them: the client's fault
+            if self.card.series == "encoder":
+                from rlsys.model.series import series_chat_ids
 
-            try:
                 return series_chat_ids(self.tok, c.messages, list(c.series), self.card.patch)
-            except ValueError as e:
-                raise BadRequest(f"messages: {e}") from None
-        values = iter([format_series(np.asarray(s), self.precision) for s in c.series])
-        parts = [m["content"].split(PLACEHOLDER) for m in c.messages]
-        if sum(len(p) - 1 for p in parts) != len(c.series):
-            raise BadRequest(f"messages: a text part holds a literal {PLACEHOLDER}; send "
-                             "series as timeseries parts only")
-        return template_ids(self.tok, [
-            {**m, "content": p[0] + "".join(next(values) + q for q in p[1:])}
-            for m, p in zip(c.messages, parts, strict=True)])
+            texts = fill_placeholders([m["content"] for m in c.messages],
+                                      [format_series(np.asarray(s), self.precision)
+                                       for s in c.series])
+        except ValueError as e:
+            raise BadRequest(f"messages: {e}") from None
+        return template_ids(self.tok, [{**m, "content": t}
+                                       for m, t in zip(c.messages, texts, strict=True)])
 
     async def _sse(self, rid: str, ids: list[int], sampling: dict[str, Any]
                    ) -> AsyncIterator[str]:

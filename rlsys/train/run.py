@@ -72,12 +72,9 @@ def _progress(total: int, desc: str, initial: int = 0):
 
 def run(cfg: Config, resume: Path | None = None) -> Path:
     """Train as configured, or continue the run in `resume`; returns the run directory."""
-    from dataclasses import asdict
-
     import ray
     from transformers import AutoTokenizer
 
-    from rewards import evaluate
     from rlsys.model.build import ensure_model
     from rlsys.model.card import card_of
     from rlsys.train import checkpoint, plugins
@@ -86,7 +83,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     from rlsys.train.report import EXAMPLES_PER_TASK, example_section, write_report
     from rlsys.train.runlog import RunLogger, read_metrics
     from rlsys.train.topology import plan_topology
-    from rlsys.train.trainer import Trainer, unique_run_dir
+    from rlsys.train.trainer import Trainer, held_out_metrics, unique_run_dir
 
     t_start = time.perf_counter()
     progress, ckpt = Progress(), None
@@ -180,8 +177,7 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
                 progress.evals[f"after {stage}"] = trainer.evaluate(held_out)
             progress.stage, progress.step = progress.stage + 1, 0
         texts, targets = trainer.answers(held_out)
-        evals = dict(progress.evals, after={k: asdict(v) for k, v in
-                                            evaluate(texts, targets).items()})
+        evals = dict(progress.evals, after=held_out_metrics(texts, targets))
         examples = example_section(held_out, texts, targets, EXAMPLES_PER_TASK)
         final = checkpoint.write_policy(handles.learners,
                                         run_dir / checkpoint.CHECKPOINTS / "final", model_path,

@@ -387,14 +387,7 @@ class Trainer:
     # ---- evaluation ---------------------------------------------------------------
     def evaluate(self, prompts: list[Prompt]) -> dict[str, dict[str, Any]]:
         """Metrics of the answers on held-out prompts, per task (TimeOmni-1's convention)."""
-        from dataclasses import asdict
-
-        from rewards import evaluate
-
-        if not prompts:
-            return {}
-        texts, targets = self.answers(prompts)
-        return {k: asdict(v) for k, v in evaluate(texts, targets).items()}
+        return held_out_metrics(*self.answers(prompts)) if prompts else {}
 
     def answers(self, prompts: list[Prompt]) -> tuple[list[str], list[Any]]:
         """The policy's answers to held-out prompts (greedy unless
@@ -408,6 +401,15 @@ class Trainer:
         groups = self.generate([p.ids for p in prompts], sampling,
                                EVAL_SEED + self.cfg.trainer.seed, [p.series for p in prompts])
         return [g[0].text for g in groups], [Target.from_record(p.target) for p in prompts]
+
+
+def held_out_metrics(texts: list[str], targets: list[Any]) -> dict[str, dict[str, Any]]:
+    """`rewards.evaluate`'s metrics per task, as plain dicts (a checkpoint keeps them)."""
+    from dataclasses import asdict
+
+    from rewards import evaluate
+
+    return {k: asdict(v) for k, v in evaluate(texts, targets).items()}
 
 
 def _compared(res: RewardResult, component: str | None, sl: slice) -> list[float]:
