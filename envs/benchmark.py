@@ -28,8 +28,14 @@ from envs.sample import TASKS, Sample
 from envs.stream import TaskMix, generate
 from envs.tasks import EnvConfig, get_task
 
-VERSION = "stb-2"
+VERSION = "stb-3"
 """Name of the question set; bumped whenever a change to the generator changes it.
+
+`stb-3` (2026-12): adds the decision-making family `intervention` (which link to close
+now, gold by re-simulation), and every task reads departures off the numbers its prompt
+shows (rounded to the shown precision) rather than the unrounded series, so reference
+rationales check out against the prompt at any precision. `stb-2` is rebuilt exactly by
+strl at commit 99c7197.
 
 `stb-2` (2026-12): root_cause, propagation and correlation ask for the candidate whose
 departure and route lag line up, entity roles need the series and the graph, the graph

@@ -21,6 +21,7 @@ TASKS: tuple[str, ...] = (
     "propagation",
     "forecasting",
     "path_description",
+    "intervention",
 )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from envs.detect import departures
 from envs.sample import Sample
+from envs.tasks.intervention import OBJECTIVES
 
 
 def describe(s: Sample, width: int = 100) -> str:
@@ -29,6 +30,13 @@ def describe(s: Sample, width: int = 100) -> str:
         wrap("question  " + s.question),
     ]
     lines += [f"    {chr(65 + i)}. {o}" for i, o in enumerate(s.options)]
+    if "scores" in m:  # an intervention: the re-simulated outcome of every option
+        first, last = m["window"]
+        scores = ", ".join(f"{'left alone' if k == 'none' else k} {v:g}"
+                           for k, v in m["scores"].items())
+        lines += ["", wrap(f"outcomes  {OBJECTIVES[m['objective']]} at Node {m['target']} "
+                           f"over steps {first}-{last}, re-simulated with the same noise: "
+                           + scores)]
     lines += ["", wrap("answer    " + s.answer), wrap("rationale " + s.rationale), "",
               "series (first 4 and last 4 values per node):"]
     for i, row in enumerate(s.series):
@@ -39,7 +47,11 @@ def describe(s: Sample, width: int = 100) -> str:
 
 
 def plot(s: Sample, path: str | Path) -> Path:
-    """Series (one panel per node, event windows shaded, departures marked) and the graph."""
+    """Series (one panel per node, event windows shaded, departures marked) and the graph.
+
+    An intervention question also shows, on its target's panel, the target's series over
+    the closure window left alone (the actual outcome) and under each option (the
+    counterfactuals, re-simulated with the same noise), the gold option in bold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,10 +71,15 @@ def plot(s: Sample, path: str | Path) -> Path:
                 ax.axvspan(e["t0"], min(t_len, e["t0"] + e["duration"]), color="C3", alpha=0.15)
         if dep.onset[i] >= 0:
             ax.axvline(dep.onset[i], color="C1", ls="--", lw=1)
+        if i == s.meta.get("target") and "outcomes" in s.meta:
+            _overlay(ax, s)
         ax.set_ylabel(f"Node {i}", rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7)
         if i < n - 1:
             ax.set_xticklabels([])
+    if "outcomes" in s.meta:  # every panel on the same steps as the window's
+        for ax in fig.axes:
+            ax.set_xlim(-0.5, s.meta["window"][1] + 0.5)
     fig.axes[0].set_title(f"{s.meta['quantity']} ({s.meta['unit']}); shaded: event window, "
                           "dashed: departure from baseline", fontsize=9)
     fig.axes[-1].set_xlabel(f"step (1 step = {s.meta['sampling_minutes']} min)", fontsize=8)
@@ -84,3 +101,17 @@ def plot(s: Sample, path: str | Path) -> Path:
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+def _overlay(ax, s: Sample) -> None:
+    """The intervention outcomes at the target, after the shown series."""
+    first, last = s.meta["window"]
+    steps = np.arange(first - 1, last + 1)
+    start = s.series[s.meta["target"], -1]  # join each outcome to the last shown value
+    ax.axvspan(first - 0.5, last + 0.5, color="0.85", alpha=0.5)
+    for key, ys in s.meta["outcomes"].items():
+        gold = key == s.answer
+        ax.plot(steps, [start, *ys], lw=2.2 if gold else 1.0,
+                ls="--" if key == "none" else "-", color="k" if key == "none" else None,
+                label="left alone" if key == "none" else f"{key}{' (gold)' if gold else ''}")
+    ax.legend(fontsize=6, ncol=len(s.meta["outcomes"]), loc="upper left", frameon=False)

@@ -115,7 +115,9 @@ def _attempt(seed: int, indices: list[int], tasks: TaskMix, cfg: EnvConfig, r: i
             for i, ys in zip(group, split(simulate(arrays), arrays), strict=True):
                 task, rng, _ = todo[i]
                 w = drafts[i].world
-                noisy, clean = ys[0] * w.levels[:, None], ys[1] * w.levels[:, None]
+                # The data a task reads are the numbers its prompt will show.
+                noisy = np.round(ys[0] * w.levels[:, None], cfg.precision)
+                clean = ys[1] * w.levels[:, None]
                 parts = task.finish(rng, cfg, drafts[i], noisy, clean)
                 if parts is not None:
                     if r:

@@ -36,6 +36,7 @@ TASK_KINDS: dict[str, str] = {
     "propagation": CHOICE,
     "forecasting": SEQUENCE,
     "path_description": TEXT,
+    "intervention": CHOICE,
 }
 
 _LETTER_RE = re.compile(r"[A-Z]")

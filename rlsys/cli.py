@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "instead of the benchmark")
     ev.add_argument("--per-cell", type=int, default=8,
                     help="benchmark questions per (split, task, node count) (default 8: "
-                         "272 questions; fewer is a prefix of the same benchmark)")
+                         "304 questions; fewer is a prefix of the same benchmark)")
     ev.add_argument("--tasks", type=_tasks, default=list(TASKS),
                     help="benchmark tasks, comma-separated, or 'all' (default)")
     ev.add_argument("--out", help="output directory (default: runs/eval/<name>, never "

@@ -93,7 +93,8 @@ class DataConfig(_Section):
     source: Literal["env", "file"] = "env"
     """'env': fresh samples from the simulator stream; 'file': rows from `file`."""
     tasks: dict[str, float] = {"etiological": 1.0, "entity": 1.0, "correlation": 1.0,
-                               "root_cause": 1.0, "propagation": 1.0, "forecasting": 1.0}
+                               "root_cause": 1.0, "propagation": 1.0, "forecasting": 1.0,
+                               "intervention": 1.0}
     """Task mix: task name -> sampling weight."""
     env: EnvKnobs = EnvKnobs()
     """Difficulty knobs of generated worlds."""

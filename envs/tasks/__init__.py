@@ -11,6 +11,7 @@ from envs.tasks.correlation import Correlation
 from envs.tasks.entity import Entity
 from envs.tasks.etiological import Etiological
 from envs.tasks.forecasting import Forecasting
+from envs.tasks.intervention import Intervention
 from envs.tasks.path_description import PathDescription
 from envs.tasks.propagation import Propagation
 from envs.tasks.root_cause import RootCause
@@ -28,7 +29,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 
 for _cls in (Etiological, Entity, Correlation, RootCause, Propagation, Forecasting,
-             PathDescription):
+             PathDescription, Intervention):
     register_task(_cls)
 
 

@@ -4,8 +4,10 @@ small helpers for worlds, option shuffling and rationale text.
 A task is built in two phases so that simulation can be batched across samples:
 `plan(rng, cfg)` draws a world (graph, events, parameters, noise) from the sample's own
 generator; the stream simulates many planned worlds at once; `finish(...)` reads the
-noisy series and the noise-free twin, checks that the question is answerable from what
-the prompt shows, and writes question, options, gold answer and rationale. If a check
+noisy series (rounded to `cfg.precision`: the very numbers the prompt shows, so the
+gold and the rationale agree with what a reader can check) and the noise-free twin,
+checks that the question is answerable from what the prompt shows, and writes question,
+options, gold answer and rationale. If a check
 fails, `finish` returns None and the stream plans again, so a sample is still a pure
 function of (seed, index).
 

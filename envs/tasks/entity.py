@@ -163,7 +163,7 @@ class Entity(Task):
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
         w, roles, gold = draft.world, draft.info["roles"], draft.info["gold"]
         # The prompt shows the series rounded to `cfg.precision` decimals: read it so.
-        dep, obs = departures(clean), departures(np.round(noisy, cfg.precision))
+        dep, obs = departures(clean), departures(noisy)
         fired = draft.info["fired"]
         # The facts must hold on the noise-free series and read the same off the shown one.
         for d in (dep, obs):

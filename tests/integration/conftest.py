@@ -66,6 +66,13 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 
 
 @pytest.fixture
+def short_run(tmp_path: Path):
+    """`strl train` of the default pipeline, short, with more overrides: call it with a
+    run name and the overrides."""
+    return lambda name, *overrides: _train(tmp_path, name, *overrides)
+
+
+@pytest.fixture
 def head_node():
     """A Ray head node started with `ray start` (token auth, dashboard on loopback); yields
     the dashboard's address."""

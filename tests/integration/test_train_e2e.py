@@ -54,14 +54,31 @@ def test_the_run_ends_with_the_benchmark_in_its_report(default_run) -> None:
     """`make run`'s report carries `strl eval`'s figures: every task, both domain splits."""
     run = default_run.run
     result = json.loads((run / "eval" / "eval.json").read_text())
-    assert result["benchmark"] == "stb-2" and result["per_cell"] == 1
+    assert result["benchmark"] == "stb-3" and result["per_cell"] == 1
     assert result["tasks"]["all"]["n"] == len(benchmark.cells()) and result["graph_free"]
     assert set(result["splits"]) == {"id", "ood"}
     lines = (run / "eval" / "completions.jsonl").read_text().splitlines()
     assert len(lines) == len(benchmark.cells())
     assert all(json.loads(x)["reading_no_graph"] for x in lines)
     report = (run / "report.md").read_text()
-    assert "## Evaluation: benchmark `stb-2`" in report and "| forecasting |" in report
+    assert "## Evaluation: benchmark `stb-3`" in report and "| forecasting |" in report
     assert "In-distribution vs held-out domains" in report and "eval/samples.html" in report
     for name in ("eval.md", "eval.png", "samples.html"):
         assert (run / "eval" / name).stat().st_size > 0
+
+
+def test_the_intervention_family_trains_end_to_end(short_run) -> None:
+    """The decision-making family through the same pipeline: its questions are generated,
+    warm-started on their rationales, rolled out, scored (exact match, format, the
+    rationale checker) and trained on, and the held-out evaluation reports it."""
+    done = short_run("intervention", "data.tasks={intervention: 1}", "trainer.steps=2",
+                     "trainer.benchmark_per_cell=0")
+    rows = [json.loads(x) for x in (done.run / "metrics.jsonl").read_text().splitlines()]
+    grpo = [r for r in rows if "reward/mean" in r]
+    assert [r["step"] for r in grpo] == [0, 1]
+    assert all("acc/intervention" in r and "reward/rationale" in r for r in grpo)
+    samples = [json.loads(x) for x in (done.run / "samples.jsonl").read_text().splitlines()]
+    assert samples and {s["task"] for s in samples} == {"intervention"}
+    assert all("One link into Node" in s["prompt"] for s in samples)
+    report = (done.run / "report.md").read_text()
+    assert "| intervention |" in report and "| after grpo |" in report

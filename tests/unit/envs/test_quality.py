@@ -31,7 +31,7 @@ def test_quality_bounds_hold_over_2000_samples(task: str, setting: str) -> None:
 def test_tasks_declare_what_they_need() -> None:
     needs = {t: get_task(t).needs for t in CHOICE_TASKS}
     assert needs["etiological"] == ("series",)
-    for t in ("correlation", "root_cause", "propagation", "entity"):
+    for t in ("correlation", "root_cause", "propagation", "entity", "intervention"):
         assert set(needs[t]) == {"series", "graph"}, t
 
 

@@ -104,7 +104,7 @@ def test_a_record_carries_its_facts_and_a_row_without_series_none() -> None:
 
 
 @pytest.mark.parametrize("task", ["etiological", "entity", "correlation", "root_cause",
-                                  "propagation", "path_description"])
+                                  "propagation", "path_description", "intervention"])
 def test_the_simulators_own_rationales_verify(task: str) -> None:
     """Reference rationales are what SFT teaches: every claim they make checks out at the
     default setting (the series at 2 decimals)."""

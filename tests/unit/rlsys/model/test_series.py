@@ -168,11 +168,12 @@ def test_training_prompts_carry_their_series_and_the_encoder_layout(tok) -> None
     from rlsys.train.data import PromptSource
 
     _, tid = placeholder_token(tok)
+    # small worlds only: an inline 9-node propagation prompt would be skipped as too long
+    env = ["data.env.lengths=[36]", "data.env.nodes=[3]",
+           "data.tasks={etiological: 1, root_cause: 1, intervention: 1}"]
     enc = PromptSource(load_config(None, ["model.series=encoder", "model.encoder.patch=6",
-                                          "data.env.lengths=[36]", "data.env.nodes=[3]",
-                                          "algorithm.spatial.enabled=true"]), tok)
-    inline = PromptSource(load_config(None, ["data.env.lengths=[36]", "data.env.nodes=[3]"]),
-                          tok)
+                                          "algorithm.spatial.enabled=true", *env]), tok)
+    inline = PromptSource(load_config(None, env), tok)
     for p, q in zip(enc.next(4), inline.next(4), strict=True):
         assert p.id == q.id and q.series is None  # the same questions, two layouts
         n = len(p.series)
