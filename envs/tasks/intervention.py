@@ -78,20 +78,21 @@ def close_link(arrays: SDEArrays, edge: int, first: int, last: int) -> SDEArrays
     with the original: the two worlds differ only by the closure.
     """
     weight = arrays.weight.copy()
-    weight[first - 1 : last, edge] = 0.0
+    weight[max(first - 1, 0) : max(last, 0), edge] = 0.0
     return replace(arrays, weight=weight)
 
 
-def objective_text(objective: str, w: World, target: int, threshold: float) -> str:
+def objective_text(objective: str, w: World, target: int, threshold: str) -> str:
+    """What the question asks for, `threshold` as the prompt writes numbers."""
     d = w.domain
     beyond = "above" if d.event_sign > 0 else "below"
     if objective == "peak":
         return (f"keeps the largest departure of {d.quantity} from its baseline smallest "
                 f"at {nd(w, target)} over those steps")
     if objective == "steps":
-        return (f"leaves {d.quantity} {beyond} {threshold:g} {d.unit} for the fewest steps "
+        return (f"leaves {d.quantity} {beyond} {threshold} {d.unit} for the fewest steps "
                 f"at {nd(w, target)} over those steps")
-    return (f"keeps the total excess of {d.quantity} {beyond} {threshold:g} {d.unit} "
+    return (f"keeps the total excess of {d.quantity} {beyond} {threshold} {d.unit} "
             f"smallest at {nd(w, target)} over those steps")
 
 
@@ -104,7 +105,7 @@ def score(objective: str, y: np.ndarray, base: float, threshold: float, sign: in
 
 
 def clear_best(objective: str, scores: list[float]) -> bool:
-    """Whether the lowest score beats every other by the margin."""
+    """Whether `scores[0]` (the designed option's) beats every other by the margin."""
     best, rest = scores[0], scores[1:]
     if objective == "steps":
         return all(best + 2 <= r for r in rest)
@@ -186,7 +187,7 @@ class Intervention(Task):
         question = (f"{context(w)} The series end at step {first - 1}. One link into "
                     f"{nd(w, target)} can be closed (nothing crosses it) for steps {first} "
                     f"to {last}. Which closure "
-                    f"{objective_text(objective, w, target, threshold)}?")
+                    f"{objective_text(objective, w, target, f'{threshold:.{cfg.precision}f}')}?")
         by_text = dict(zip(links, outcomes[1:], strict=True))
         digits = cfg.precision + 2
         return Parts(
