@@ -172,18 +172,16 @@ class Intervention(Task):
         texts, gold = shuffle(rng, links, 0)
         letter = "ABCDEF"[gold]
         order = sorted(cands, key=w.label)
-        why = [f"{nd(w, target)} receives links from {', '.join(nd(w, c) for c in order)}. "
-               f"A closure helps only if a disturbance would cross its link during steps "
-               f"{first} to {last}."]
+        why = [f"{nd(w, target)} receives links from {', '.join(nd(w, c) for c in order)}; "
+               f"a closure lasts steps {first} to {last}."]
         for c, a in sorted(zip(cands, arrival, strict=True), key=lambda x: w.label(x[0])):
             lag, on = w.lags[(c, target)], int(obs.onset[c])
             verdict = ("inside the window" if c == 0 else
-                       "before the window: closing it now is too late" if a < first else
-                       "after the window: the link reopens before it comes")
+                       "before the window, too late" if a < first else
+                       "after the window, too early")
             why.append(f"{nd(w, c)} departs at step {on}; with the lag of {lag}, its "
                        f"disturbance would arrive at step {a}: {verdict}.")
-        why.append(f"So closing {nd(w, 0)} -> {nd(w, target)} stops the disturbance that "
-                   f"reaches {nd(w, target)} at step {first}: option {letter}.")
+        why.append(f"So close {nd(w, 0)} -> {nd(w, target)}: option {letter}.")
         question = (f"{context(w)} The series end at step {first - 1}. One link into "
                     f"{nd(w, target)} can be closed (nothing crosses it) for steps {first} "
                     f"to {last}. Which closure "

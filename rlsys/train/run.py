@@ -234,10 +234,16 @@ def _sft(cfg: Config, stage: str, trainer: Any, source: Any, logger: Any,
          progress: Progress, between_steps: Any) -> None:
     s = cfg.trainer.sft
     bar = _progress(s.steps, stage, initial=progress.step)
+    warned = False
     while progress.step < s.steps:
         prompts = source.sft(progress.sft_position, s.batch_size)
         m = trainer.sft_step(prompts, answer_only=stage == "sft_align", lr=s.lr)
         logger.log(progress.step, {f"{stage}/{k}": v for k, v in m.items()})
+        if m.get("truncated") and not warned:
+            warned = True
+            print(f"warning: {stage}: some reference completions are longer than "
+                  f"rollout.max_tokens={cfg.rollout.max_tokens} and were cut (counted as "
+                  f"{stage}/truncated); raise rollout.max_tokens", file=sys.stderr)
         progress.sft_position += s.batch_size
         progress.step += 1
         bar.set_postfix(loss=f"{m.get('sft_loss', float('nan')):.3f}")

@@ -223,14 +223,17 @@ class Trainer:
         return merged
 
     def sft_step(self, prompts: list[Prompt], answer_only: bool, lr: float) -> dict[str, float]:
-        seqs = []
+        seqs, cut = [], 0
         for p in prompts:
             text = (f"<think></think><answer>{p.target['answer']}</answer>" if answer_only
                     else p.completion)
             ids = self.tok(text + END_OF_TURN, add_special_tokens=False)["input_ids"]
+            # the policy never writes more than max_tokens: longer references are cut (and
+            # counted, since a cut reference teaches completions that never finish)
+            cut += len(ids) > self.cfg.rollout.max_tokens
             ids = ids[: self.cfg.rollout.max_tokens]
             seqs.append(Sequence(p.ids + ids, len(p.ids), series=p.series))
-        return self.train(seqs, sft=True, lr=lr)
+        return {**self.train(seqs, sft=True, lr=lr), "truncated": float(cut)}
 
     def grpo_step(self, step: int) -> StepResult:
         """Generate, score (and with S-GRPO compare with the graph-free prompts), drop flat

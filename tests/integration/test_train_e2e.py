@@ -77,6 +77,10 @@ def test_the_intervention_family_trains_end_to_end(short_run) -> None:
     grpo = [r for r in rows if "reward/mean" in r]
     assert [r["step"] for r in grpo] == [0, 1]
     assert all("acc/intervention" in r and "reward/rationale" in r for r in grpo)
+    # rollout.max_tokens=16 here: the references are cut, counted and warned about
+    sft = [r for r in rows if "sft_cot/truncated" in r]
+    assert sft and all(r["sft_cot/truncated"] > 0 for r in sft)
+    assert "longer than rollout.max_tokens=16" in done.stderr
     samples = [json.loads(x) for x in (done.run / "samples.jsonl").read_text().splitlines()]
     assert samples and {s["task"] for s in samples} == {"intervention"}
     assert all("One link into Node" in s["prompt"] for s in samples)
