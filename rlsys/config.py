@@ -13,6 +13,7 @@ what a resume reads back.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -280,6 +281,19 @@ class SFTConfig(_Section):
     """Sequences per supervised step."""
     lr: float = Field(1e-3, gt=0)
     """Learning rate of the supervised stages."""
+    schedule: Literal["constant", "cosine"] = "constant"
+    """The learning rate over a stage's steps: constant, or cosine-decayed from `lr` to
+    `min_lr_ratio` * `lr` at its last step."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """Where the cosine schedule ends, as a fraction of `lr`."""
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of supervised step `step` (0-based) of a stage."""
+        if self.schedule == "constant" or self.steps <= 1:
+            return self.lr
+        done = min(step, self.steps - 1) / (self.steps - 1)
+        low = self.min_lr_ratio
+        return self.lr * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * done)))
 
 
 class TrainerConfig(_Section):

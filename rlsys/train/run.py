@@ -237,7 +237,8 @@ def _sft(cfg: Config, stage: str, trainer: Any, source: Any, logger: Any,
     warned = False
     while progress.step < s.steps:
         prompts = source.sft(progress.sft_position, s.batch_size)
-        m = trainer.sft_step(prompts, answer_only=stage == "sft_align", lr=s.lr)
+        m = trainer.sft_step(prompts, answer_only=stage == "sft_align",
+                             lr=s.lr_at(progress.step))
         logger.log(progress.step, {f"{stage}/{k}": v for k, v in m.items()})
         if m.get("truncated") and not warned:
             warned = True
