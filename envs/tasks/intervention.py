@@ -39,15 +39,14 @@ from envs.tasks.common import (
     Parts,
     Task,
     context,
-    event_amp,
     nd,
     pick_domain,
     pick_size,
     shuffle,
 )
 from envs.tasks.graphq import aligned_design
-from envs.tasks.root_cause import star_graph
-from envs.world import Event, World, draw_world
+from envs.tasks.root_cause import star_graph, star_world
+from envs.world import World
 
 LEADS = (2, 12)
 """Range of candidate leads (steps from a departure to the window's first step) and link
@@ -126,22 +125,14 @@ class Intervention(Task):
         k = cfg.n_options
         leads, lags = aligned_design(design, k, *LEADS, gap=GAP)
         objective = list(OBJECTIVES)[int(design.integers(len(OBJECTIVES)))]
-        edges, target, extra = star_graph(rng, n, k)
+        star = star_graph(rng, n, k)
         # The prompt shows t_len steps (a configured length, as forecasting's history) and
         # the world runs on through the window: its first step is t_len. Every departure
         # t_len - lead falls after the baseline window for t_len >= 36 (EnvConfig's minimum).
         first = t_len
-        amp, dur = event_amp(rng, domain), int(rng.integers(8, 13))
-        events = [Event((c,), first - leads[c] - 1, dur, amp) for c in range(k)]
-        fired = [s for s in extra if rng.random() < 0.5]
-        events += [Event((s,), int(rng.integers(first - LEADS[1], first)) - 1, dur, amp)
-                   for s in fired]
-        world = draw_world(rng, domain, n, t_len + HORIZON, edges, k + len(extra), events,
-                           cfg.noise,
-                           lag_range=LEADS, lags={(c, target): lags[c] for c in range(k)},
-                           alike=tuple(range(k)) + tuple(fired),
-                           closed_edges=frozenset((c, target) for c in range(1, k)))
-        return Draft(world, {"target": target, "k": k, "first": first,
+        world = star_world(rng, cfg, domain, n, t_len + HORIZON, star, leads, lags, first,
+                           (first - LEADS[1], first), LEADS)
+        return Draft(world, {"target": star[1], "k": k, "first": first,
                              "objective": objective})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
@@ -162,8 +153,8 @@ class Intervention(Task):
         sign = w.domain.event_sign
         base = float(obs.baseline[target])
         threshold = float(np.round(base * (1 + sign * THRESHOLD), cfg.precision))
-        scores = [score(objective, y, base, threshold, sign) for y in outcomes[1:]]
-        if int(np.argmin(scores)) != 0 or not clear_best(objective, scores):
+        scores = [score(objective, y, base, threshold, sign) for y in outcomes]
+        if int(np.argmin(scores[1:])) != 0 or not clear_best(objective, scores[1:]):
             return None
         # The disturbance must matter: left alone, k leaves its baseline in the window.
         if score("peak", outcomes[0], base, threshold, sign) < 0.1 * abs(base):
@@ -186,7 +177,9 @@ class Intervention(Task):
                     f"{nd(w, target)} can be closed (nothing crosses it) for steps {first} "
                     f"to {last}. Which closure "
                     f"{objective_text(objective, w, target, f'{threshold:.{cfg.precision}f}')}?")
-        by_text = dict(zip(links, outcomes[1:], strict=True))
+        # every outcome under its key (left alone: "none", an option: its letter)
+        keys = ["none"] + ["ABCDEF"[texts.index(t)] for t in links]
+        listed = sorted(range(len(keys)), key=lambda i: (i > 0, keys[i]))
         digits = cfg.precision + 2
         return Parts(
             question=question, options=texts, gold=gold, rationale=" ".join(why),
@@ -194,14 +187,9 @@ class Intervention(Task):
             meta={"target": w.label(target), "window": [first, last], "objective": objective,
                   "threshold": threshold,
                   "arrivals": {w.label(c): a for c, a in zip(cands, arrival, strict=True)},
-                  "scores": {"none": round(score(objective, outcomes[0], base, threshold,
-                                                 sign), digits),
-                             **{"ABCDEF"[i]: round(score(objective, by_text[t], base,
-                                                         threshold, sign), digits)
-                                for i, t in enumerate(texts)}},
-                  "outcomes": {"none": np.round(outcomes[0], digits).tolist(),
-                               **{"ABCDEF"[i]: np.round(by_text[t], digits).tolist()
-                                  for i, t in enumerate(texts)}}},
+                  "scores": {keys[i]: round(scores[i], digits) for i in listed},
+                  "outcomes": {keys[i]: np.round(outcomes[i], digits).tolist()
+                               for i in listed}},
         )
 
     @staticmethod

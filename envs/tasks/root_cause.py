@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from envs.detect import departures
+from envs.domains import Domain
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
     Draft,
@@ -33,7 +34,7 @@ from envs.tasks.common import (
     shuffle,
 )
 from envs.tasks.graphq import aligned_design, hang, lead_window, min_lag_paths
-from envs.world import Event, draw_world
+from envs.world import Event, World, draw_world
 
 _Q = re.compile(r"reaches Node (\d+) at step (\d+)")
 LEADS = (2, 9)
@@ -60,6 +61,29 @@ def star_graph(rng: np.random.Generator, n: int, k: int) -> tuple[list[tuple[int
     return sorted(edges), target, list(range(k, target))
 
 
+def star_world(rng: np.random.Generator, cfg: EnvConfig, domain: Domain, n: int,
+               length: int, star: tuple[list[tuple[int, int]], int, list[int]],
+               leads: list[int], lags: list[int], arrival: int,
+               extra_window: tuple[int, int], lag_range: tuple[int, int]) -> World:
+    """The world of a `star_graph` whose k candidates all fire the same event, candidate c
+    departing `leads[c]` steps before `arrival` over a link of lag `lags[c]` into the
+    target. Only candidate 0's link carries anything (the others are closed while the
+    series run); each extra source fires, with even odds, at a step drawn from
+    `extra_window`; the other links' lags are drawn from `lag_range`. Shared by root_cause
+    and intervention."""
+    edges, target, extra = star
+    k = len(leads)
+    amp, dur = event_amp(rng, domain), int(rng.integers(8, 13))
+    # The event starts one step before the departure it causes (Euler steps forward).
+    events = [Event((c,), arrival - leads[c] - 1, dur, amp) for c in range(k)]
+    fired = [s for s in extra if rng.random() < 0.5]
+    events += [Event((s,), int(rng.integers(*extra_window)) - 1, dur, amp) for s in fired]
+    return draw_world(rng, domain, n, length, edges, k + len(extra), events, cfg.noise,
+                      lag_range=lag_range, lags={(c, target): lags[c] for c in range(k)},
+                      alike=tuple(range(k)) + tuple(fired),
+                      closed_edges=frozenset((c, target) for c in range(1, k)))
+
+
 class RootCause(Task):
     name = "root_cause"
     needs = ("series", "graph")
@@ -73,19 +97,12 @@ class RootCause(Task):
         n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
         k = cfg.n_options
         leads, lags = aligned_design(design, k, *LEADS)
-        edges, target, extra = star_graph(rng, n, k)
+        star = star_graph(rng, n, k)
         lo, hi = lead_window(t_len, LEADS[1])
         t_k = int(rng.integers(lo, hi + 1))
-        amp, dur = event_amp(rng, domain), int(rng.integers(8, 13))
-        # The event starts one step before the departure it causes (Euler steps forward).
-        events = [Event((c,), t_k - leads[c] - 1, dur, amp) for c in range(k)]
-        fired = [s for s in extra if rng.random() < 0.5]
-        events += [Event((s,), int(rng.integers(lo - LEADS[1], hi)) - 1, dur, amp) for s in fired]
-        world = draw_world(rng, domain, n, t_len, edges, k + len(extra), events, cfg.noise,
-                           lag_range=LEADS, lags={(c, target): lags[c] for c in range(k)},
-                           alike=tuple(range(k)) + tuple(fired),
-                           closed_edges=frozenset((c, target) for c in range(1, k)))
-        return Draft(world, {"target": target, "k": k})
+        world = star_world(rng, cfg, domain, n, t_len, star, leads, lags, t_k,
+                           (lo - LEADS[1], hi), LEADS)
+        return Draft(world, {"target": star[1], "k": k})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
         w, target, k = draft.world, draft.info["target"], draft.info["k"]
