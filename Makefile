@@ -67,7 +67,7 @@ bench-rollout: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/strl serve --checkpoint $(CHECKPOINT)
 
-# The whole benchmark (320 questions, with and without their graph) on that checkpoint.
+# The whole eval suite (304 questions, with and without their graph) on that checkpoint.
 eval: $(STAMP)
 	$(BIN)/strl eval --checkpoint $(CHECKPOINT)
 

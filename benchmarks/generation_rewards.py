@@ -114,7 +114,7 @@ def main() -> None:
                       len(samples), 1)
     both = 1 / (1 / gen + 1 / with_text)
 
-    print("generation, 10 nodes x 168 steps, all 7 tasks, one core")
+    print(f"generation, 10 nodes x 168 steps, all {len(mix.names)} tasks, one core")
     print(f"  batched stream            {gen:9.0f} samples/s")
     print(f"  one at a time (baseline)  {single:9.0f} samples/s   ratio {gen / single:5.1f}x")
     print(f"  batched + both prompts    {both:9.0f} samples/s")

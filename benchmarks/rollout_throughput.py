@@ -29,18 +29,17 @@ def _offline(conn, settings, env: dict[str, str]) -> None:
     os.environ.update(env)
     from rlsys.model.engine import prepare_vllm
 
-    prepare_vllm(settings.device, settings.kv_cache_gib)
-    from vllm import LLM, SamplingParams, TokensPrompt
+    r = settings.rollout
+    prepare_vllm(settings.device, r.kv_cache_gib)
+    from vllm import LLM, TokensPrompt
 
     llm = LLM(model=settings.model_path, dtype=settings.dtype, seed=settings.seed,
-              max_model_len=settings.max_model_len, tensor_parallel_size=settings.tensor_parallel,
-              enforce_eager=True, gpu_memory_utilization=settings.gpu_memory_utilization)
+              max_model_len=r.context, tensor_parallel_size=r.tensor_parallel,
+              enforce_eager=True, gpu_memory_utilization=r.gpu_memory_utilization)
     conn.send("ready")
     while (msg := conn.recv()) is not None:
         prompts, s = msg
-        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p,
-                                max_tokens=s.max_tokens, logprobs=0,
-                                stop_token_ids=list(s.stop_token_ids) or None)
+        params = s.to_vllm(per_request_seed=False, logprobs=True)
         t = time.perf_counter()
         outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
                             use_tqdm=False)
@@ -69,10 +68,10 @@ def main() -> None:
     import ray
     from transformers import AutoTokenizer
 
-    from actors.rollout import SamplingSettings
+    from actors.rollout import EngineSettings
     from rlsys.config import load_config
     from rlsys.model.build import ensure_model
-    from rlsys.train.cluster import build, cluster_gpus, engine_settings
+    from rlsys.train.cluster import build, cluster_gpus
     from rlsys.train.data import PromptSource
     from rlsys.train.topology import plan_topology
     from rlsys.train.trainer import Trainer
@@ -94,7 +93,7 @@ def main() -> None:
         env = {**_actor_env(engine_cpus), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        es = engine_settings(cfg, topo, model_path)
+        es = EngineSettings.from_config(cfg, model_path, topo.device, topo.dtype)
         # not a daemon: vLLM starts its own engine processes from it
         proc = ctx.Process(target=_offline, args=(child, es, env))
         proc.start()
@@ -102,8 +101,7 @@ def main() -> None:
         if not parent.poll(600) or parent.recv() != "ready":
             raise RuntimeError("the offline vLLM engine did not start (see its output above)")
         trainer = Trainer(cfg, handles, tok, source)
-        sampling = SamplingSettings(n=r.n, temperature=r.temperature, top_p=r.top_p,
-                                    max_tokens=r.max_tokens, stop_token_ids=trainer.stop_ids)
+        sampling = r.sampling(trainer.stop_ids)
         rates: dict[str, list[float]] = {"offline": [], "actors": []}
         for i, batch in enumerate(batches):
             parent.send(([p.ids for p in batch], sampling))

@@ -59,17 +59,22 @@ def positions(tok) -> None:
 def engine_overhead(model: Path, calls: int = 5) -> None:
     import torch
 
-    from actors.rollout import EngineSettings, RolloutWorker, SamplingSettings
+    from actors.rollout import EngineSettings, RolloutWorker
+    from rlsys.config import load_config
     from rlsys.model.series import series_ids
+    from rlsys.sampling import Sampling
+    from rlsys.train.topology import plan_topology
 
-    w = RolloutWorker(EngineSettings(str(model), max_model_len=4096, encoder={
-        "patch": PATCH, "width": 256, "depth": 2, "step_dim": 16}))
+    cfg = load_config(None, ["model.series=encoder", f"model.encoder.patch={PATCH}",
+                             "rollout.max_model_len=4096"])
+    w = RolloutWorker(EngineSettings.from_config(cfg, str(model), "cpu",
+                                                 plan_topology(cfg).dtype))
     w.start()
     tok = w.llm.get_tokenizer()
     rows = [_question(5, 96, i).to_streasoner() for i in range(8)]
     ids = [series_ids(tok, r["input"], r["timeseries"], PATCH) for r in rows]
     series = [r["timeseries"] for r in rows]
-    sampling = SamplingSettings(n=4, temperature=1.0, max_tokens=64)
+    sampling = Sampling(n=4, temperature=1.0, top_p=1.0, max_tokens=64)
     times: dict[str, list[float]] = {"plain": [], "mixed": []}
     for k in range(calls + 1):  # the first round warms both paths up
         for name, extra in (("plain", None), ("mixed", series)):
@@ -90,7 +95,7 @@ def _train(series: str, out: Path, steps: int) -> dict[str, float]:
     cmd = [sys.executable, "-m", "rlsys.cli", "train", "--config", "configs/tiny_cpu.yaml",
            f"model.series={series}", f"trainer.name={series}", f"trainer.out_dir={out}",
            "trainer.stages=[grpo]", f"trainer.steps={steps}", "trainer.save_every=0",
-           "trainer.benchmark_per_cell=0", "data.eval_size=0", "trainer.wandb=disabled",
+           "trainer.suite_per_cell=0", "data.eval_size=0", "trainer.wandb=disabled",
            "data.tasks={etiological: 1, root_cause: 1}", "data.env.nodes=[5]",
            "data.env.lengths=[96]", "rollout.max_prompt_tokens=7000",
            "algorithm.dynamic_sampling=false"]

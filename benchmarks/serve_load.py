@@ -1,7 +1,7 @@
 """Load test: N concurrent clients for T seconds against `strl serve`'s application.
 
 Each client sends `POST /v1/reason` requests back to back (a new one as soon as the last
-one is answered): the benchmark's questions (one per cell, 3 to 10 nodes) in turn, with
+one is answered): the eval suite's questions (one per cell, 3 to 10 nodes) in turn, with
 a fixed max_tokens. It reports requests/s, generated tokens/s, p50/p95/p99 latency,
 errors (a non-200 reply) and dropped requests (no reply at all: a reset connection or a
 timeout). The target is zero errors and zero dropped requests under 64 clients.
@@ -27,6 +27,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envs.evalsuite import items
+from rlsys.config import ServeConfig
+from rlsys.model.build import ensure_model
+from rlsys.model.card import read_card
+from rlsys.model.chat import chat_ids, stop_ids
+from rlsys.model.engine import local_device, model_context, prepare_vllm
+from rlsys.reason import from_sample, parse_question
+
 OFFLINE_CAP = 256  # requests in the offline baseline batch
 
 
@@ -40,10 +48,7 @@ class Tally:
 
 
 def questions(max_tokens: int) -> list[dict]:
-    """The benchmark's first question of every cell, as /v1/reason bodies."""
-    from envs.benchmark import items
-    from rlsys.reason import from_sample
-
+    """The eval suite's first question of every cell, as /v1/reason bodies."""
     out = []
     for it in items(1):
         body = from_sample(it.sample).to_json()
@@ -80,7 +85,7 @@ async def client(session, url: str, bodies: list[dict], start: int, deadline: fl
 
 def replica_states(app: str) -> str:
     """The model deployment's replicas by state (Serve's own status), e.g. "RUNNING 1"."""
-    from ray import serve
+    from ray import serve  # heavy: Ray, only while this run's own application is up
 
     status = serve.status().applications.get(app)
     if status is None or "model" not in status.deployments:
@@ -125,10 +130,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def start_app(checkpoint: str, num_cpus: float, max_replicas: int) -> tuple[str, object]:
+    # heavy: Ray and Serve (rlsys.serve.app), torch (rlsys.weightsync); `--url` needs none
     import ray
     from ray import serve
 
-    from rlsys.config import ServeConfig
     from rlsys.serve.app import build
     from rlsys.weightsync import free_port
 
@@ -145,15 +150,10 @@ def start_app(checkpoint: str, num_cpus: float, max_replicas: int) -> tuple[str,
 
 def offline(checkpoint: str, bodies: list[dict], n: int, max_tokens: int) -> tuple[float, float]:
     """req/s and tokens/s of the same prompts on an offline engine, all in one batch."""
-    from rlsys.model.engine import local_device, model_context, prepare_vllm
-
     prepare_vllm(local_device(), 1)
+    # vLLM must be imported after prepare_vllm set its environment
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams, TokensPrompt
-
-    from rlsys.model.card import read_card
-    from rlsys.model.chat import chat_ids, stop_ids
-    from rlsys.reason import parse_question
 
     card = read_card(checkpoint)
     tok = AutoTokenizer.from_pretrained(checkpoint)
@@ -189,8 +189,6 @@ def main() -> None:
     if a.url:
         url, cfg = a.url.rstrip("/"), None
     else:
-        from rlsys.model.build import ensure_model
-
         if a.checkpoint == "models/tiny":
             ensure_model(a.checkpoint, "tiny", 0)
         url, cfg = start_app(str(Path(a.checkpoint)), a.num_cpus, a.max_replicas)
@@ -214,7 +212,7 @@ def main() -> None:
     print(f"target (zero errors, zero dropped): {'met' if ok else 'NOT met'}")
     if cfg is None:
         return
-    import ray
+    import ray  # heavy: only when this run started its own application
     from ray import serve
 
     serve.shutdown()

@@ -39,11 +39,11 @@ SETTINGS: dict[str, EnvConfig] = {
     "default": EnvConfig(),
     "tiny": EnvConfig(nodes=(3,), lengths=(36,), n_options=3, precision=0, horizons=(3,),
                       domains=("transportation", "pollution", "agriculture", "climate")),
-    "bench": EnvConfig(nodes=(3, 5, 10), lengths=(48,)),
+    "suite": EnvConfig(nodes=(3, 5, 10), lengths=(48,)),
     "hard": EnvConfig(nodes=(10,), lengths=(168,), n_options=5),
 }
 """The supported difficulty settings: the env default, the tiny preset's (`configs/
-tiny_cpu.yaml`, checked by a test), the benchmark's shape and a large, long, 5-option one."""
+tiny_cpu.yaml`, checked by a test), the eval suite's shape and a large, long, 5-option one."""
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ from rewards.extract import (
     parse_sequence,
     strip_think,
 )
+from rewards.facts import Facts
 from rewards.judge import JudgeClient, JudgeConfig, JudgeResult, JudgeReward, parse_judge_reply
 from rewards.metrics import TaskMetrics, evaluate
-from rewards.rationale import Claim, Facts, check, rationale, reasoning
+from rewards.rationale import Claim, check, rationale, reasoning
 from rewards.registry import (
     BoundReward,
     RewardConfigError,

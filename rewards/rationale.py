@@ -27,12 +27,10 @@ about the series (copying the graph clause alone earns nothing).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from envs.detect import departures
+from rewards.facts import Facts
 from rewards.registry import reward
 from rewards.types import Target
 
@@ -61,24 +59,6 @@ _SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
 _ARRIVE = re.compile(r"step (\d+); with the lag of (\d+), its disturbance would arrive at "
                      r"step (\d+)")
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What the claims are checked against: each node's departure step (-1: none) read
-    off the prompt's numbers, and the graph's links with their lags (None: not given)."""
-
-    onsets: tuple[int, ...]
-    links: Mapping[tuple[int, int], int | None]
-
-    @classmethod
-    def of(cls, series: Sequence[Sequence[float]], edges: Sequence[Sequence[int]]) -> Facts:
-        x = np.asarray(series, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] < 2:
-            raise ValueError("series: one row of at least 2 values per node")
-        links = {(int(e[0]), int(e[1])): (int(e[2]) if len(e) > 2 and e[2] is not None
-                                          else None) for e in edges}
-        return cls(tuple(int(o) for o in departures(x).onset), links)
 
 
 @dataclass(frozen=True)

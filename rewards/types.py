@@ -15,12 +15,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 from rewards.extract import parse_gold, parse_numbers
-
-if TYPE_CHECKING:
-    from rewards.rationale import Facts
+from rewards.facts import Facts
 
 CHOICE = "choice"
 SEQUENCE = "sequence"
@@ -71,8 +68,8 @@ class Target:
     """Reference rationale for the judge; the judge falls back to ``answer`` when empty."""
     facts: Facts | None = field(default=None, compare=False, repr=False)
     """The question's data that a rationale's claims are checked against (departures,
-    links and lags; ``rewards.rationale``): built from a record's ``series`` and ``edges``;
-    None where the record has none."""
+    links and lags; ``rewards.facts``, checked by ``rewards.rationale``): built from a
+    record's ``series`` and ``edges``; None where the record has none."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -192,8 +189,6 @@ def _facts(rec: Mapping) -> Facts | None:
     still scored; only the claims go unchecked)."""
     if rec.get("series") is None or rec.get("edges") is None:
         return None
-    from rewards.rationale import Facts
-
     try:
         return Facts.of(rec["series"], rec["edges"])
     except (ValueError, TypeError, KeyError, IndexError):

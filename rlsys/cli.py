@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from envs.sample import TASKS
+from rlsys.dataio import RowWriter, fresh_dir, iter_chunks, read_rows
+from rlsys.evals import report as evalreport
 from rlsys.files import write_atomic
+from rlsys.model.engine import check_checkpoint
+from rlsys.sampling import Sampling
+
+# `strl --help` must answer at once, and `plan` and `show` must not import torch, vLLM or
+# Ray: a command imports what is costly to import (the env stream, the config and its
+# pydantic, training, serving, evaluation, progress bars) inside its function, after the
+# arguments parsed. Only modules that import in a few milliseconds are imported up here.
 
 EXIT_FAILURE = 1
 """The work failed while running: actors died past the restart budget, the AI judge kept
@@ -72,7 +81,6 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from envs.stream import TaskMix, generate, redrawn
-    from rlsys.dataio import RowWriter, iter_chunks
 
     if a.n < 1:
         raise ValueError(f"--n must be >= 1, got {a.n}")
@@ -105,7 +113,6 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    from rlsys.dataio import read_rows
     from rlsys.evals.scoring import align, pick_column, score
 
     data = read_rows(a.data)
@@ -128,12 +135,9 @@ def cmd_score(a: argparse.Namespace) -> int:
 
 
 def cmd_quality(a: argparse.Namespace) -> int:
-    import json
-
     from tqdm import tqdm
 
     from envs.quality import ORACLE_MIN, SETTINGS, SHORTCUT_MAX_GAP, audit, format_table
-    from envs.sample import TASKS
     from envs.tasks import get_task
 
     if a.n < 50:
@@ -256,29 +260,27 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def _eval_one(a: argparse.Namespace, checkpoint: str | None,
               out_dir: Path) -> tuple[dict, dict[str, Path]]:
     """Evaluate a checkpoint (or a.endpoint) as the flags say; returns (result, paths)."""
-    from rlsys.evals import report as evalreport
     from rlsys.evals.evaluate import (
         Endpoint,
         LocalModel,
-        Sampling,
-        benchmark_questions,
         file_questions,
         load_card,
         run_eval,
+        suite_questions,
     )
-    from rlsys.model.engine import check_checkpoint
 
     if checkpoint:
         check_checkpoint(checkpoint)
     card = load_card(checkpoint)
-    sampling = Sampling(temperature=card.temperature if a.temperature is None else a.temperature,
-                        max_tokens=a.max_tokens or card.max_tokens, seed=a.seed)
+    sampling = Sampling(n=1, temperature=card.temperature if a.temperature is None
+                        else a.temperature, top_p=1.0, max_tokens=a.max_tokens or card.max_tokens,
+                        seed=a.seed)
     if a.data:
         questions, info = file_questions(
             a.data, card.precision if a.precision is None else a.precision)
     else:
-        questions, info = benchmark_questions(a.per_cell, a.tasks)
-    print(f"{len(questions)} questions ({'file ' + a.data if a.data else info['benchmark']}); "
+        questions, info = suite_questions(a.per_cell, a.tasks)
+    print(f"{len(questions)} questions ({'file ' + a.data if a.data else info['suite']}); "
           f"temperature {sampling.temperature:g}, max_tokens {sampling.max_tokens}", flush=True)
     # structured: the rubric's JSON schema, so even a small judge answers in its shape
     judge = ({"base_url": a.judge, "model": a.judge_model, "structured": True}
@@ -293,8 +295,6 @@ def _eval_one(a: argparse.Namespace, checkpoint: str | None,
 
 
 def _eval_dir(a: argparse.Namespace, label: str) -> Path:
-    from rlsys.dataio import fresh_dir
-
     return Path(a.out) if a.out else fresh_dir(Path("runs") / "eval" / label)
 
 
@@ -304,8 +304,6 @@ def _label(path: str) -> str:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from rlsys.evals import report as evalreport
-
     if a.compare:
         loaded, names = [], []
         for item in a.compare:
@@ -368,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "questions, per task and difficulty setting")
     _env_args(q)
     q.add_argument("--setting", default="all",
-                   help="a named setting (default, tiny, bench, hard), 'all' of them "
+                   help="a named setting (default, tiny, suite, hard), 'all' of them "
                         "(default), or 'custom' for the world options given here (given "
                         "world options alone also mean custom)")
     q.add_argument("--n", type=int, default=1000,
@@ -416,19 +414,19 @@ def build_parser() -> argparse.ArgumentParser:
     sv.set_defaults(fn=cmd_serve)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint or an endpoint on the fixed "
-                                     "benchmark (or a file); compare two evaluations")
+                                     "eval suite (or a file); compare two evaluations")
     ev.add_argument("--checkpoint", help="model directory, e.g. runs/tiny/checkpoints/final")
     ev.add_argument("--endpoint", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000")
     ev.add_argument("--model", help="model name at the endpoint (default: its first model)")
     ev.add_argument("--compare", nargs=2, metavar=("A", "B"),
                     help="two evaluations (eval.json or its directory) or checkpoints")
     ev.add_argument("--data", help="a JSONL/Parquet file of ST-Test or `strl generate` rows "
-                                   "instead of the benchmark")
+                                   "instead of the eval suite")
     ev.add_argument("--per-cell", type=int, default=8,
-                    help="benchmark questions per (split, task, node count) (default 8: "
-                         "304 questions; fewer is a prefix of the same benchmark)")
+                    help="eval suite questions per (split, task, node count) (default 8: "
+                         "304 questions; fewer is a prefix of the same eval suite)")
     ev.add_argument("--tasks", type=_tasks, default=list(TASKS),
-                    help="benchmark tasks, comma-separated, or 'all' (default)")
+                    help="eval suite tasks, comma-separated, or 'all' (default)")
     ev.add_argument("--out", help="output directory (default: runs/eval/<name>, never "
                                   "overwritten)")
     ev.add_argument("--temperature", type=float,

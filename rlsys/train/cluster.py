@@ -13,7 +13,7 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.judge import JudgeActor, JudgeSettings
+from actors.judge_server import JudgeServerActor, JudgeServerSettings
 from actors.learner import LearnerActor, LearnerSettings
 from actors.reward import RewardActor
 from actors.rollout import EngineSettings, RolloutActor
@@ -33,7 +33,7 @@ class Handles:
     cfg: Config
     topo: Topology
     model_path: str
-    judge: object | None = None  # JudgeActor handle (judge.mode: actor)
+    judge_server: object | None = None  # JudgeServerActor handle (judge_server.mode: actor)
     judge_url: str | None = None  # where the `judge` reward sends its requests
 
     def _opts(self, role: str, index: int) -> dict:
@@ -41,23 +41,35 @@ class Handles:
         return {"num_cpus": a.cpus, "num_gpus": a.gpus,
                 "scheduling_strategy": _in(self.groups[a.group], a.bundle)}
 
+    def settings(self, role: str) -> EngineSettings | LearnerSettings | JudgeServerSettings:
+        """What `role`'s actors are built from: the config's sections, and the device,
+        dtype and backend the topology decided."""
+        t = self.topo
+        if role == "rollout":
+            return EngineSettings.from_config(self.cfg, self.model_path, t.device, t.dtype)
+        if role == "learner":
+            return LearnerSettings.from_config(self.cfg, self.model_path, t.device, t.dtype,
+                                               t.learner_backend)
+        return JudgeServerSettings.from_config(self.cfg, self.model_path,
+                                               t.judge_server_device, t.judge_server_dtype,
+                                               _judge_host())
+
     def new_engine(self, index: int):
         return RolloutActor.options(**self._opts("rollout", index)).remote(
-            engine_settings(self.cfg, self.topo, self.model_path))
+            self.settings("rollout"))
 
     def new_learner(self, index: int):
         n = sum(1 for a in self.topo.actors if a.role == "learner")
         return LearnerActor.options(**self._opts("learner", index)).remote(
-            learner_settings(self.cfg, self.topo, self.model_path), index, n)
+            self.settings("learner"), index, n)
 
     def new_reward(self, index: int):
         return RewardActor.options(**self._opts("reward", index)).remote(
             self.cfg.reward_specs(self.judge_url), self.cfg.reward.timeout_s)
 
-    def new_judge(self):
-        settings = judge_settings(self.cfg, self.topo, self.model_path,
-                                  "127.0.0.1" if _one_machine() else None)
-        return JudgeActor.options(**self._opts("judge", 0)).remote(settings)
+    def new_judge_server(self):
+        return JudgeServerActor.options(**self._opts("judge_server", 0)).remote(
+            self.settings("judge_server"))
 
     def placement(self) -> dict[str, str]:
         """Where each actor landed: 'role-index' -> Ray node id."""
@@ -85,7 +97,7 @@ class Handles:
         return time.perf_counter() - t0
 
     def shutdown(self) -> None:
-        judge = [self.judge] if self.judge is not None else []
+        judge = [self.judge_server] if self.judge_server is not None else []
         for h in self.engines + self.learners + self.rewards + judge:
             ray.kill(h, no_restart=True)
         for pg in self.groups.values():
@@ -101,49 +113,11 @@ def cluster_gpus() -> bool:
     return bool(ray.cluster_resources().get("GPU"))
 
 
-def _one_machine() -> bool:
-    """Whether every node of the cluster is on this machine (then loopback reaches all)."""
-    return len({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}) == 1
-
-
-def engine_settings(cfg: Config, topo: Topology, model_path: str) -> EngineSettings:
-    r = cfg.rollout
-    return EngineSettings(model_path=model_path, dtype=cfg.model.dtype, seed=cfg.trainer.seed,
-                          max_model_len=r.max_model_len or r.max_prompt_tokens + r.max_tokens,
-                          tensor_parallel=r.tensor_parallel,
-                          gpu_memory_utilization=r.gpu_memory_utilization,
-                          kv_cache_gib=r.kv_cache_gib,
-                          device=topo.device, encoder=encoder_shape(cfg))
-
-
-def encoder_shape(cfg: Config) -> dict | None:
-    """The encoder's shape for the learner and the engines (None: series inline)."""
-    if cfg.model.series != "encoder":
-        return None
-    return cfg.model.encoder.model_dump(exclude={"lr"})
-
-
-def learner_settings(cfg: Config, topo: Topology, model_path: str) -> LearnerSettings:
-    ln, a = cfg.learner, cfg.algorithm
-    return LearnerSettings(model_path=model_path, dtype=cfg.model.dtype, zero_stage=ln.zero_stage,
-                           lr=ln.lr, weight_decay=ln.weight_decay, warmup_steps=ln.warmup_steps,
-                           grad_clip=ln.grad_clip, clip_low=a.clip_low, clip_high=a.clip_high,
-                           kl_coef=a.kl_coef, kl_kind=a.kl_kind, aggregation=a.aggregation,
-                           backend=topo.learner_backend, device=topo.device,
-                           seed=cfg.trainer.seed, encoder=encoder_shape(cfg),
-                           encoder_lr=cfg.model.encoder.lr,
-                           cpu_threads=ln.cpu_threads)
-
-
-def judge_settings(cfg: Config, topo: Topology, model_path: str,
-                   host: str | None = None) -> JudgeSettings:
-    """The judge actor's engine (`host`: where its HTTP server listens; None: this node's
-    address, for a cluster of several machines)."""
-    j = cfg.judge
-    return JudgeSettings(model_path=j.model_path or model_path, served_name=j.model,
-                         dtype=cfg.model.dtype, seed=cfg.trainer.seed,
-                         kv_cache_gib=cfg.rollout.kv_cache_gib, device=topo.judge_device,
-                         host=host)
+def _judge_host() -> str | None:
+    """Where the judge server listens: loopback when every node of the cluster is on this
+    machine, else (None) the judge's node address, which the reward workers can reach."""
+    one = len({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}) == 1
+    return "127.0.0.1" if one else None
 
 
 def _in(pg: PlacementGroup, bundle: int) -> PlacementGroupSchedulingStrategy:
@@ -165,27 +139,29 @@ def build(cfg: Config, topo: Topology, model_path: str, timeout_s: float = 600.0
             f"placement groups not ready after {timeout_s:g}s: the cluster lacks resources "
             f"for {topo.total_cpus:g} CPUs / {topo.total_gpus:g} GPUs (see `strl plan`); "
             f"available: {ray.available_resources()}")
+    j = cfg.judge_server
     h = Handles([], [], [], groups, {}, cfg, topo, model_path,
-                judge_url=cfg.judge.base_url if cfg.judge.mode == "endpoint" else None)
+                judge_url=j.base_url if j.mode == "endpoint" else None)
     for a in topo.actors:
         if a.role == "rollout":
             h.engines.append(h.new_engine(a.index))
         elif a.role == "learner":
             h.learners.append(h.new_learner(a.index))
-        elif a.role == "judge":
-            h.judge = h.new_judge()
+        elif a.role == "judge_server":
+            h.judge_server = h.new_judge_server()
     t0 = time.perf_counter()
     master = ray.get(h.learners[0].address.remote())  # rank 0's node hosts the rendezvous
-    judge = [h.judge.start.remote()] if h.judge else []
+    judge = [h.judge_server.start.remote()] if h.judge_server else []
     starts = ray.get([e.start.remote() for e in h.engines]
                      + [ln.start.remote(*master) for ln in h.learners] + judge)
-    if h.judge:
+    if h.judge_server:
         h.judge_url = starts[-1]["base_url"]
     # Reward workers last: a `judge` reward needs the judge server's address.
     h.rewards = [h.new_reward(a.index) for a in topo.actors if a.role == "reward"]
     ray.get([w.start.remote() for w in h.rewards])
     h.start_s["cluster_start_s"] = time.perf_counter() - t0
-    roles = ["engine"] * len(h.engines) + ["learner"] * len(h.learners) + ["judge"] * len(judge)
+    roles = (["engine"] * len(h.engines) + ["learner"] * len(h.learners)
+             + ["judge_server"] * len(judge))
     for role, s in zip(roles, starts, strict=True):
         h.start_s[f"{role}_start_s"] = s["start_s"]
     return h

@@ -43,6 +43,7 @@ def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False,
         free = chat_ids(tokenizer, rec["prompt_no_graph"]) if no_graph else None
         return Prompt(rec["id"], rec["task"], chat_ids(tokenizer, rec["prompt"]), rec,
                       rec.get("completion", ""), free)
+    # heavy: rlsys.model.series imports torch, which only a run with the encoder needs
     from rlsys.model.series import series_ids
 
     series = [list(map(float, row)) for row in rec["series"]]

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlsys.config import Config
+from envs.stream import TaskMix, generate
+from envs.tasks import TASK_REGISTRY
+from rewards import RewardConfigError, RewardError, RewardSet, RewardSpec, Target, load_module
+from rlsys.config import Config, env_config
 
 
 class PluginError(ValueError):
@@ -21,8 +24,6 @@ class PluginError(ValueError):
 
 def load_task_modules(modules: list[str]) -> None:
     """Import task plug-ins so their `@register_task` classes join the registry."""
-    from rewards.registry import RewardConfigError, load_module
-
     for m in modules:
         try:
             load_module(m)
@@ -35,10 +36,6 @@ def check(cfg: Config, probes_per_task: int = 2) -> None:
 
     Built-in rewards are only built (names and parameters checked), never called here: the
     AI judge, say, would send requests."""
-    from envs.stream import TaskMix, generate
-    from rewards import RewardConfigError, RewardSet, RewardSpec, Target
-    from rlsys.config import env_config
-
     load_task_modules(cfg.data.modules)
     TaskMix.of(cfg.data.tasks)  # unknown task names fail here, listing the known ones
     samples = []
@@ -51,8 +48,8 @@ def check(cfg: Config, probes_per_task: int = 2) -> None:
                               f"{type(e).__name__}: {e}") from e
     # The judge actor's address is known only once it runs; its parameters are checked
     # here with a stand-in address (nothing is sent to it).
-    url = cfg.judge.base_url or ("http://judge-actor.invalid/v1"
-                                 if cfg.judge.mode == "actor" else None)
+    url = cfg.judge_server.base_url or ("http://judge-actor.invalid/v1"
+                                 if cfg.judge_server.mode == "actor" else None)
     targets = [Target.from_record(s.to_record()) for s in samples]
     completions = [s.completion for s in samples]
     for spec in (RewardSpec.from_mapping(r) for r in cfg.reward_specs(url)):
@@ -70,8 +67,6 @@ def _try_reward(one: Any, completions: list[str], targets: list[Any]) -> None:
     """Score reference completions with one plug-in reward. A reward may fail on some
     inputs (scored 0 and counted in training); one that fails on every completion alone,
     or returns the wrong shape, is broken."""
-    from rewards import RewardError
-
     try:
         one.score(completions, targets)
         return
@@ -90,7 +85,5 @@ def _try_reward(one: Any, completions: list[str], targets: list[Any]) -> None:
 
 
 def _origin_of_task(name: str) -> str:
-    from envs.tasks import TASK_REGISTRY
-
     task = TASK_REGISTRY.get(name)
     return type(task).__module__ if task is not None else "not registered"

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rewards import check, parse_choice, reasoning
 from rlsys.files import save_png, write_atomic
 from rlsys.markdown import delta, fmt, md_table
 
@@ -229,8 +230,6 @@ def example_section(prompts: list[Any], texts: list[str], targets: list[Any],
                     per_task: int = EXAMPLES_PER_TASK) -> list[str]:
     """The first `per_task` held-out answers of each task, whole, with the gold and the
     rationale checker's verdict on each claim (`prompts`: `rlsys.train.data.Prompt`)."""
-    from rewards import check, parse_choice, reasoning
-
     shown: dict[str, int] = {}
     lines = ["## Example answers of the final policy (held-out questions)", ""]
     for p, text, t in zip(prompts, texts, targets, strict=True):
@@ -333,7 +332,7 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
     score` reports them); an "all" row is pooled by n when absent. `extra` adds summary
     rows ("wall_s" or "wall_time_s" is shown as a duration); a dict or list in `extra` is
     shown as JSON in its own section. `sections` are Markdown lines placed after the
-    held-out evaluation (the benchmark's tables). `stages` maps a stage's name ("before",
+    held-out evaluation (the eval suite's tables). `stages` maps a stage's name ("before",
     "after sft_align", ..., "after grpo") to its held-out evaluation, shown side by side.
     """
     run_dir = Path(run_dir)

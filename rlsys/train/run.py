@@ -1,9 +1,11 @@
 """`strl train` / `strl sft`: one training run, top to bottom.
 
-config -> run directory (new, or the one being resumed) -> model (built if missing) -> Ray
-cluster and actors -> learner state from the last checkpoint (resume) -> held-out
-evaluation -> stages (supervised warm start, GRPO), checkpointing every
-`trainer.save_every` GRPO steps -> evaluation -> final policy -> report.
+`run`: config -> run directory (new, or the one being resumed) -> model (built if missing)
+-> Ray cluster and actors -> `Run.stages` (held-out evaluation, then each stage: supervised
+warm starts, GRPO) -> `Run.finish` (final evaluation, final policy, eval suite, report).
+Three things each have one place: when a checkpoint is written (`Run.save`,
+`Run.between_steps` and the GRPO loop's `trainer.save_every`), the stage loop
+(`Run.stages`) and the KL reference policy (`Reference`).
 
 Ctrl-C or a SIGTERM sent to the driver (`ray job stop` does that) lets the current step
 finish, writes a checkpoint and exits with 130 / 143; `strl train --resume <run dir>`
@@ -22,8 +24,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
+from tqdm import tqdm
+from transformers import AutoTokenizer
+
 from rlsys.config import Config, dump_config
+from rlsys.evals import report as evalreport
+from rlsys.evals.evaluate import RunEngines, run_eval, suite_questions
+from rlsys.model.build import ensure_model
+from rlsys.model.card import card_of
+from rlsys.train import checkpoint, plugins
 from rlsys.train.checkpoint import Progress
+from rlsys.train.cluster import Handles, build, cluster_gpus
+from rlsys.train.data import PromptSource
+from rlsys.train.report import EXAMPLES_PER_TASK, example_section, write_report
+from rlsys.train.runlog import RunLogger, read_metrics
+from rlsys.train.topology import plan_topology
+from rlsys.train.trainer import Trainer, held_out_metrics, unique_run_dir
 
 log = logging.getLogger(__name__)
 REFERENCE = "reference"  # run_dir/reference: the KL reference, the policy as GRPO started
@@ -64,28 +81,40 @@ class StopRequest:
             signal.signal(sig, old)
 
 
-def _progress(total: int, desc: str, initial: int = 0):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
-
-
 def run(cfg: Config, resume: Path | None = None) -> Path:
     """Train as configured, or continue the run in `resume`; returns the run directory."""
-    import ray
-    from transformers import AutoTokenizer
-
-    from rlsys.model.build import ensure_model
-    from rlsys.model.card import card_of
-    from rlsys.train import checkpoint, plugins
-    from rlsys.train.cluster import build, cluster_gpus
-    from rlsys.train.data import PromptSource
-    from rlsys.train.report import EXAMPLES_PER_TASK, example_section, write_report
-    from rlsys.train.runlog import RunLogger, read_metrics
-    from rlsys.train.topology import plan_topology
-    from rlsys.train.trainer import Trainer, held_out_metrics, unique_run_dir
-
     t_start = time.perf_counter()
+    run_dir, progress, ckpt = open_run_dir(cfg, resume)
+    model_path = str(ensure_model(cfg.model.path, cfg.model.preset or "tiny", cfg.model.seed)
+                     if cfg.model.preset else Path(cfg.model.path))
+    plugins.check(cfg)  # a broken plug-in stops the run here, before any actor starts
+    tok = AutoTokenizer.from_pretrained(model_path)
+    source = PromptSource(cfg, tok, position=progress.position)
+    start_ray(cfg)
+    stop = StopRequest().install()  # after ray.init, which installs handlers of its own
+    handles = start_actors(cfg, model_path)
+    trainer = Trainer(cfg, handles, tok, source)
+    trainer.restore(progress.counters)  # run-wide counts carry over a resume
+    source.restore(progress.counters)
+    logger = RunLogger(run_dir, cfg.model_dump(mode="json"), wandb_mode=cfg.trainer.wandb)
+    try:
+        r = Run(cfg, run_dir, progress, handles, trainer, source, logger, stop, model_path)
+        trainer.sync_init()
+        if ckpt is not None:
+            r.load(ckpt)
+        r.stages()
+        r.finish(time.perf_counter() - t_start)
+    finally:
+        stop.restore()
+        logger.close()
+        handles.shutdown()
+        ray.shutdown()
+    return run_dir
+
+
+def open_run_dir(cfg: Config, resume: Path | None) -> tuple[Path, Progress, Path | None]:
+    """The run directory (a new one, or `resume`), where the run is, and the checkpoint to
+    load (None for a new run); the resolved config is written into it."""
     progress, ckpt = Progress(), None
     if resume is not None:
         run_dir = Path(resume)
@@ -100,18 +129,20 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, run_dir / "config.yaml")
     print(f"run directory: {run_dir}")
+    return run_dir, progress, ckpt
 
-    model_path = str(ensure_model(cfg.model.path, cfg.model.preset or "tiny", cfg.model.seed)
-                     if cfg.model.preset else Path(cfg.model.path))
-    plugins.check(cfg)  # a broken plug-in stops the run here, before any actor starts
-    tok = AutoTokenizer.from_pretrained(model_path)
-    source = PromptSource(cfg, tok, position=progress.position)
 
+def start_ray(cfg: Config) -> None:
+    """Attach to `cluster.address` (or the one `ray job submit` names), else start a local
+    cluster."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")  # set by `ray job submit`
     ray.init(address=address, num_cpus=cfg.cluster.num_cpus if address is None else None,
              include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    stop = StopRequest().install()  # after ray.init, which installs handlers of its own
+
+
+def start_actors(cfg: Config, model_path: str) -> Handles:
+    """Plan the topology on the connected cluster, print it, build and start every actor."""
     topo = plan_topology(cfg, cuda_available=cluster_gpus())
     print(topo.table())
     print("starting actors (vLLM engines, DeepSpeed learner, reward workers) ...")
@@ -119,171 +150,196 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
     print("started: " + ", ".join(f"{k} {v:.1f}s" for k, v in handles.start_s.items()))
     print("placement: " + ", ".join(f"{k} on node {v[:8]}"
                                     for k, v in handles.placement().items()))
-    trainer = Trainer(cfg, handles, tok, source)
-    card = card_of(cfg)  # how the saved policies were prompted, for `strl serve` / `eval`
-    trainer.restore(progress.counters)  # run-wide counts carry over a resume
-    source.restore(progress.counters)
-    logger = RunLogger(run_dir, cfg.model_dump(mode="json"), wandb_mode=cfg.trainer.wandb)
-    extra: dict[str, Any] = dict(handles.start_s)
+    return handles
 
-    saved: dict[tuple[int, int], Path] = {}
 
-    def save(stage: str) -> Path:
+class Reference:
+    """The KL reference of GRPO: the policy as GRPO starts, saved in run_dir/reference.
+
+    Against the model before a warm start (for the tiny preset, a random init; KL ~5 nats)
+    the KL term would pull the policy back towards noise (seen: long gibberish after ~40
+    steps), so a GRPO stage after a supervised one freezes the warm-started policy."""
+
+    def __init__(self, run_dir: Path, handles: Handles, model_path: str, card: Any) -> None:
+        self.path, self.handles = run_dir / REFERENCE, handles
+        self.model_path, self.card = model_path, card
+
+    def freeze(self) -> None:
+        """Save the current policy as the reference and load it into every learner rank."""
+        checkpoint.write_policy(self.handles.learners, self.path, self.model_path, self.card)
+        self.load()
+
+    def load(self) -> None:
+        ray.get([ln.load_reference.remote(str(self.path)) for ln in self.handles.learners])
+
+    def restore(self) -> None:
+        """On a resume: the reference the run had frozen, if it had one."""
+        if (self.path / "config.json").is_file():
+            self.load()
+
+
+class Run:
+    """A started run: its stages, checkpoints and report."""
+
+    def __init__(self, cfg: Config, run_dir: Path, progress: Progress, handles: Handles,
+                 trainer: Trainer, source: PromptSource, logger: RunLogger,
+                 stop: StopRequest, model_path: str) -> None:
+        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
+        self.handles, self.trainer, self.source = handles, trainer, source
+        self.logger, self.stop, self.model_path = logger, stop, model_path
+        self.card = card_of(cfg)  # how the saved policies were prompted (serve, eval)
+        self.reference = Reference(run_dir, handles, model_path, self.card)
+        self.saved: dict[tuple[int, int], Path] = {}
+        self.held_out = source.held_out()
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def load(self, ckpt: Path) -> None:
+        """Continue from a checkpoint: learner state, the reference, the engines' weights."""
+        ray.get([ln.load_state.remote(str(ckpt / "learner")) for ln in self.handles.learners])
+        self.reference.restore()
+        self.trainer.sync()
+
+    def save(self, stage: str) -> Path:
         """A full checkpoint of where the run is (once per step: a stop requested on a
         periodic save does not write the same one twice)."""
-        if (progress.stage, progress.step) in saved:
-            return saved[(progress.stage, progress.step)]
-        progress.position = source.position
-        progress.counters.update(**trainer.state(), **source.state())
-        path = checkpoint.save(run_dir, stage, progress, handles.learners, model_path,
-                               cfg.trainer.keep_checkpoints, card)
-        saved[(progress.stage, progress.step)] = path
-        return path
+        p = self.progress
+        if (p.stage, p.step) not in self.saved:
+            p.position = self.source.position
+            p.counters.update(**self.trainer.state(), **self.source.state())
+            self.saved[(p.stage, p.step)] = checkpoint.save(
+                self.run_dir, stage, p, self.handles.learners, self.model_path,
+                self.cfg.trainer.keep_checkpoints, self.card)
+        return self.saved[(p.stage, p.step)]
 
-    def between_steps(stage: str) -> None:
-        if stop.signum is not None:
-            raise Interrupted(stop.signum, save(stage))
+    def between_steps(self, stage: str) -> None:
+        """Where a requested stop takes effect: a checkpoint, then `Interrupted`."""
+        if self.stop.signum is not None:
+            raise Interrupted(self.stop.signum, self.save(stage))
 
-    reference = run_dir / REFERENCE
-
-    def load_reference() -> None:
-        ray.get([ln.load_reference.remote(str(reference)) for ln in handles.learners])
-
-    try:
-        trainer.sync_init()
-        if ckpt is not None:
-            ray.get([ln.load_state.remote(str(ckpt / "learner")) for ln in handles.learners])
-            if (reference / "config.json").is_file():
-                load_reference()
-            trainer.sync()
-        held_out = source.held_out()
-        if "before" not in progress.evals:
-            progress.evals["before"] = trainer.evaluate(held_out)
-        stages = cfg.trainer.stages
-        while progress.stage < len(stages):
-            stage = stages[progress.stage]
-            between_steps(stage)
+    # ---- stages ---------------------------------------------------------------------
+    def stages(self) -> None:
+        """The held-out evaluation, then each configured stage from where the run is."""
+        p, stages = self.progress, self.cfg.trainer.stages
+        if "before" not in p.evals:
+            p.evals["before"] = self.trainer.evaluate(self.held_out)
+        while p.stage < len(stages):
+            stage = stages[p.stage]
+            self.between_steps(stage)
             if stage == "grpo":
-                if progress.step == 0 and progress.stage > 0:
-                    # KL to the warm-started policy: against the model before the warm start
-                    # (for the tiny preset, a random init; KL ~5 nats) the KL term pulls the
-                    # policy back towards noise (seen: long gibberish after ~40 steps).
-                    checkpoint.write_policy(handles.learners, reference, model_path, card)
-                    load_reference()
-                _grpo(cfg, trainer, logger, progress, save, between_steps)
+                if p.step == 0 and p.stage > 0:
+                    self.reference.freeze()
+                _grpo(self)
             else:
-                _sft(cfg, stage, trainer, source, logger, progress, between_steps)
-                trainer.sync()
-                progress.evals[f"after {stage}"] = trainer.evaluate(held_out)
-            progress.stage, progress.step = progress.stage + 1, 0
-        texts, targets = trainer.answers(held_out)
-        evals = dict(progress.evals, after=held_out_metrics(texts, targets))
-        examples = example_section(held_out, texts, targets, EXAMPLES_PER_TASK)
-        final = checkpoint.write_policy(handles.learners,
-                                        run_dir / checkpoint.CHECKPOINTS / "final", model_path,
-                                        card)
-        counts = trainer.state()
-        extra.update(wall_s=time.perf_counter() - t_start, checkpoint=str(final),
-                     **source.state(), skipped_grad_steps=counts["skipped_grad_steps"],
-                     actor_restarts=counts["restarts_rollout"] + counts["restarts_reward"])
-        bench = _benchmark(cfg, trainer, card, run_dir / "eval")
-        metrics = read_metrics(run_dir / "metrics.jsonl")
-        grpo = [m for m in metrics if "reward/mean" in m]  # SFT rows carry sft_*/ keys only
-        by_stage = {k: v for k, v in evals.items() if k != "after"}
-        by_stage[f"after {stages[-1]}"] = evals["after"]
-        report = write_report(run_dir, grpo, evals["before"], evals["after"],
-                              cfg.model_dump(mode="json"), extra,
-                              sections=examples + bench, stages=by_stage)
+                _sft(self, stage)
+                self.trainer.sync()
+                p.evals[f"after {stage}"] = self.trainer.evaluate(self.held_out)
+            p.stage, p.step = p.stage + 1, 0
+
+    def finish(self, wall_s: float) -> None:
+        """Final evaluation, the final policy, the eval suite and the report."""
+        texts, targets = self.trainer.answers(self.held_out)
+        after = held_out_metrics(texts, targets)
+        examples = example_section(self.held_out, texts, targets, EXAMPLES_PER_TASK)
+        final = checkpoint.write_policy(self.handles.learners,
+                                        self.run_dir / checkpoint.CHECKPOINTS / "final",
+                                        self.model_path, self.card)
+        counts = self.trainer.state()
+        extra: dict[str, Any] = dict(
+            self.handles.start_s, wall_s=wall_s, checkpoint=str(final), **self.source.state(),
+            skipped_grad_steps=counts["skipped_grad_steps"],
+            actor_restarts=counts["restarts_rollout"] + counts["restarts_reward"])
+        suite = _eval_suite(self.cfg, self.trainer, self.card, self.run_dir / "eval")
+        grpo = [m for m in read_metrics(self.run_dir / "metrics.jsonl")
+                if "reward/mean" in m]  # SFT rows carry sft_*/ keys only
+        by_stage = dict(self.progress.evals)
+        by_stage[f"after {self.cfg.trainer.stages[-1]}"] = after
+        report = write_report(self.run_dir, grpo, self.progress.evals["before"], after,
+                              self.cfg.model_dump(mode="json"), extra,
+                              sections=examples + suite, stages=by_stage)
         print(f"report: {report}")
-    finally:
-        stop.restore()
-        logger.close()
-        handles.shutdown()
-        ray.shutdown()
-    return run_dir
 
 
-def _benchmark(cfg: Config, trainer: Any, card: Any, out: Path) -> list[str]:
-    """The `strl eval` benchmark on the final policy, on the run's own engines (they hold
+def _eval_suite(cfg: Config, trainer: Trainer, card: Any, out: Path) -> list[str]:
+    """The `strl eval` suite on the final policy, on the run's own engines (they hold
     its weights): written to `out` (eval.json, eval.md, eval.png, samples.html); returns
     the report's section."""
-    from rlsys.evals import report as evalreport
-    from rlsys.evals.evaluate import RunEngines, Sampling, benchmark_questions, run_eval
-    from rlsys.train.trainer import EVAL_SEED
-
-    k = cfg.trainer.benchmark_per_cell
+    k = cfg.trainer.suite_per_cell
     if not k:
         return []
-    r = cfg.rollout
-    questions, info = benchmark_questions(k)
-    sampling = Sampling(temperature=cfg.trainer.eval_temperature, max_tokens=r.max_tokens,
-                        top_p=r.top_p, seed=EVAL_SEED + cfg.trainer.seed)
-    engines = RunEngines(trainer, r.max_model_len or r.max_prompt_tokens + r.max_tokens, card,
-                         sampling)
-    print(f"benchmark {info['benchmark']}: {len(questions)} questions, with and without "
+    questions, info = suite_questions(k)
+    sampling = cfg.eval_sampling(trainer.stop_ids)
+    engines = RunEngines(trainer, cfg.rollout.context, card, sampling)
+    print(f"eval suite {info['suite']}: {len(questions)} questions, with and without "
           "their graph ...", flush=True)
     result = run_eval(questions, engines, info, sampling, card=card)
     paths = evalreport.write(result, out)
-    print(f"benchmark: {paths['markdown']}, {paths['html']}")
+    print(f"eval suite: {paths['markdown']}, {paths['html']}")
     return [*evalreport.markdown(result, heading="##"),
             "Every answer, in the browser view: [eval/samples.html](eval/samples.html); "
-            "plot: ![benchmark](eval/eval.png)", ""]
+            "plot: ![eval suite](eval/eval.png)", ""]
 
 
-def _sft(cfg: Config, stage: str, trainer: Any, source: Any, logger: Any,
-         progress: Progress, between_steps: Any) -> None:
+def _progress(total: int, desc: str, initial: int = 0) -> tqdm:
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def _sft(r: Run, stage: str) -> None:
+    """One supervised stage (`sft_align`: answers only; `sft_cot`: rationales too)."""
+    cfg, p = r.cfg, r.progress
     s = cfg.trainer.sft
-    bar = _progress(s.steps, stage, initial=progress.step)
+    bar = _progress(s.steps, stage, initial=p.step)
     warned = False
-    while progress.step < s.steps:
-        prompts = source.sft(progress.sft_position, s.batch_size)
-        m = trainer.sft_step(prompts, answer_only=stage == "sft_align",
-                             lr=s.lr_at(progress.step))
-        logger.log(progress.step, {f"{stage}/{k}": v for k, v in m.items()})
+    while p.step < s.steps:
+        prompts = r.source.sft(p.sft_position, s.batch_size)
+        m = r.trainer.sft_step(prompts, answer_only=stage == "sft_align", lr=s.lr_at(p.step))
+        r.logger.log(p.step, {f"{stage}/{k}": v for k, v in m.items()})
         if m.get("truncated") and not warned:
             warned = True
             print(f"warning: {stage}: some reference completions are longer than "
                   f"rollout.max_tokens={cfg.rollout.max_tokens} and were cut (counted as "
                   f"{stage}/truncated); raise rollout.max_tokens", file=sys.stderr)
-        progress.sft_position += s.batch_size
-        progress.step += 1
+        p.sft_position += s.batch_size
+        p.step += 1
         bar.set_postfix(loss=f"{m.get('sft_loss', float('nan')):.3f}")
         bar.update()
-        between_steps(stage)
+        r.between_steps(stage)
     bar.close()
 
 
-def _grpo(cfg: Config, trainer: Any, logger: Any, progress: Progress, save: Any,
-          between_steps: Any) -> None:
+def _grpo(r: Run) -> None:
+    """The GRPO stage: steps until `trainer.steps`, a checkpoint every `trainer.save_every`
+    steps and after the last one."""
+    cfg, p, trainer = r.cfg, r.progress, r.trainer
     steps = cfg.trainer.steps
-    bar = _progress(steps, "grpo", initial=progress.step)
-    while progress.step < steps:
-        step = progress.step
+    bar = _progress(steps, "grpo", initial=p.step)
+    while p.step < steps:
+        step = p.step
         t0 = time.perf_counter()
         out = trainer.grpo_step(step)
-        metrics, samples, prompt_ids = out.metrics, out.samples, out.prompt_ids
+        metrics = out.metrics
         metrics["time/step"] = time.perf_counter() - t0
         gen = metrics.get("time/generate", 0.0)
         metrics["tokens_per_s"] = metrics["generated_tokens"] / gen if gen else 0.0
-        logger.log(step, metrics)
-        logger.log_prompts(step, prompt_ids)
+        r.logger.log(step, metrics)
+        r.logger.log_prompts(step, out.prompt_ids)
         every = cfg.trainer.log_samples_every
         if every and step % every == 0:
-            logger.log_samples(step, samples)
+            r.logger.log_samples(step, out.samples)
         accs = [v for k, v in metrics.items() if k.startswith("acc/")]
         bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
                         acc=f"{sum(accs) / len(accs):.2f}" if accs else "-",
                         step_s=f"{metrics['time/step']:.1f}")
         bar.update()
-        progress.step += 1
+        p.step += 1
         if metrics.get("judge/failures"):
             log.warning("step %d: %g of %g judge calls failed (scored 0)", step,
                         metrics["judge/failures"], metrics["judge/calls"])
         failing = trainer.judge_failing()
         if failing:
-            raise RuntimeError(f"{failing} with `strl train --resume {save('grpo').parents[1]}`")
+            resume = r.save("grpo").parents[1]
+            raise RuntimeError(f"{failing} with `strl train --resume {resume}`")
         k = cfg.trainer.save_every
-        if k and (progress.step % k == 0 or progress.step == steps):
-            save("grpo")  # the last step too: `--resume ... trainer.steps=<more>` extends
-        between_steps("grpo")
+        if k and (p.step % k == 0 or p.step == steps):
+            r.save("grpo")  # the last step too: `--resume ... trainer.steps=<more>` extends
+        r.between_steps("grpo")
     bar.close()

@@ -9,7 +9,7 @@ resources, in which placement-group bundles, and (for declared node shapes) on w
 - learner: one placement group, PACK (all ranks on one node when they fit, so NCCL stays
   on NVLink), one bundle per DeepSpeed rank;
 - reward: one placement group, SPREAD, one bundle per worker;
-- judge (with `judge.mode: actor`): one placement group, STRICT_PACK, one bundle.
+- judge_server (with `judge_server.mode: actor`): one placement group, STRICT_PACK, one bundle.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rlsys.config import Config, NodeSpec
+from rlsys.model.engine import cpu_computes_bf16
 
 NODE_RESOURCE_SHARE = 0.001  # of a node-marking resource, per bundle: any number fit
 
@@ -46,7 +47,7 @@ class GroupPlan:
 
 @dataclass(frozen=True)
 class ActorPlan:
-    role: str  # rollout | learner | reward | judge
+    role: str  # rollout | learner | reward | judge_server
     index: int
     group: str
     bundle: int
@@ -60,11 +61,13 @@ class Topology:
     actors and settings builders read these fields, never the raw config."""
 
     device: str  # cpu | cuda: rollout engines and learner ranks
+    dtype: str  # the policy's parameter dtype in the learner ranks and the engines
     groups: list[GroupPlan]
     actors: list[ActorPlan]
     learner_backend: str = "gloo"  # the DeepSpeed group's torch.distributed backend
     sync_backend: str = "gloo"  # the weight-sync group's (learner rank 0 + engine workers)
-    judge_device: str = "cpu"  # the judge actor's engine (judge.mode: actor)
+    judge_server_device: str = "cpu"  # the judge actor's engine (judge_server.mode: actor)
+    judge_server_dtype: str = "float32"  # its dtype (model.dtype, resolved for its device)
 
     @property
     def total_cpus(self) -> float:
@@ -78,11 +81,11 @@ class Topology:
         return next(g for g in self.groups if g.name == name)
 
     def table(self) -> str:
-        lines = [f"device: {self.device}; total {self.total_cpus:g} CPUs, "
+        lines = [f"device: {self.device}, dtype {self.dtype}; total {self.total_cpus:g} CPUs, "
                  f"{self.total_gpus:g} GPUs in {len(self.groups)} placement groups",
                  f"backends: learner {self.learner_backend}, weight sync {self.sync_backend}"
-                 + (f"; judge on {self.judge_device}"
-                    if any(a.role == "judge" for a in self.actors) else ""), "",
+                 + (f"; judge server on {self.judge_server_device}"
+                    if any(a.role == "judge_server" for a in self.actors) else ""), "",
                  "actor        group       strategy     bundle  resources          node",
                  "-----------  ----------  -----------  ------  -----------------  ----"]
         for a in self.actors:
@@ -138,17 +141,28 @@ def plan_topology(cfg: Config, cuda_available: bool = False) -> Topology:
     groups.append(GroupPlan("reward", "SPREAD", [Bundle(rw.cpus_per_worker)] * rw.workers))
     actors += [ActorPlan("reward", i, "reward", i, rw.cpus_per_worker, 0.0)
                for i in range(rw.workers)]
-    if cfg.judge.mode == "actor":
-        j = cfg.judge
-        groups.append(GroupPlan("judge", "STRICT_PACK", [Bundle(j.cpus, j.gpus)]))
-        actors.append(ActorPlan("judge", 0, "judge", 0, j.cpus, j.gpus))
-    topo = Topology(device, groups, actors,
+    if cfg.judge_server.mode == "actor":
+        j = cfg.judge_server
+        groups.append(GroupPlan("judge_server", "STRICT_PACK", [Bundle(j.cpus, j.gpus)]))
+        actors.append(ActorPlan("judge_server", 0, "judge_server", 0, j.cpus, j.gpus))
+    judge_device = "cuda" if cfg.judge_server.gpus else "cpu"
+    topo = Topology(device, _dtype(cfg.model.dtype, device), groups, actors,
                     learner_backend=_backend(ln.backend, device),
                     sync_backend=_backend(cfg.sync.backend, device),
-                    judge_device="cuda" if cfg.judge.gpus else "cpu")
+                    judge_server_device=judge_device,
+                    judge_server_dtype=_dtype(cfg.model.dtype, judge_device))
     if cfg.cluster.nodes:
         _place(topo, cfg.cluster.nodes)
     return topo
+
+
+def _dtype(configured: str, device: str) -> str:
+    """The policy's dtype: as configured, or (auto) bfloat16 on cuda and on a CPU that
+    computes it natively, float32 on any other CPU (judged by this machine's CPU: the
+    driver's, which on a CPU cluster is assumed to be the nodes' kind)."""
+    if configured != "auto":
+        return configured
+    return "bfloat16" if device == "cuda" or cpu_computes_bf16() else "float32"
 
 
 def _backend(configured: str, device: str) -> str:

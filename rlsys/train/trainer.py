@@ -14,7 +14,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,18 +24,18 @@ from ray.exceptions import RayActorError
 
 from actors.learner import MicroBatch, Sequence
 from actors.reward import RewardResult, merge, split_even
-from actors.rollout import Completion, SamplingSettings
+from actors.rollout import Completion
+from rewards import Target, evaluate
 from rewards.spatial import spatial_bonus, spatial_bonus_group_mean
 from rlsys.config import Config
+from rlsys.dataio import fresh_dir
 from rlsys.grpo import dynamic_sampling_mask, group_advantages, topup_needed
 from rlsys.model.chat import END_OF_TURN, stop_ids
+from rlsys.sampling import Sampling
 from rlsys.train.data import Prompt, PromptSource
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-EVAL_SEED = 7_919  # evaluation sampling: the same draws before and after training
-
 
 def generation_seed(seed: int, step: int, round_: int) -> int:
     """The sampler seed of one generation call of a GRPO step (engine i adds i): a pure
@@ -75,8 +75,8 @@ class Trainer:
         self.skipped_grad_steps = 0
         self.restarts: dict[str, int] = {"rollout": 0, "reward": 0}
         self.recover_s = 0.0  # time spent rebuilding actors in the current step
-        # (calls, failures) of the AI judge over the last judge.window_steps steps
-        self.judge_window: deque[tuple[float, float]] = deque(maxlen=cfg.judge.window_steps)
+        # (calls, failures) of the AI judge over the last judge_server.window_steps steps
+        self.judge_window: deque[tuple[float, float]] = deque(maxlen=cfg.judge_server.window_steps)
 
     # ---- resume ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -161,7 +161,7 @@ class Trainer:
         return {"time/sync": time.perf_counter() - t0, "sync_bytes": out[0]["bytes"]}
 
     # ---- generation and scoring ---------------------------------------------------
-    def generate(self, ids: list[list[int]], sampling: SamplingSettings,
+    def generate(self, ids: list[list[int]], sampling: Sampling,
                  seed: int, series: list | None = None) -> list[list[Completion]]:
         """n completions per prompt (token ids; `series[k]`: what prompt k's placeholders
         stand for, with the encoder), prompts split evenly across the engines; engine i
@@ -289,8 +289,7 @@ class Trainer:
         """One generation round of a step: every prompt's group, scored (with S-GRPO's
         bonus from the same prompts without their graph added to the rewards)."""
         r, sp = self.cfg.rollout, self.cfg.algorithm.spatial
-        sampling = SamplingSettings(n=r.n, temperature=r.temperature, top_p=r.top_p,
-                                    max_tokens=r.max_tokens, stop_token_ids=self.stop_ids)
+        sampling = r.sampling(self.stop_ids)
         seed = self.cfg.trainer.seed
         t0 = time.perf_counter()
         series = [p.series for p in prompts]
@@ -378,12 +377,12 @@ class Trainer:
         """Why the run must stop because the judge keeps failing, or None."""
         calls = sum(c for c, _ in self.judge_window)
         failures = sum(f for _, f in self.judge_window)
-        limit = self.cfg.judge.max_failure_fraction
+        limit = self.cfg.judge_server.max_failure_fraction
         if calls and failures / calls > limit:
             where = f" at {self.h.judge_url}" if self.h.judge_url else ""
             return (f"the AI judge{where} failed {failures:g} of {calls:g} calls "
                     f"over the last {len(self.judge_window)} steps (more than "
-                    f"judge.max_failure_fraction={limit:g}); check that it is up and "
+                    f"judge_server.max_failure_fraction={limit:g}); check that it is up and "
                     "reachable, then resume")
         return None
 
@@ -396,22 +395,14 @@ class Trainer:
         """The policy's answers to held-out prompts (greedy unless
         `trainer.eval_temperature` > 0), and their targets. Sampling is seeded the same way
         every time, so a before/after difference is the model's, not the dice's."""
-        from rewards import Target
-
-        temp = self.cfg.trainer.eval_temperature
-        sampling = SamplingSettings(n=1, temperature=temp, max_tokens=self.cfg.rollout.max_tokens,
-                                    stop_token_ids=self.stop_ids)
-        groups = self.generate([p.ids for p in prompts], sampling,
-                               EVAL_SEED + self.cfg.trainer.seed, [p.series for p in prompts])
+        sampling = self.cfg.eval_sampling(self.stop_ids)
+        groups = self.generate([p.ids for p in prompts], sampling, sampling.seed,
+                               [p.series for p in prompts])
         return [g[0].text for g in groups], [Target.from_record(p.target) for p in prompts]
 
 
 def held_out_metrics(texts: list[str], targets: list[Any]) -> dict[str, dict[str, Any]]:
     """`rewards.evaluate`'s metrics per task, as plain dicts (a checkpoint keeps them)."""
-    from dataclasses import asdict
-
-    from rewards import evaluate
-
     return {k: asdict(v) for k, v in evaluate(texts, targets).items()}
 
 
@@ -452,6 +443,4 @@ def _alive(actors: list) -> list[bool]:
 def unique_run_dir(cfg: Config) -> Path:
     """runs/<name>, or runs/<name>-2, -3, ... when it exists (a finished run is never
     overwritten; resuming one is `strl train --resume`)."""
-    from rlsys.dataio import fresh_dir
-
     return fresh_dir(cfg.run_dir)

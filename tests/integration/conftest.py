@@ -39,7 +39,7 @@ def _train(tmp: Path, name: str, *overrides: str) -> TrainedRun:
            "data.eval_size=4", "rollout.prompts_per_step=2", "rollout.n=2",
            "rollout.max_tokens=16", "algorithm.dynamic_sampling=false",
            "trainer.wandb=offline", "trainer.log_samples_every=1",
-           "trainer.benchmark_per_cell=1", "trainer.sft.steps=2", *overrides]
+           "trainer.suite_per_cell=1", "trainer.sft.steps=2", *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp / "runs" / name
@@ -50,7 +50,7 @@ def _train(tmp: Path, name: str, *overrides: str) -> TrainedRun:
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     """`make run`'s pipeline, short: the tiny preset as configured (series through the
     encoder, chain-of-thought warm start, GRPO on accuracy + format + rationale), 2 SFT
-    steps, 3 GRPO steps and the end-of-run benchmark (1 question per cell)."""
+    steps, 3 GRPO steps and the end-of-run eval suite (1 question per cell)."""
     return _train(tmp_path_factory.mktemp("default"), "e2e")
 
 

@@ -30,7 +30,7 @@ ENV = dict(os.environ, RAY_AUTH_MODE="token", RAY_JOB_STOP_WAIT_TIME_S="300",
 SMALL = ["trainer.sft.steps=1", "data.eval_size=2", "rollout.prompts_per_step=2",
          "rollout.n=2", "rollout.max_tokens=12", "algorithm.dynamic_sampling=false",
          "trainer.wandb=disabled", "trainer.log_samples_every=0",
-         "trainer.benchmark_per_cell=0"]
+         "trainer.suite_per_cell=0"]
 
 
 def train_cmd(model: Path, out_dir: Path, name: str, *overrides: str,

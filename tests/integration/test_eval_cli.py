@@ -1,5 +1,5 @@
 """`strl eval` as a user runs it on the checkpoint of a real tiny training run (vLLM in
-process): the benchmark, the ST-Test fixture file, and a comparison with the run's own
+process): the eval suite, the ST-Test fixture file, and a comparison with the run's own
 end-of-run evaluation (same questions, same digest)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from envs import benchmark
+from envs import evalsuite
 from tests.integration.runner import ROOT
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def test_eval_a_checkpoint_a_file_and_compare(trained_run, tmp_path: Path) -> No
     _strl("eval", "--checkpoint", str(ckpt), "--per-cell", "1", "--out", str(tmp_path / "a"))
     a = json.loads((tmp_path / "a" / "eval.json").read_text())
     own = json.loads((trained_run.run / "eval" / "eval.json").read_text())
-    assert a["digest"] == own["digest"] and a["tasks"]["all"]["n"] == len(benchmark.cells())
+    assert a["digest"] == own["digest"] and a["tasks"]["all"]["n"] == len(evalsuite.cells())
     assert a["card"]["precision"] == 0 and a["sampling"]["max_tokens"] == 16  # the card's
     assert a["warnings"] == [] and a["tasks"]["all"]["over_context"] == 0
     assert set(a["nodes"]["root_cause"]) == {"5", "10"}  # 4 options need 5 nodes

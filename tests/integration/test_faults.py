@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rlsys.config import load_config
 from tests.integration.runner import finish, grpo_rows, start, train_cmd, wait_for
 
 pytestmark = pytest.mark.slow
@@ -66,7 +67,10 @@ def test_non_finite_loss_skips_the_optimizer_step(tmp_path: Path, tiny_model: Pa
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         learner = LearnerActor.options(num_cpus=1).remote(
-            LearnerSettings(str(tiny_model), dtype="float32", lr=1e-2), 0, 1)
+            LearnerSettings.from_config(
+                load_config(None, ["learner.lr=1e-2", "algorithm.kl_coef=0"]),
+                str(tiny_model), "cpu", "float32", "gloo"),
+            0, 1)
         ray.get(learner.start.remote(*ray.get(learner.address.remote())))
         seq = [Sequence(list(range(10, 30)), 10, [-1.0] * 10, 1.0)]
 

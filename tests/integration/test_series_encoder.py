@@ -22,10 +22,12 @@ import pytest
 import ray
 
 from actors.learner import LearnerActor, LearnerSettings, MicroBatch, Sequence
-from actors.rollout import EngineSettings, RolloutActor, SamplingSettings
+from actors.rollout import EngineSettings, RolloutActor
 from envs.stream import SampleStream
 from envs.tasks import EnvConfig
+from rlsys.config import load_config
 from rlsys.model.build import build_model
+from rlsys.sampling import Sampling
 from tests.integration.runner import train_cmd
 
 pytestmark = pytest.mark.slow
@@ -33,6 +35,13 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[2]
 FIXTURES = ROOT / "tests" / "unit" / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
 SHAPE = {"patch": 8, "width": 32, "depth": 1, "step_dim": 8}
+
+
+def _cfg(*overrides: str):
+    """A run's config with a small encoder and a 1024-token engine context."""
+    return load_config(None, ["model.series=encoder", "rollout.max_model_len=1024",
+                              *(f"model.encoder.{k}={v}" for k, v in SHAPE.items()),
+                              *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -64,23 +73,24 @@ def _questions(model_dir: Path) -> tuple[list[list[int]], list[list[list[float]]
 def test_engine_greedy_equals_learner_greedy_on_encoder_prompts_after_sync(
         model_dir, cluster, zero_stage) -> None:
     dtype = "float32"  # exact greedy agreement needs identical numerics on both sides
+    cfg = _cfg(f"model.dtype={dtype}", f"learner.zero_stage={zero_stage}", "learner.lr=3e-2",
+               "model.encoder.lr=0.1", "algorithm.kl_coef=0")
     eng = RolloutActor.options(num_cpus=1).remote(
-        EngineSettings(str(model_dir), dtype=dtype, max_model_len=1024, encoder=SHAPE))
+        EngineSettings.from_config(cfg, str(model_dir), "cpu", dtype))
     learner = LearnerActor.options(num_cpus=1).remote(
-        LearnerSettings(str(model_dir), dtype=dtype, zero_stage=zero_stage, lr=3e-2,
-                        encoder=SHAPE, encoder_lr=1e-1), 0, 1)
+        LearnerSettings.from_config(cfg, str(model_dir), "cpu", dtype, "gloo"), 0, 1)
     try:
         master = ray.get(learner.address.remote())
         ray.get([eng.start.remote(), learner.start.remote(*master)])
         prompts, series = _questions(model_dir)
-        greedy = SamplingSettings(n=1, temperature=0.0, max_tokens=10)
+        greedy = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=10)
         before = [c.token_ids for c in ray.get(eng.generate.remote(prompts, greedy, None,
                                                                    series))]
         # the same encoder on both sides from the start (the seed builds it)
         assert before == ray.get(learner.greedy.remote(prompts, 10, series))
 
         comps = ray.get(eng.generate.remote(
-            prompts, SamplingSettings(n=4, temperature=1.0, max_tokens=10), 3, series))
+            prompts, Sampling(n=4, temperature=1.0, top_p=1.0, max_tokens=10), 3, series))
         seqs = [Sequence(prompts[c.prompt_index] + c.token_ids, len(prompts[c.prompt_index]),
                          c.logprobs, adv, series=series[c.prompt_index])
                 for c, adv in zip(comps, [1.0, -1.0] * 6, strict=True)]
@@ -109,13 +119,13 @@ def test_engine_greedy_equals_learner_greedy_on_encoder_prompts_after_sync(
 
 def test_the_engine_reads_the_rows_one_value_changes_the_logprobs(model_dir, cluster) -> None:
     eng = RolloutActor.options(num_cpus=1).remote(
-        EngineSettings(str(model_dir), dtype="float32", max_model_len=1024, encoder=SHAPE))
+        EngineSettings.from_config(_cfg(), str(model_dir), "cpu", "float32"))
     try:
         ray.get(eng.start.remote())
         prompts, series = _questions(model_dir)
         moved = [list(map(list, s)) for s in series]
         moved[0][1][5] += 10 * float(np.std(series[0][1]) + 1)  # one value of node 1
-        once = SamplingSettings(n=1, temperature=1.0, max_tokens=6)
+        once = Sampling(n=1, temperature=1.0, top_p=1.0, max_tokens=6)
         a = ray.get(eng.generate.remote(prompts[:1], once, 11, series[:1]))[0]
         b = ray.get(eng.generate.remote(prompts[:1], once, 11, series[:1]))[0]
         c = ray.get(eng.generate.remote(prompts[:1], once, 11, moved[:1]))[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from envs import benchmark
+from envs import evalsuite
 from rlsys.weightsync import free_port
 from tests.integration.runner import ROOT, start, wait_for
 
@@ -129,7 +129,7 @@ def _check_answer(server: Server, req: dict, reply: dict) -> None:
 def test_questions_in_both_shapes_are_answered(server: Server) -> None:
     status, listing = server.request("GET", "/v1/examples")
     examples = json.loads(listing)["data"]
-    assert status == 200 and len(examples) == len(benchmark.cells())
+    assert status == 200 and len(examples) == len(evalsuite.cells())
     assert {e["split"] for e in examples} == {"id", "ood"}
     for e in examples[::7]:
         status, ex = server.request("GET", f"/v1/examples/{e['id']}")
@@ -253,7 +253,7 @@ def test_strl_eval_scores_the_endpoint(server: Server, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "eval.json").read_text())
-    assert result["tasks"]["all"]["n"] == len(benchmark.cells())
+    assert result["tasks"]["all"]["n"] == len(evalsuite.cells())
     assert result["tasks"]["all"]["request_failed"] == 0
     assert result["model"].endswith("(strl)") and "| path_description |" in proc.stdout
     records = [json.loads(x) for x in (out / "completions.jsonl").read_text().splitlines()]
@@ -270,7 +270,7 @@ def test_strl_eval_scores_the_endpoint(server: Server, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((judged / "eval.json").read_text())
     task = result["tasks"]["path_description"]
-    assert task["n"] == sum(c.task == "path_description" for c in benchmark.cells())
+    assert task["n"] == sum(c.task == "path_description" for c in evalsuite.cells())
     assert 0.0 <= task["score"] <= 1.0
     assert result["judge"]["failures"] == 0, result["judge"]
     from rewards.judge import candidate_text
@@ -342,7 +342,7 @@ def test_the_browser_view_shows_a_question_and_the_models_answer(
         # the page `strl eval` wrote at the end of the training run: no server needed
         page.goto((trained_run.run / "eval" / "samples.html").as_uri())
         page.wait_for_selector("#series path.series-line")
-        cells = len(benchmark.cells())
+        cells = len(evalsuite.cells())
         assert page.locator("#record option").count() == cells
         assert page.locator("#status").text_content() == f"1 of {cells}"
         page.click("#next")

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from envs import benchmark
+from envs import evalsuite
 
 pytestmark = pytest.mark.slow
 
@@ -50,18 +50,18 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert "ecology" not in card["domains"]
 
 
-def test_the_run_ends_with_the_benchmark_in_its_report(default_run) -> None:
+def test_the_run_ends_with_the_eval_suite_in_its_report(default_run) -> None:
     """`make run`'s report carries `strl eval`'s figures: every task, both domain splits."""
     run = default_run.run
     result = json.loads((run / "eval" / "eval.json").read_text())
-    assert result["benchmark"] == "stb-3" and result["per_cell"] == 1
-    assert result["tasks"]["all"]["n"] == len(benchmark.cells()) and result["graph_free"]
+    assert result["suite"] == "stb-3" and result["per_cell"] == 1
+    assert result["tasks"]["all"]["n"] == len(evalsuite.cells()) and result["graph_free"]
     assert set(result["splits"]) == {"id", "ood"}
     lines = (run / "eval" / "completions.jsonl").read_text().splitlines()
-    assert len(lines) == len(benchmark.cells())
+    assert len(lines) == len(evalsuite.cells())
     assert all(json.loads(x)["reading_no_graph"] for x in lines)
     report = (run / "report.md").read_text()
-    assert "## Evaluation: benchmark `stb-3`" in report and "| forecasting |" in report
+    assert "## Evaluation: eval suite `stb-3`" in report and "| forecasting |" in report
     assert "In-distribution vs held-out domains" in report and "eval/samples.html" in report
     for name in ("eval.md", "eval.png", "samples.html"):
         assert (run / "eval" / name).stat().st_size > 0
@@ -72,7 +72,7 @@ def test_the_intervention_family_trains_end_to_end(short_run) -> None:
     warm-started on their rationales, rolled out, scored (exact match, format, the
     rationale checker) and trained on, and the held-out evaluation reports it."""
     done = short_run("intervention", "data.tasks={intervention: 1}", "trainer.steps=2",
-                     "trainer.benchmark_per_cell=0")
+                     "trainer.suite_per_cell=0")
     rows = [json.loads(x) for x in (done.run / "metrics.jsonl").read_text().splitlines()]
     grpo = [r for r in rows if "reward/mean" in r]
     assert [r["step"] for r in grpo] == [0, 1]

@@ -12,8 +12,10 @@ import pytest
 import ray
 
 from actors.learner import LearnerActor, LearnerSettings, MicroBatch, Sequence
-from actors.rollout import EngineSettings, RolloutActor, SamplingSettings
+from actors.rollout import EngineSettings, RolloutActor
+from rlsys.config import load_config
 from rlsys.model.build import build_model
+from rlsys.sampling import Sampling
 
 pytestmark = pytest.mark.slow
 
@@ -52,20 +54,23 @@ def test_engine_greedy_equals_learner_greedy_after_sync(model_dir, cluster, zero
 
     assert AutoConfig.from_pretrained(model_dir).tie_word_embeddings
     dtype = "float32"  # exact greedy agreement needs identical numerics on both sides
+    cfg = load_config(None, [f"model.dtype={dtype}", "rollout.max_model_len=1024",
+                             f"learner.zero_stage={zero_stage}", "learner.lr=3e-2",
+                             "algorithm.kl_coef=0"])
     eng = RolloutActor.options(num_cpus=1).remote(
-        EngineSettings(str(model_dir), dtype=dtype, max_model_len=1024))
+        EngineSettings.from_config(cfg, str(model_dir), "cpu", dtype))
     learner = LearnerActor.options(num_cpus=1).remote(
-        LearnerSettings(str(model_dir), dtype=dtype, zero_stage=zero_stage, lr=3e-2), 0, 1)
+        LearnerSettings.from_config(cfg, str(model_dir), "cpu", dtype, "gloo"), 0, 1)
     try:
         master = ray.get(learner.address.remote())
         ray.get([eng.start.remote(), learner.start.remote(*master)])
         prompts = _prompts(model_dir)
-        greedy = SamplingSettings(n=1, temperature=0.0, max_tokens=12)
+        greedy = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=12)
         before = [c.token_ids for c in ray.get(eng.generate.remote(prompts, greedy))]
         sums_before = ray.get(eng.param_sums.remote())
 
         comps = ray.get(eng.generate.remote(
-            prompts, SamplingSettings(n=4, temperature=1.0, max_tokens=12, seed=3)))
+            prompts, Sampling(n=4, temperature=1.0, top_p=1.0, max_tokens=12), 3))
         seqs = [Sequence(prompts[c.prompt_index] + c.token_ids, len(prompts[c.prompt_index]),
                          c.logprobs, adv) for c, adv in zip(comps, [1.0, -1.0] * 6, strict=True)]
         tokens = sum(len(c.token_ids) for c in comps)

@@ -73,11 +73,12 @@ def test_judge_settings_are_checked_and_point_the_judge_reward() -> None:
     judge_reward = "reward.rewards=[{name: accuracy}, {name: judge, weight: 0.5}]"
     with pytest.raises(ConfigError, match="reward 'judge' needs a judge"):
         load_config(None, [judge_reward])
-    with pytest.raises(ConfigError, match="judge.base_url is required"):
-        load_config(None, [judge_reward, "judge.mode=endpoint"])
-    cfg = load_config(None, [judge_reward, "judge.mode=endpoint",
-                             "judge.base_url=http://judge:8000/v1", "judge.model=big"])
-    specs = cfg.reward_specs(cfg.judge.base_url)
+    with pytest.raises(ConfigError, match="judge_server.base_url is required"):
+        load_config(None, [judge_reward, "judge_server.mode=endpoint"])
+    cfg = load_config(None, [judge_reward, "judge_server.mode=endpoint",
+                             "judge_server.base_url=http://judge:8000/v1",
+                             "judge_server.model=big"])
+    specs = cfg.reward_specs(cfg.judge_server.base_url)
     assert specs[1]["params"] == {"base_url": "http://judge:8000/v1", "model": "big",
                                   "structured": True}
     assert specs[0]["params"] == {}

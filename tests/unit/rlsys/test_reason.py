@@ -6,15 +6,18 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from envs import benchmark
+from envs import evalsuite
 from envs.prompt import build_prompt
+from envs.sample import TASKS
+from rlsys.config import RequestLimits
 from rlsys.openai_api import BadRequest
-from rlsys.reason import Limits, from_sample, parse_question, read
+from rlsys.reason import from_sample, parse_question, read
 
 FIXTURES = Path(__file__).parents[1] / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
 
@@ -25,7 +28,7 @@ def _rows() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def samples() -> list:
-    return [it.sample for it in benchmark.items(1)]
+    return [it.sample for it in evalsuite.items(1)]
 
 
 def _ours(s) -> dict:
@@ -46,6 +49,30 @@ def test_both_shapes_build_the_training_prompt_of_every_task(samples: list) -> N
         st = parse_question(s.to_streasoner())
         assert st.prompt(s.precision) == s.prompt(), s.id
         assert st.kind == s.kind and st.horizon == s.horizon and st.options == s.options
+
+
+def _as_a_client_sends_it(s) -> dict:
+    """A sample as the JSON a client sends: how `from_sample` built its question before it
+    built it directly."""
+    return {**_ours(s), "task": s.task,
+            "answer": json.loads(s.answer) if s.kind == "sequence" else s.answer}
+
+
+def test_from_sample_is_the_question_a_client_sending_the_sample_gets(samples: list) -> None:
+    assert {s.task for s in samples} == set(TASKS)
+    for s in samples:
+        q = from_sample(s)
+        sent = parse_question(_as_a_client_sends_it(s), RequestLimits(
+            max_nodes=10_000, max_steps=100_000, max_horizon=100_000))
+        sent.node_names = list(s.meta.get("node_names") or []) or None
+        assert q.series.dtype == sent.series.dtype and np.array_equal(q.series, sent.series)
+        for f in fields(q):
+            if f.name != "series":
+                assert getattr(q, f.name) == getattr(sent, f.name), (s.id, f.name)
+        assert q.node_names and len(q.node_names) == s.series.shape[0], s.id
+        assert q.prompt(s.precision) == s.prompt(), s.id
+        assert q.prompt(s.precision, with_graph=False) == s.prompt_no_graph, s.id
+        assert q.target() == sent.target(), s.id
 
 
 def test_the_st_test_fixture_rows_are_read_with_their_gold_answers() -> None:
@@ -148,7 +175,7 @@ def test_limits_and_forecast_horizons_are_enforced() -> None:
     for h in (0, 300, 2.5, "3"):
         with pytest.raises(BadRequest, match=r"horizon: an integer number of steps in \[1, 256\]"):
             parse_question({**forecast, "horizon": h})
-    small = Limits(max_nodes=2, max_steps=2)
+    small = RequestLimits(max_nodes=2, max_steps=2)
     with pytest.raises(BadRequest, match="3 nodes, more than the limit of 2"):
         parse_question(GOOD, small)
     with pytest.raises(BadRequest, match="series\\[0\\]: 3 steps, more than the limit of 2"):

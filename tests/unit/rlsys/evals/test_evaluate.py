@@ -8,16 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from envs import benchmark
+from envs import evalsuite
 from rlsys.evals import report as evalreport
 from rlsys.evals.evaluate import (
-    Sampling,
-    benchmark_questions,
     file_questions,
     ood_warnings,
     run_eval,
+    suite_questions,
 )
 from rlsys.model.card import PromptCard
+from rlsys.sampling import Sampling
+
+GREEDY = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=512)
 
 FIXTURES = Path(__file__).parents[2] / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
 XSS = "</script><script>alert(1)</script><!--<script>"
@@ -46,15 +48,15 @@ def _wrong(s) -> str:
 
 @pytest.fixture(scope="module")
 def result() -> dict:
-    questions, info = benchmark_questions(1)
+    questions, info = suite_questions(1)
     answers: dict[str, str | None] = {}
-    for it in benchmark.items(1):
+    for it in evalsuite.items(1):
         answers[it.sample.prompt()] = it.sample.completion
         answers[it.sample.prompt_no_graph] = _wrong(it.sample)
     over = next(q for q in questions if q.task == "root_cause")
     answers[over.prompt] = None  # as if it did not fit the context
     backend = Scripted(answers)
-    res = run_eval(questions, backend, info, Sampling(), card=PromptCard())
+    res = run_eval(questions, backend, info, GREEDY, card=PromptCard())
     assert backend.asked == 2 * len(questions)
     return res
 
@@ -69,7 +71,7 @@ def test_scores_with_and_without_the_graph_and_the_reliance(result: dict) -> Non
     assert f["mae"] == 0.0 and f["score"] == 1.0
     assert f["score_no_graph"] == pytest.approx(0.3679, abs=1e-3)  # exp(-0.1 * 10)
     rc = t["root_cause"]
-    n_rc = sum(c.task == "root_cause" for c in benchmark.cells())  # one question per cell
+    n_rc = sum(c.task == "root_cause" for c in evalsuite.cells())  # one question per cell
     assert rc["over_context"] == 1 and rc["n"] == n_rc
     assert rc["success_rate"] == pytest.approx(1 - 1 / n_rc)
     assert rc["score"] == pytest.approx(1 - 1 / n_rc)
@@ -77,10 +79,10 @@ def test_scores_with_and_without_the_graph_and_the_reliance(result: dict) -> Non
     assert rc["reliance_pairs"] == n_rc - 1 and rc["graph_reliance"] == 1.0
     assert t["path_description"]["success_rate"] == 1.0
     assert t["path_description"]["score"] is None  # needs a judge
-    assert t["all"]["n"] == len(benchmark.cells())
-    assert result["splits"]["ood"]["all"]["n"] == len(benchmark.cells()) // 2
+    assert t["all"]["n"] == len(evalsuite.cells())
+    assert result["splits"]["ood"]["all"]["n"] == len(evalsuite.cells()) // 2
     assert set(result["nodes"]["etiological"]) == {"3", "5", "10"}
-    assert result["digest"] and result["benchmark"] == "stb-3"
+    assert result["digest"] and result["suite"] == "stb-3"
 
 
 def test_outputs_are_written_and_the_page_cannot_be_broken_by_an_answer(
@@ -90,7 +92,7 @@ def test_outputs_are_written_and_the_page_cannot_be_broken_by_an_answer(
     assert again["tasks"] == json.loads(json.dumps(result["tasks"]))
     assert "questions" not in again  # those go to completions.jsonl
     lines = (tmp_path / "completions.jsonl").read_text().splitlines()
-    assert len(lines) == len(benchmark.cells())
+    assert len(lines) == len(evalsuite.cells())
     assert json.loads(lines[0])["reading"]["completion"]
     md = paths["markdown"].read_text()
     assert "| etiological | 6 | 1.000 |" in md and "In-distribution vs held-out" in md
@@ -117,7 +119,7 @@ def test_st_test_rows_and_generated_rows_are_evaluated(tmp_path: Path) -> None:
                                            "forecasting"]
     assert all("<ts><ts/>" not in q.prompt and q.prompt_no_graph for q in questions)
     golds = {q.prompt: f"<answer>{q.question.gold}</answer>" for q in questions}
-    res = run_eval(questions, Scripted(golds), info, Sampling())
+    res = run_eval(questions, Scripted(golds), info, GREEDY)
     assert res["tasks"]["all"]["success_rate"] == 1.0 and res["tasks"]["all"]["score"] == 1.0
 
     from envs.stream import SampleStream
@@ -130,7 +132,7 @@ def test_st_test_rows_and_generated_rows_are_evaluated(tmp_path: Path) -> None:
     questions, _ = file_questions(str(path))
     assert [q.prompt for q in questions] == [s.prompt() for s in samples]
     res = run_eval(questions, Scripted({s.prompt(): s.completion for s in samples}), info,
-                   Sampling())
+                   GREEDY)
     assert res["tasks"]["all"]["success_rate"] == 1.0
 
     ours = tmp_path / "ours.jsonl"  # rows in /v1/reason's shape, with ids
@@ -151,7 +153,7 @@ def test_st_test_rows_and_generated_rows_are_evaluated(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_trained_on_held_out_domains_is_flagged() -> None:
-    _, info = benchmark_questions(1, ["entity"])
+    _, info = suite_questions(1, ["entity"])
     assert ood_warnings(PromptCard(domains=["climate"]), info) == []
     (w,) = ood_warnings(PromptCard(domains=["climate", "ecology"]), info)
     assert "ecology" in w and "not out-of-distribution" in w

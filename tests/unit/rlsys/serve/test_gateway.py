@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlsys.config import ServeConfig
+from rlsys.sampling import Sampling
 from rlsys.serve.gateway import Gateway
 
 
@@ -20,7 +21,7 @@ class Engine:
     def __init__(self, mode: str) -> None:
         self.mode = mode
 
-    async def generate(self, ids, sampling):
+    async def generate(self, ids, sampling, series=None):
         if self.mode == "hang":
             await asyncio.sleep(60)
         if self.mode == "refuse":
@@ -30,7 +31,7 @@ class Engine:
         return {"text": "<think>t</think><answer>B</answer>", "n_out": 7,
                 "finish_reason": "stop"}
 
-    async def stream(self, ids, sampling):
+    async def stream(self, ids, sampling, series=None):
         yield {"text": "<think>", "n_new": 1, "finish_reason": None}
         if self.mode == "crash":
             raise RuntimeError("engine core died")
@@ -120,11 +121,11 @@ class Recorder(Engine):
 
     def __init__(self) -> None:
         super().__init__("ok")
-        self.asked: list[tuple[list[int], dict]] = []
+        self.asked: list[tuple[list[int], Sampling, list | None]] = []
 
-    async def generate(self, ids, sampling):
-        self.asked.append((ids, sampling))
-        return await super().generate(ids, sampling)
+    async def generate(self, ids, sampling, series=None):
+        self.asked.append((ids, sampling, series))
+        return await super().generate(ids, sampling, series)
 
 
 SERIES_CHAT = {"messages": [
@@ -143,10 +144,10 @@ def test_chat_timeseries_parts_are_written_inline_for_an_inline_checkpoint(
     gw = Gateway(ServeConfig(checkpoint=str(model)), rec)
     reply = _ask(gw, "POST", "/v1/chat/completions", SERIES_CHAT)
     assert reply.status == 200, reply.body
-    ids, sampling = rec.asked[0]
+    ids, sampling, series = rec.asked[0]
     text = gw.tok.decode(ids)
     assert "length of 20: [0.0, 1.0, 2.0" in text and "length of 3: [7.25, 7.5, 9.0]." in text
-    assert sampling.get("series") is None
+    assert series is None and sampling.n == 1 and sampling.stop_token_ids == gw.stop_ids
     bad = _ask(gw, "POST", "/v1/chat/completions", {**SERIES_CHAT, "prompt_embeds": "AAAA"})
     assert bad.status == 400 and b"raw embeddings are not accepted" in bad.body
 
@@ -169,10 +170,10 @@ def test_chat_timeseries_parts_go_to_the_encoder_of_an_encoder_checkpoint(
     gw = Gateway(ServeConfig(checkpoint=str(enc_model)), rec)
     reply = _ask(gw, "POST", "/v1/chat/completions", SERIES_CHAT)
     assert reply.status == 200, reply.body
-    ids, sampling = rec.asked[0]
+    ids, _, series = rec.asked[0]
     pid = placeholder_token(gw.tok)[1]
     assert ids.count(pid) == 3 + 1  # ceil(20 / 8) + ceil(3 / 8) placeholder positions
-    assert sampling["series"] == [[float(i) for i in range(20)], [7.25, 7.5, 9.0]]
+    assert series == [[float(i) for i in range(20)], [7.25, 7.5, 9.0]]
     assert "7.25" not in gw.tok.decode(ids)  # the values travel as numbers, not text
     body = json.loads(reply.body)
     assert body["usage"]["prompt_tokens"] == len(ids)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from envs.tasks import TASK_REGISTRY
 from rlsys.config import load_config
 from rlsys.train.plugins import PluginError, check
 
@@ -77,8 +78,11 @@ def test_a_task_that_cannot_build_names_its_module(tmp_path: Path) -> None:
             def plan(self, rng, cfg, design):
                 raise ZeroDivisionError("oops")
         """)
-    with pytest.raises(PluginError, match=r"task 'broken_plugin_task' \(.*bad_task.*oops"):
-        check(_cfg(f"data.modules=[{p}]", "data.tasks={broken_plugin_task: 1}"))
+    try:
+        with pytest.raises(PluginError, match=r"task 'broken_plugin_task' \(.*bad_task.*oops"):
+            check(_cfg(f"data.modules=[{p}]", "data.tasks={broken_plugin_task: 1}"))
+    finally:  # a later `TaskMix.of("all")` in this process (build_model's corpus) would draw it
+        TASK_REGISTRY.pop("broken_plugin_task", None)
 
 
 def test_a_missing_task_module_and_an_unknown_task(tmp_path: Path) -> None:

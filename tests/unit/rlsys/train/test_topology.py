@@ -78,10 +78,10 @@ def test_infeasible_placement_is_a_clear_error() -> None:
 
 def test_judge_actor_and_node_resources_enter_the_plan(capsys) -> None:
     cfg = load_config(CONFIGS / "tiny_cpu.yaml", [
-        "judge.mode=actor", "judge.cpus=0.5", "rollout.node_resource=rollout_node",
+        "judge_server.mode=actor", "judge_server.cpus=0.5", "rollout.node_resource=rollout_node",
         "learner.node_resource=learner_node"])
     topo = plan_topology(cfg)
-    judge = topo.group("judge")
+    judge = topo.group("judge_server")
     assert judge.strategy == "STRICT_PACK" and judge.bundles[0].as_ray() == {"CPU": 0.5}
     assert topo.group("rollout-0").bundles[0].as_ray() == {"CPU": 1.0, "rollout_node": 0.001}
     assert topo.group("learner").bundles[0].as_ray()["learner_node"] == 0.001

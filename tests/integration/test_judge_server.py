@@ -3,7 +3,7 @@ HTTP; with the rubric's JSON schema (structured outputs) even a random 3.5M mode
 in a shape the judge client parses, and bad requests get a 400 naming the field. A run on
 the `path_description` task trains with the judge actor; a run whose external judge is
 unreachable logs the failed calls, scores them 0, and stops with a message and a
-checkpoint once failures pass `judge.max_failure_fraction`."""
+checkpoint once failures pass `judge_server.max_failure_fraction`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rlsys.config import load_config
 from rlsys.weightsync import free_port
 from tests.integration.runner import finish, grpo_rows, start, train_cmd
 
@@ -35,13 +36,14 @@ def test_judge_actor_serves_parseable_rubric_scores_and_rejects_bad_requests(
         tiny_model: Path) -> None:
     import ray
 
-    from actors.judge import JudgeActor, JudgeSettings
+    from actors.judge_server import JudgeServerActor, JudgeServerSettings
     from rewards.judge import JudgeClient, JudgeConfig
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        judge = JudgeActor.options(num_cpus=1).remote(JudgeSettings(str(tiny_model),
-                                                                    max_model_len=1024))
+        settings = JudgeServerSettings.from_config(load_config(), str(tiny_model), "cpu",
+                                                   "float32", max_model_len=1024)
+        judge = JudgeServerActor.options(num_cpus=1).remote(settings)
         url = ray.get(judge.start.remote())["base_url"]
         client = JudgeClient(JudgeConfig(base_url=url, model="judge", structured=True,
                                          max_tokens=48, max_concurrency=4))
@@ -66,7 +68,8 @@ def test_judge_actor_serves_parseable_rubric_scores_and_rejects_bad_requests(
 def test_training_with_the_judge_actor(tmp_path: Path, tiny_model: Path) -> None:
     log = tmp_path / "judge.log"
     proc = start(train_cmd(tiny_model, tmp_path / "runs", "judged", "trainer.steps=2",
-                           "judge.mode=actor", "rollout.prompts_per_step=4", *JUDGE_TASKS), log)
+                           "judge_server.mode=actor", "rollout.prompts_per_step=4",
+                           *JUDGE_TASKS), log)
     assert finish(proc, log) == 0, log.read_text()[-3000:]
     rows = grpo_rows(tmp_path / "runs" / "judged")
     assert sorted(rows) == [0, 1]
@@ -80,8 +83,8 @@ def test_unreachable_judge_scores_zero_then_stops_the_run_with_a_checkpoint(
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     log = tmp_path / "dead.log"
     proc = start(train_cmd(tiny_model, tmp_path / "runs", "dead", "trainer.steps=4",
-                           "judge.mode=endpoint", f"judge.base_url={dead}",
-                           "judge.max_failure_fraction=0.5", "rollout.prompts_per_step=4",
+                           "judge_server.mode=endpoint", f"judge_server.base_url={dead}",
+                           "judge_server.max_failure_fraction=0.5", "rollout.prompts_per_step=4",
                            *JUDGE_TASKS), log)
     assert finish(proc, log) == 1, log.read_text()[-3000:]  # a runtime failure
     text = log.read_text()

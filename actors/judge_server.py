@@ -2,7 +2,7 @@
 actor next to the rollout engines, so the `judge` reward reaches it exactly as it reaches
 any external server (`POST {base_url}/chat/completions`).
 
-`JudgeWorker` is a plain class (start it in a test or a subprocess); `JudgeActor` is its
+`JudgeServerWorker` is a plain class (start it in a test or a subprocess); `JudgeServerActor` is its
 Ray wrapper. Requests are queued and a dispatcher thread sends them to vLLM in batches (one
 `LLM.chat` call per batch of equal sampling settings), so concurrent judge calls share the
 engine. `response_format` of type `json_schema` (OpenAI's structured outputs) constrains
@@ -23,38 +23,51 @@ from typing import Any
 
 import ray
 
+from rlsys.config import Config
 from rlsys.model.engine import prepare_vllm
 from rlsys.openai_api import BadRequest, completion_body, load_json, parse_chat
+from rlsys.sampling import Sampling
 
 MAX_BATCH = 64
 MAX_BODY = 1 << 20  # bytes of one request
 
 
 @dataclass(frozen=True)
-class JudgeSettings:
+class JudgeServerSettings:
+    """What the judge server is built from: the run's config (`judge_server`, the policy's
+    dtype and seed, the engines' KV cache) and what the run decided (the model directory,
+    the device, where to listen). The engine's own limits are not configurable."""
+
     model_path: str
-    served_name: str = "judge"
-    dtype: str = "bfloat16"
-    seed: int = 0
+    device: str
+    host: str | None  # address to serve on; None: this Ray node's IP
+    served_name: str
+    dtype: str
+    seed: int
+    kv_cache_gib: int
     max_model_len: int = 2048
     gpu_memory_utilization: float = 0.3
-    kv_cache_gib: int = 1
-    device: str = "cpu"
     max_tokens_cap: int = 512
-    host: str | None = None  # address to serve on; None: this Ray node's IP
+
+    @classmethod
+    def from_config(cls, cfg: Config, model_path: str, device: str, dtype: str,
+                    host: str | None = None, **engine: Any) -> JudgeServerSettings:
+        """`model_path`: the policy's model (judge_server.model_path, when set, wins);
+        `engine`: the engine's own limits (max_model_len, ...) where a test needs others."""
+        j = cfg.judge_server
+        return cls(j.model_path or model_path, device, host, j.model, dtype,
+                   cfg.trainer.seed, cfg.rollout.kv_cache_gib, **engine)
 
 
 @dataclass
 class _Job:
     messages: list[dict[str, str]]
-    temperature: float
-    max_tokens: int
-    schema: str | None
+    sampling: Sampling
     result: Future
 
 
-class JudgeWorker:
-    def __init__(self, settings: JudgeSettings) -> None:
+class JudgeServerWorker:
+    def __init__(self, settings: JudgeServerSettings) -> None:
         self.s = settings
         self.llm = None
         self.server: ThreadingHTTPServer | None = None
@@ -65,7 +78,7 @@ class JudgeWorker:
         """Build the engine and start serving; returns the base URL and start-up time."""
         t0 = time.perf_counter()
         prepare_vllm(self.s.device, self.s.kv_cache_gib)
-        from vllm import LLM
+        from vllm import LLM  # reads the environment prepare_vllm set: imported after it
 
         # Structured replies without free whitespace: a weak judge otherwise fills
         # max_tokens with spaces inside the braces (seen with the tiny model).
@@ -93,13 +106,12 @@ class JudgeWorker:
         if req.stream or req.stop or req.top_p != 1.0:
             raise BadRequest("stream, stop, top_p: not served by the judge (whole replies, "
                              "temperature and max_tokens only)")
-        return _Job(req.messages, req.temperature, req.max_tokens, req.schema, Future())
+        return _Job(req.messages, Sampling(n=1, temperature=req.temperature, top_p=1.0,
+                                           max_tokens=req.max_tokens, schema=req.schema),
+                    Future())
 
     def _dispatch(self) -> None:
         """Send queued jobs to vLLM in batches of equal sampling settings."""
-        from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
-
         while True:
             batch = [self.jobs.get()]
             while len(batch) < MAX_BATCH:
@@ -107,15 +119,14 @@ class JudgeWorker:
                     batch.append(self.jobs.get_nowait())
                 except queue.Empty:
                     break
-            groups: dict[tuple, list[_Job]] = {}
+            groups: dict[Sampling, list[_Job]] = {}
             for j in batch:
-                groups.setdefault((j.temperature, j.max_tokens, j.schema), []).append(j)
-            for (temp, max_tokens, schema), jobs in groups.items():
-                so = StructuredOutputsParams(json=schema) if schema else None
-                params = SamplingParams(temperature=temp, max_tokens=max_tokens,
-                                        structured_outputs=so)
+                groups.setdefault(j.sampling, []).append(j)
+            for sampling, jobs in groups.items():
                 try:
-                    outs = self.llm.chat([j.messages for j in jobs], params, use_tqdm=False)
+                    outs = self.llm.chat([j.messages for j in jobs],
+                                         sampling.to_vllm(per_request_seed=False),
+                                         use_tqdm=False)
                 except Exception as e:  # engine boundary: fail these requests, keep serving
                     for j in jobs:
                         j.result.set_exception(e)
@@ -126,7 +137,7 @@ class JudgeWorker:
                                          len(o.outputs[0].token_ids)))
 
 
-def _handler(worker: JudgeWorker) -> type[BaseHTTPRequestHandler]:
+def _handler(worker: JudgeServerWorker) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, fmt: str, *args: Any) -> None:  # no per-request stderr lines
             return
@@ -171,4 +182,4 @@ def _handler(worker: JudgeWorker) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-JudgeActor = ray.remote(JudgeWorker)
+JudgeServerActor = ray.remote(JudgeServerWorker)

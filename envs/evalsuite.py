@@ -1,18 +1,18 @@
-"""The fixed, versioned evaluation benchmark (`strl eval`).
+"""The fixed, versioned eval suite (`strl eval`).
 
 Every task family, at 3, 5 and 10 nodes, in two domain splits:
 
 * `id`: the seven in-distribution domains, the ones training draws from by default;
-* `ood`: three domains held out from training (`OOD_DOMAINS`), so the benchmark measures
+* `ood`: three domains held out from training (`OOD_DOMAINS`), so the eval suite measures
   transfer to quantities, units and dynamics the model never trained on (ecology's
   logistic growth among them).
 
 A cell is (split, task, node count); its questions are samples 0, 1, 2, ... of a stream
-whose seed is derived from the benchmark version and the cell, so the benchmark is a pure
+whose seed is derived from the eval suite version and the cell, so the eval suite is a pure
 function of `VERSION` and `per_cell`, and a smaller `per_cell` is a prefix of a larger one.
 A task whose worlds need more nodes than asked (correlation needs 5) uses its minimum, and
 cells that would repeat a node count are merged. `digest` hashes every prompt and answer:
-two evaluations on the same benchmark have the same digest, and a test pins it, so a change
+two evaluations on the same eval suite have the same digest, and a test pins it, so a change
 to the generator that alters the questions cannot pass silently: bump `VERSION` instead.
 """
 
@@ -50,7 +50,7 @@ ID_DOMAINS: tuple[str, ...] = tuple(d for d in DOMAIN_NAMES if d not in OOD_DOMA
 SPLITS: dict[str, tuple[str, ...]] = {"id": ID_DOMAINS, "ood": OOD_DOMAINS}
 NODES: tuple[int, ...] = (3, 5, 10)
 PER_CELL = 8
-"""Questions per (split, task, node count) of the full benchmark."""
+"""Questions per (split, task, node count) of the full eval suite."""
 LENGTH = 48
 """Series length in steps (the shortest ST-Bench length: 10-node prompts stay short)."""
 PRECISION = 2
@@ -75,7 +75,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class Item:
-    """One benchmark question: the sample and the cell it belongs to."""
+    """One eval suite question: the sample and the cell it belongs to."""
 
     id: str
     cell: Cell
@@ -83,7 +83,7 @@ class Item:
 
 
 def cells(tasks: Sequence[str] = TASKS) -> list[Cell]:
-    """The benchmark's cells, split-major, then task, then node count."""
+    """The eval suite's cells, split-major, then task, then node count."""
     out = []
     for split in SPLITS:
         for task in tasks:
@@ -94,12 +94,12 @@ def cells(tasks: Sequence[str] = TASKS) -> list[Cell]:
 
 
 def items(per_cell: int = PER_CELL, tasks: Sequence[str] = TASKS) -> list[Item]:
-    """The benchmark questions (`per_cell` per cell; a prefix of any larger `per_cell`)."""
+    """The eval suite questions (`per_cell` per cell; a prefix of any larger `per_cell`)."""
     if per_cell < 1:
         raise ValueError(f"per_cell must be >= 1, got {per_cell}")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        raise ValueError(f"the benchmark has no task {', '.join(unknown)}; its tasks: "
+        raise ValueError(f"the eval suite has no task {', '.join(unknown)}; its tasks: "
                          f"{', '.join(TASKS)}")
     out = []
     for c in cells(tasks):

@@ -1,4 +1,4 @@
-"""The fixed benchmark: every task, node count and domain split; a pure function of its
+"""The fixed eval suite: every task, node count and domain split; a pure function of its
 version; smaller sizes are prefixes of larger ones; its out-of-distribution domains are
 held out of the training default."""
 
@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from envs import benchmark as b
+from envs import evalsuite as b
 from envs.sample import TASKS
 from envs.tasks import EnvConfig, get_task
 
 # The digest of `items(2)`. If a change to the simulator or the tasks alters this, the
-# benchmark is no longer the same set of questions: bump `benchmark.VERSION` (and this).
+# eval suite is no longer the same set of questions: bump `evalsuite.VERSION` (and this).
 DIGEST_PER_CELL_2 = "8bc9d88809990bc2"
 
 
