@@ -39,7 +39,7 @@ demo: $(STAMP)
 
 # Lint and the import layers first (seconds), then the whole suite.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow"

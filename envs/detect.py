@@ -29,6 +29,7 @@ class Departures:
     peak: np.ndarray  # (N,) max |relative deviation| after the baseline window
     sign: np.ndarray  # (N,) sign of the deviation at its peak
     baseline: np.ndarray  # (N,) baseline median in the series' units
+    peak_at: np.ndarray  # (N,) step of the peak
 
 
 def baseline_len(length: int) -> int:
@@ -48,4 +49,4 @@ def departures(x: np.ndarray) -> Departures:
     k = post.argmax(axis=1)
     peak = post[np.arange(len(x)), k]
     sign = np.sign(d[np.arange(len(x)), k + w])
-    return Departures(onset, peak, sign, base)
+    return Departures(onset, peak, sign, base, k + w)

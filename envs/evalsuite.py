@@ -28,8 +28,12 @@ from envs.sample import TASKS, Sample
 from envs.stream import TaskMix, generate
 from envs.tasks import EnvConfig, get_task
 
-VERSION = "stb-3"
+VERSION = "stb-4"
 """Name of the question set; bumped whenever a change to the generator changes it.
+
+`stb-4` (2026-12): correlation's gold route no longer shows through the size of the
+disturbance (pinned link gains: a relay shrinks it as much as a direct link) or through the
+window (an arrival every route fits). `stb-3` is rebuilt exactly by strl at commit fcad13c.
 
 `stb-3` (2026-12): adds the decision-making family `intervention` (which link to close
 now, gold by re-simulation), and every task reads departures off the numbers its prompt

@@ -135,6 +135,7 @@ def draw_world(
     lags: dict[tuple[int, int], int] | None = None,
     alike: tuple[int, ...] = (),
     closed_edges: frozenset[tuple[int, int]] = frozenset(),
+    gains: dict[tuple[int, int], float] | None = None,
 ) -> World:
     """Draw node parameters, lags, weights, activation windows and noise for a graph.
 
@@ -147,6 +148,11 @@ def draw_world(
     `ALIKE_NOISE` of the usual). `closed_edges` carry nothing while the series run
     (weight 0: a closed road, a shut sluice, a line out of service): the graph still
     shows them, with their lags, and only the data tell that nothing crossed.
+    `gains` pin what some links pass on while they are active: the head of link (u, v)
+    then moves to `gain` times u's lagged departure within a step (inside the active
+    windows its mean reversion is 1 - gain and the link's weight is the gain; its other
+    links in must be closed), so a route of such links shrinks a disturbance by the
+    product of its gains, whatever the nodes' own rates outside the windows.
     """
     labels = rng.permutation(n)
     drawn = rng.integers(lag_range[0], lag_range[1] + 1, size=len(edges))
@@ -159,7 +165,7 @@ def draw_world(
              for i in range(n)]
     world = World(domain, n, length, list(edges), list(range(n_sources)), list(events),
                   labels, lags, levels, names)
-    world.arrays = _arrays(rng, world, noise, active_windows, alike, closed_edges)
+    world.arrays = _arrays(rng, world, noise, active_windows, alike, closed_edges, gains or {})
     return world
 
 
@@ -167,6 +173,7 @@ def _arrays(
     rng: np.random.Generator, w: World, noise: float, active_windows: list[tuple[int, int]] | None,
     alike: tuple[int, ...] = (),
     closed_edges: frozenset[tuple[int, int]] = frozenset(),
+    gains: dict[tuple[int, int], float] | None = None,
 ) -> SDEArrays:
     n, t_len = w.n, w.length
     # One draw block for every per-node parameter: a few large RNG calls are much cheaper
@@ -221,6 +228,11 @@ def _arrays(
         weight[:, [i for i, e in enumerate(w.edges) if e in closed_edges]] = 0.0
     inflow = weight @ (dst[:, None] == np.arange(n)[None, :])  # (T, N) incoming per node
     weight *= np.minimum(1.0, MAX_COUPLING / np.maximum(inflow[:, dst], 1e-12))
+    for (tail, head), gain in (gains or {}).items():
+        if not 0.0 < gain <= MAX_COUPLING:
+            raise ValueError(f"the gain of link {tail}->{head} must be in (0, {MAX_COUPLING}]")
+        weight[active, w.edges.index((tail, head))] = gain
+        a[active, head], b[active, head], c[active, head] = 1.0 - gain, gain - 1.0, 0.0
 
     shape = (3 * u[5]).astype(np.int64)  # 0 constant, 1 linear 1 + a|Y|, 2 square-root
     lin = 0.2 + 0.8 * u[6]

@@ -4,7 +4,8 @@ A multiple-choice question over a network of time series is meant to need *both*
 series and the graph. This module attacks questions with solvers that see only part of
 what a prompt shows, one *view* at a time:
 
-- ``"graph"``: question, options, the edges with their lags and the node count; no series.
+- ``"graph"``: question, options, the edges with their lags, the node count and the
+  series' length (a prompt without its numbers still shows how many there are); no values.
 - ``"series"``: question, options and the series; no edges.
 - ``"text"``: question and options only.
 
@@ -13,7 +14,12 @@ near chance (and every text-view solver too, or the options give the answer away
 kinds of solvers are run on each view:
 
 - *rule baselines*: one fixed heuristic each (the option naming an ancestor of the
-  question's node, the earliest departure, the longest option, ...);
+  question's node, the earliest departure, the longest option, ...). Two classes of
+  shortcut have their own rules and features, for every task: *magnitude* on the series
+  side (peak departures, their ratios along an option's route, rise times: a disturbance
+  shrinks at every link it crosses) and *feasibility* on the graph side (the departure an
+  option's route lag implies for the question's window, against the baseline window and
+  the series' length: what the stated window and lags make impossible or likelier);
 - *learned baselines*: a per-option gradient-boosted classifier ("is this option the gold
   one?") trained on samples of the same generator, over generic features of the view,
   answering with the option it rates highest. It finds shortcuts nobody wrote a rule for.

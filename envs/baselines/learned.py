@@ -9,9 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from envs.baselines.rules import (
+    _feasibility,
     _Graph,
     _graph,
     _graph_rules,
+    _magnitude,
     _Series,
     _series,
     _series_rules,
@@ -170,6 +172,20 @@ def _graph_features(v: View, p: _Parsed, g: _Graph) -> dict[str, np.ndarray]:
         "g_num_minus_lag_xq": num - lag_xq, "g_num_minus_lag_qx": num - lag_qx,
         "g_num_minus_plag_xq": num - plag_xq, "g_num_minus_plag_qx": num - plag_qx,
     }
+    # feasibility: what the window, the series' length and each route's lag allow
+    fz = _feasibility(v, p, g)
+    with np.errstate(invalid="ignore"):
+        feasible = np.where(np.isfinite(fz.slack), _flag(fz.feasible), np.nan)
+    f.update({
+        "g_length": scalar(float(v.length)), "g_room": scalar(fz.room),
+        "g_route": fz.route, "g_route_rank": _rank(fz.route),
+        "g_route_minus_min": fz.route - np.nanmin(fz.route) if np.isfinite(fz.route).any()
+        else fz.route,
+        "g_implied": fz.implied, "g_slack": fz.slack, "g_feasible": feasible,
+        "g_n_feasible": scalar(float(np.nansum(feasible))),
+        "g_route_rank_feasible": _rank(fz.possible_routes()),
+        "g_route_over_room": fz.route / max(fz.room, 1.0),
+    })
     for name, pick in _graph_rules(v, p, g).items():
         f[f"g_rule_{name}"] = _flag(np.arange(k) == pick)
     return f
@@ -247,6 +263,21 @@ def _series_features(v: View, p: _Parsed, s: _Series) -> dict[str, np.ndarray]:
         gap = on1[:, None] - on[None, :]
         f["s_x_explainers"] = np.where(np.isfinite(on1),
                                        np.sum((gap >= 1) & (gap <= MAX_LAG), axis=1), np.nan)
+    # magnitude: sizes, ratios and rise times of the departures along each option
+    mg = _magnitude(p, s)
+    q2 = _valid(p.q_nodes[1], s.n) if len(p.q_nodes) > 1 else None
+    peak_q, peak_q2 = one(s.dep.peak, [q])[0], one(s.dep.peak, [q2])[0]
+    rise = np.where(np.isfinite(on), s.dep.peak_at - on, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f.update({
+            "s_q2_peak": scalar(peak_q2), "s_q_ratio": scalar(np.log(peak_q2 / peak_q)),
+            "s_q_rise": scalar(one(rise, [q])[0]), "s_q2_rise": scalar(one(rise, [q2])[0]),
+            "s_x_peak_over_q": np.log(mg.peak / peak_q),
+            "s_q2_over_x_peak": np.log(peak_q2 / mg.peak),
+            "s_peak_rank": _rank(mg.peak),
+            "s_last_hop": np.log(mg.last_hop), "s_last_hop_rank": _rank(mg.last_hop),
+            "s_x_rise": mg.rise, "s_last_rise": mg.last_rise, "s_rise_rank": _rank(mg.rise),
+        })
     for name, pick in _series_rules(v, p, s).items():
         f[f"s_rule_{name}"] = _flag(np.arange(k) == pick)
     return f
@@ -269,7 +300,9 @@ def features(v: View) -> np.ndarray:
 
     The shared text features come first, then the view's own; the option's position is
     not a feature. Column names: `feature_names`."""
-    return np.column_stack(list(_feature_dict(v).values())).astype(float)
+    out = np.column_stack(list(_feature_dict(v).values())).astype(float)
+    out[np.isinf(out)] = np.nan  # a ratio or log of a zero peak: undefined, not infinite
+    return out
 
 
 def feature_names(v: View) -> list[str]:

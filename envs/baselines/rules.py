@@ -61,6 +61,7 @@ def _graph_rules(v: View, p: _Parsed, g: _Graph) -> dict[str, int]:
     to_q, from_q = _pair_values(g.dist, xs, qs), _pair_values(g.dist, qs, xs)
     either = np.fmin(to_q, from_q)
     n_in, n_out = _node_values(g.n_in, xs), _node_values(g.n_out, xs)
+    fz = _feasibility(v, p, g)
     return {
         "ancestor": _argbest(to_q, "min"),
         "parent": _argbest(_pair_values(g.lag, xs, qs), "min"),
@@ -73,7 +74,62 @@ def _graph_rules(v: View, p: _Parsed, g: _Graph) -> dict[str, int]:
         "min_in_degree": _argbest(n_in, "min"),
         "min_out_degree": _argbest(n_out, "min"),
         "source": _argbest(np.where(n_in == 0, 1.0, np.nan), "max"),
+        "feasible_longest": _argbest(fz.possible_routes(), "max"),
+        "feasible_shortest": _argbest(fz.possible_routes(), "min"),
     }
+
+
+def _route_lags(p: _Parsed, g: _Graph) -> np.ndarray:
+    """Per option, the total lag of the route it names: the lags of the links between its
+    consecutive node mentions ("Node a->Node i->Node b"); for an option that names no link,
+    the least total lag from its first node to the question's node; NaN when neither is."""
+    q = _valid(p.q, g.n)
+    out = []
+    for named in p.nodes:
+        ns = [x for x in named if 0 <= x < g.n]
+        links = [g.lag[u, w] for u, w in zip(ns, ns[1:], strict=False)
+                 if u != w and np.isfinite(g.lag[u, w])]
+        if links:
+            out.append(float(sum(links)))
+        elif ns and q is not None and np.isfinite(g.dist[ns[0], q]):
+            out.append(float(g.dist[ns[0], q]))
+        else:
+            out.append(np.nan)
+    return np.array(out)
+
+
+@dataclass(frozen=True)
+class _Feasibility:
+    """What the stated window, the series' length and each option's route lag allow.
+
+    A disturbance that arrives in the question's window over a route of total lag L left
+    its source at about (window middle - L); events never start inside the baseline
+    window, so a negative `slack` makes the option impossible, and `room` is what is left
+    of the series after the window."""
+
+    route: np.ndarray  # per option: total lag of its route (NaN: none)
+    implied: np.ndarray  # per option: the departure the route implies
+    slack: np.ndarray  # implied - the first step after the baseline window
+    room: float  # steps after the question's last step
+
+    @property
+    def feasible(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return self.slack >= 0
+
+    def possible_routes(self) -> np.ndarray:
+        """The route lags of the feasible options (all of them when none is)."""
+        ok = self.feasible
+        return np.where(ok, self.route, np.nan) if ok.any() else self.route
+
+
+def _feasibility(v: View, p: _Parsed, g: _Graph) -> _Feasibility:
+    assert v.length is not None, "not a graph view"
+    route = _route_lags(p, g)
+    mid = (p.steps[0] + p.steps[-1]) / 2 if p.steps else np.nan
+    implied = mid - route
+    room = v.length - 1 - p.steps[-1] if p.steps else np.nan
+    return _Feasibility(route, implied, implied - baseline_len(v.length), float(room))
 
 
 # ---- series view -------------------------------------------------------------------
@@ -151,6 +207,32 @@ def _series(v: View, q: int | None) -> _Series:
                    granger, granger_lag, wave, wave_lag)
 
 
+@dataclass(frozen=True)
+class _Magnitude:
+    """Sizes and shapes of the departures the options point at: a disturbance shrinks at
+    every link it crosses and rounds off, so sizes and rise times may tell a route's
+    number of links without the graph."""
+
+    peak: np.ndarray  # per option: peak relative departure of its first node
+    last_hop: np.ndarray  # per option: peak of its last node / peak of the node before
+    rise: np.ndarray  # per option: steps from its first node's onset to its peak
+    last_rise: np.ndarray  # the same for its last node
+
+
+def _magnitude(p: _Parsed, s: _Series) -> _Magnitude:
+    peak, rise = s.dep.peak, np.where(np.isfinite(s.onset), s.dep.peak_at - s.onset, np.nan)
+    firsts = [_valid(x, s.n) for x in p.firsts()]
+    lasts, befores = [], []
+    for named in p.nodes:
+        ns = [x for x in named if 0 <= x < s.n]
+        lasts.append(ns[-1] if ns else None)
+        befores.append(next((x for x in reversed(ns) if x != ns[-1]), None) if ns else None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hop = _node_values(peak, lasts) / _node_values(peak, befores)
+    return _Magnitude(_node_values(peak, firsts), hop, _node_values(rise, firsts),
+                      _node_values(rise, lasts))
+
+
 def _reference(p: _Parsed, s: _Series) -> float:
     """The question's time reference: its first step, else the onset of its node."""
     if p.steps:
@@ -168,6 +250,7 @@ def _series_rules(v: View, p: _Parsed, s: _Series) -> dict[str, int]:
     # closest at or before the reference; failing that, closest after it
     closest = np.where(gap >= 0, gap, np.nan) if np.any(gap >= 0) else np.abs(gap)
     arrival = on + _node_values(s.xc_lead_lag, xs)
+    mg = _magnitude(p, s)
     return {
         "earliest": _argbest(on, "min"),
         "latest_before": _argbest(before, "max"),
@@ -176,6 +259,12 @@ def _series_rules(v: View, p: _Parsed, s: _Series) -> dict[str, int]:
         "xcorr_lag_match": _argbest(np.abs(arrival - ref), "min"),
         "granger": _argbest(_node_values(s.granger, xs), "max"),
         "waveform": _argbest(_node_values(s.wave, xs), "max"),
+        "largest_peak": _argbest(mg.peak, "max"),
+        "smallest_peak": _argbest(mg.peak, "min"),
+        "last_hop_strongest": _argbest(mg.last_hop, "max"),
+        "last_hop_weakest": _argbest(mg.last_hop, "min"),
+        "fastest_rise": _argbest(mg.rise, "min"),
+        "slowest_rise": _argbest(mg.rise, "max"),
     }
 
 

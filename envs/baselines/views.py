@@ -24,10 +24,12 @@ RANDOM_STATE = 0
 
 GRAPH_RULES: tuple[str, ...] = (
     "ancestor", "parent", "child", "descendant", "shortest_lag", "longest_lag",
-    "max_in_degree", "max_out_degree", "min_in_degree", "min_out_degree", "source")
+    "max_in_degree", "max_out_degree", "min_in_degree", "min_out_degree", "source",
+    "feasible_longest", "feasible_shortest")
 SERIES_RULES: tuple[str, ...] = (
     "earliest", "latest_before", "closest_before", "xcorr", "xcorr_lag_match", "granger",
-    "waveform")
+    "waveform", "largest_peak", "smallest_peak", "last_hop_strongest", "last_hop_weakest",
+    "fastest_rise", "slowest_rise")
 TEXT_RULES: tuple[str, ...] = ("same_letter", "longest", "most_similar")
 
 
@@ -54,6 +56,7 @@ class View:
     options: tuple[str, ...]
     n_nodes: int | None = None  # graph view
     edges: tuple[tuple[int, int, int], ...] | None = None  # graph view: (from, to, lag)
+    length: int | None = None  # graph view: steps per series (their shape, not values)
     series: np.ndarray | None = None  # series view: (N, T)
 
 
@@ -67,7 +70,8 @@ def view_of(sample: Sample, kind: str) -> View:
     if kind == "graph":
         edges = tuple((int(e[0]), int(e[1]), int(e[2]) if len(e) > 2 else 1)
                       for e in sample.edges)
-        return View(kind, q, opts, n_nodes=int(sample.series.shape[0]), edges=edges)
+        n, t_len = sample.series.shape
+        return View(kind, q, opts, n_nodes=int(n), edges=edges, length=int(t_len))
     if kind == "series":
         return View(kind, q, opts, series=np.asarray(sample.series, dtype=float))
     return View(kind, q, opts)

@@ -11,6 +11,17 @@ gold route uniformly among them, independently of its total and of being direct,
 neither a lag nor a route type points at it; the other routes' last links are closed
 while the series run, so b shows one arrival and cannot be matched to its route by
 counting arrivals.
+
+Neither the size of the disturbance nor the window gives the route away:
+- *Magnitude.* Every link of a route passes on a pinned share of its tail's departure
+  (`draw_world`'s `gains`). The gold route's end-to-end gain is drawn from one range
+  whether it is direct or a relay (a relay's last link makes up what its first link took),
+  and every first link's gain from another, so b's peak over a's, and b's over each
+  intermediate's, are distributed alike for the gold and for the other routes.
+- *Feasibility.* The arrival step is drawn from a range that every route fits (a's
+  departure, arrival minus the route's total, lies after the baseline window for all of
+  them) and then a departs the gold route's total earlier: the window does not depend on
+  which route is the gold, so no route is ruled out or favoured by it.
 """
 
 from __future__ import annotations
@@ -45,6 +56,11 @@ GAP = 3
 """Least difference between two routes' totals."""
 HALF = 2
 """The window is the arrival step +- HALF (a fixed width: its size says nothing)."""
+ROUTE_GAIN = (0.45, 0.7)
+"""Range of the gold route's end-to-end gain (b's departure over a's), for every route type."""
+FIRST_GAIN = (0.78, 0.9)
+"""Range of each first link's gain (an intermediate's departure over a's); a relay's last
+link passes on route gain / first gain, at most 0.7 / 0.78 < 0.9."""
 
 
 def route_totals(design: np.random.Generator, k: int) -> list[int]:
@@ -80,14 +96,23 @@ class Correlation(Task):
             lags[(a, i)] = first[i]
             lags[(i, b)] = totals[i] - first[i]
         hang(rng, edges, k + 1, n)
-        lo, hi = baseline_len(t_len) + 2, t_len - 4 - totals[gold]
-        t_a = int(rng.integers(lo, max(lo, hi) + 1))
+        first_gain = rng.uniform(*FIRST_GAIN, size=k)  # [0] unused: route 0 is direct
+        route_gain = float(rng.uniform(*ROUTE_GAIN))
+        gains = {(a, i): float(first_gain[i]) for i in range(1, k)}
+        gains[(a, b) if gold == 0 else (gold, b)] = route_gain / (
+            1.0 if gold == 0 else float(first_gain[gold]))
+        # The arrival fits every route (only a 6-option question on a 36-step series
+        # lacks the room, and is clipped to the series' end).
+        last = t_len - 4
+        t_b = int(rng.integers(min(last, baseline_len(t_len) + 2 + max(totals)), last + 1))
+        t_a = t_b - totals[gold]
         closed = {(a, b) if r == 0 else (r, b) for r in range(k) if r != gold}
         world = draw_world(rng, domain, n, t_len, sorted(edges), 1,
                            [Event((a,), t_a - 1, int(rng.integers(8, 13)),
                                   event_amp(rng, domain))],
                            cfg.noise, lag_range=(1, 4), lags=lags,
-                           alike=tuple(range(k)), closed_edges=frozenset(closed))
+                           alike=tuple(range(k)), closed_edges=frozenset(closed),
+                           gains=gains)
         return Draft(world, {"k": k, "gold": gold, "totals": totals})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:

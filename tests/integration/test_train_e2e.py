@@ -54,14 +54,15 @@ def test_the_run_ends_with_the_eval_suite_in_its_report(default_run) -> None:
     """`make run`'s report carries `strl eval`'s figures: every task, both domain splits."""
     run = default_run.run
     result = json.loads((run / "eval" / "eval.json").read_text())
-    assert result["suite"] == "stb-3" and result["per_cell"] == 1
+    assert result["suite"] == evalsuite.VERSION and result["per_cell"] == 1
     assert result["tasks"]["all"]["n"] == len(evalsuite.cells()) and result["graph_free"]
     assert set(result["splits"]) == {"id", "ood"}
     lines = (run / "eval" / "completions.jsonl").read_text().splitlines()
     assert len(lines) == len(evalsuite.cells())
     assert all(json.loads(x)["reading_no_graph"] for x in lines)
     report = (run / "report.md").read_text()
-    assert "## Evaluation: eval suite `stb-3`" in report and "| forecasting |" in report
+    assert f"## Evaluation: eval suite `{evalsuite.VERSION}`" in report
+    assert "| forecasting |" in report
     assert "In-distribution vs held-out domains" in report and "eval/samples.html" in report
     for name in ("eval.md", "eval.png", "samples.html"):
         assert (run / "eval" / name).stat().st_size > 0

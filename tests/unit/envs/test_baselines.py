@@ -88,6 +88,9 @@ GRAPH_EXPECT = {
     "ancestor": 1, "parent": 1, "child": 2, "descendant": 2, "shortest_lag": 2,
     "longest_lag": 1, "max_in_degree": 3, "min_in_degree": 0, "max_out_degree": 0,
     "min_out_degree": 3, "source": 0,
+    # the window's step 30 less Node 0's route lag 4 is after the baseline window (18 of
+    # 60 steps); no other option has a route to Node 3
+    "feasible_longest": 1, "feasible_shortest": 1,
 }
 
 
@@ -132,7 +135,7 @@ def test_series_rules_on_hand_built_series() -> None:
         s = make(question, ["Node 2", "Node 1", "Node 0"], series=x, n=4)
         picks = rule_choices(view_of(s, "series"))
         assert set(picks) == set(SERIES_RULES)
-        assert picks == expect, question
+        assert {k: picks[k] for k in expect} == expect, question  # magnitude: below
 
 
 def test_series_rules_closest_before_falls_back_to_after() -> None:
@@ -142,6 +145,48 @@ def test_series_rules_closest_before_falls_back_to_after() -> None:
     picks = rule_choices(view_of(s, "series"))
     assert picks["latest_before"] == 0  # nothing before the step: default
     assert picks["closest_before"] == 1  # Node 1 at 30 is the closest after
+
+
+ROUTES = ["Directly, over the link Node 0->Node 3.", "Through Node 1 (Node 0->Node 1->Node 3).",
+          "Through Node 2 (Node 0->Node 2->Node 3)."]
+ROUTE_QUESTION = (f"{CONTEXT} Which route explains the relationship between Node 0 and "
+                  "Node 3 during time steps 31-35? Node 0's disturbance reaches Node 3:")
+
+
+def test_feasibility_rules_rule_out_what_the_window_makes_impossible() -> None:
+    # Route totals 5, 2 + 10 = 12 and 2 + 20 = 22. Arriving around step 33, they imply
+    # departures at 28, 21 and 11; the baseline window is steps 0-17 of 60, so the third
+    # route is impossible: the longest possible route is B, the shortest A.
+    edges = [(0, 3, 5), (0, 1, 2), (1, 3, 10), (0, 2, 2), (2, 3, 20)]
+    s = make(ROUTE_QUESTION, ROUTES, edges=edges, n=4)
+    picks = rule_choices(view_of(s, "graph"))
+    assert (picks["feasible_longest"], picks["feasible_shortest"]) == (1, 0)
+    names = feature_names(view_of(s, "graph"))
+    row = dict(zip(names, features(view_of(s, "graph")).T, strict=True))
+    assert row["g_route"].tolist() == [5, 12, 22]
+    assert row["g_slack"].tolist() == [10, 3, -7]
+    assert row["g_feasible"].tolist() == [1, 1, 0]
+
+
+def test_magnitude_rules_read_sizes_ratios_and_rise_times() -> None:
+    x = 100 + np.random.default_rng(0).normal(0, 0.05, (4, 60))
+    x[0, 25:35] += [15, 25, 35, 45, 50, 40, 30, 20, 15, 5]  # peak 0.5 at 29: rises 4 steps
+    x[1, 27:35] += [40, 30, 25, 20, 15, 12, 5, 2]  # peak 0.4 at its onset
+    x[2, 27:40] += [12, 13, 14, 15, 16, 17, 18, 19, 20, 15, 12, 5, 2]  # 0.2, rises 8 steps
+    x[3, 33:42] += [15, 25, 30, 25, 15, 12, 5, 2, 1]  # peak 0.3
+    s = make(ROUTE_QUESTION, ROUTES, series=x, n=4)
+    picks = rule_choices(view_of(s, "series"))
+    # first nodes 0, 1, 2 peak at 0.5, 0.4, 0.2; Node 3's peak over the node before it on
+    # each route: 0.3 / 0.5, 0.3 / 0.4, 0.3 / 0.2
+    assert {k: picks[k] for k in ("largest_peak", "smallest_peak", "last_hop_strongest",
+                                  "last_hop_weakest", "fastest_rise", "slowest_rise")} == {
+        "largest_peak": 0, "smallest_peak": 2, "last_hop_strongest": 2,
+        "last_hop_weakest": 0, "fastest_rise": 1, "slowest_rise": 2}
+    row = dict(zip(feature_names(view_of(s, "series")), features(view_of(s, "series")).T,
+                   strict=True))
+    assert np.exp(row["s_last_hop"]) == pytest.approx([0.6, 0.75, 1.5], rel=0.01)
+    assert row["s_x_rise"].tolist() == [4, 0, 8]
+    assert np.exp(row["s_q_ratio"][0]) == pytest.approx(0.6, rel=0.01)  # Node 3 over Node 0
 
 
 def test_text_rules_and_same_letter() -> None:

@@ -82,7 +82,7 @@ def test_scores_with_and_without_the_graph_and_the_reliance(result: dict) -> Non
     assert t["all"]["n"] == len(evalsuite.cells())
     assert result["splits"]["ood"]["all"]["n"] == len(evalsuite.cells()) // 2
     assert set(result["nodes"]["etiological"]) == {"3", "5", "10"}
-    assert result["digest"] and result["suite"] == "stb-3"
+    assert result["digest"] and result["suite"] == evalsuite.VERSION
 
 
 def test_outputs_are_written_and_the_page_cannot_be_broken_by_an_answer(
