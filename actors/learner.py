@@ -35,6 +35,26 @@ from rlsys.model.series import (
 from rlsys.weightsync import SyncPlan, connect, flat_copy, free_port, plan_for
 
 
+def non_finite(state: object, where: str = "") -> str:
+    """Where a nested state (dicts, lists, tensors) holds NaN or infinite values, as
+    "<path>: <count>" (the first few), or "" when every floating value is finite."""
+    found: list[str] = []
+
+    def walk(x: object, at: str) -> None:
+        if isinstance(x, torch.Tensor):
+            if x.is_floating_point() and (n := int((~torch.isfinite(x)).sum())):
+                found.append(f"{at}: {n}")
+        elif isinstance(x, dict):
+            for k, v in x.items():
+                walk(v, f"{at}.{k}" if at else str(k))
+        elif isinstance(x, list | tuple):
+            for i, v in enumerate(x):
+                walk(v, f"{at}[{i}]")
+
+    walk(state, where)
+    return "; ".join(found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
+
+
 @dataclass(frozen=True)
 class LearnerSettings:
     """What a learner rank is built from: the config's `model`, `learner` and `algorithm`
@@ -362,6 +382,10 @@ class LearnerWorker:
                                                      load_lr_scheduler_states=True)
         if loaded is None:
             raise RuntimeError(f"no learner checkpoint under {path}/learner")
+        bad = non_finite({"weights": self.engine.module.state_dict(),
+                          "optimizer state": self.engine.optimizer.state_dict()})
+        if bad:
+            raise ValueError(f"{path} holds non-finite values ({bad}); refusing to load it")
         self.steps = int(client["strl_steps"])
         self.skipped_steps = int(client["strl_skipped_steps"])
         torch.set_rng_state(client["strl_torch_rng"])

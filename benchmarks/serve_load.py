@@ -15,6 +15,13 @@ Run: `python benchmarks/serve_load.py [--checkpoint DIR] [--clients 64] [--secon
 [--max-tokens 32] [--max-replicas 2]` (default checkpoint: models/tiny, built if missing);
 or `--url URL` to load a running server (no baseline then). With `--max-replicas` above 1
 the model replicas autoscale from one, and the run prints when Serve added them.
+
+Overload (`--shed 64,256`, `make bench-shed`): the same application loaded with each
+client count in turn, 30 s each, after a warm-up load of the first count that is not
+measured. A client that gets 429 waits its Retry-After and asks again. Per load: requests
+answered, shed (429) and how fast a 429 came back, 5xx, and the admitted requests'
+p50/p99 latency; the baseline is the first (smallest) load's p99, and the target is no
+5xx, every 429 within a second, and admitted p99 within 2x of it.
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from envs.evalsuite import items
-from rlsys.config import ServeConfig
+from rlsys.config import API_KEY_ENV, ServeConfig
 from rlsys.model.build import ensure_model
 from rlsys.model.card import read_card
 from rlsys.model.chat import chat_ids, stop_ids
@@ -45,6 +53,8 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
     sent: int = 0
+    shed: list[float] = field(default_factory=list)  # seconds until each 429 came back
+    server_errors: int = 0  # 5xx
 
 
 def questions(max_tokens: int) -> list[dict]:
@@ -70,6 +80,11 @@ async def client(session, url: str, bodies: list[dict], start: int, deadline: fl
         try:
             async with session.post(url, json=body) as r:
                 data = await r.json(content_type=None)
+                if r.status == 429:  # shed: a polite client waits as told, then asks again
+                    tally.shed.append(time.perf_counter() - t0)
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                    continue
+                tally.server_errors += r.status >= 500
                 if r.status != 200:
                     key = f"{r.status}: {data.get('error', {}).get('message', '')[:80]}"
                     tally.errors[key] = tally.errors.get(key, 0) + 1
@@ -112,7 +127,10 @@ async def load(url: str, bodies: list[dict], clients: int, seconds: float,
     replicas: list[tuple[float, str]] = []
     timeout = aiohttp.ClientTimeout(total=600)
     conn = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
+    key = os.environ.get(API_KEY_ENV)  # the server's key, where it has one
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    async with aiohttp.ClientSession(timeout=timeout, connector=conn,
+                                     headers=headers) as session:
         t0 = time.perf_counter()
         deadline = t0 + seconds
         watcher = [watch(app, t0, deadline, replicas)] if app else []
@@ -173,16 +191,46 @@ def offline(checkpoint: str, bodies: list[dict], n: int, max_tokens: int) -> tup
     return n / sec, sum(len(o.outputs[0].token_ids) for o in outs) / sec
 
 
+def shed_table(url: str, bodies: list[dict], loads: list[int], seconds: float) -> bool:
+    """Each client count in turn against one application; prints the table, returns
+    whether the overload target holds."""
+    print(f"warm-up: {loads[0]} clients for {seconds:g} s (not measured: the engine's first "
+          "batches are slow)", flush=True)
+    asyncio.run(load(f"{url}/v1/reason", bodies, loads[0], seconds))
+    rows = []
+    for clients in loads:
+        print(f"{clients} clients for {seconds:g} s ...", flush=True)
+        tally, wall, _ = asyncio.run(load(f"{url}/v1/reason", bodies, clients, seconds))
+        rows.append((clients, tally, wall))
+    base = percentile(rows[0][1].latencies, 99)
+    print("\n| clients | answered | req/s | shed (429) | 429 p50 s | slowest 429 s | 5xx | "
+          "dropped | p50 s | p99 s | p99 / baseline |\n" + "|---" * 11 + "|")
+    ok = True
+    for clients, t, wall in rows:
+        p99 = percentile(t.latencies, 99)
+        slowest = max(t.shed, default=0.0)
+        print(f"| {clients} | {len(t.latencies)} | {len(t.latencies) / wall:.2f} | "
+              f"{len(t.shed)} | {percentile(t.shed, 50):.3f} | {slowest:.3f} | "
+              f"{t.server_errors} | {t.dropped} | "
+              f"{percentile(t.latencies, 50):.2f} | {p99:.2f} | {p99 / base:.2f} |")
+        ok &= t.server_errors == 0 and t.dropped == 0 and slowest < 1.0 and p99 <= 2 * base
+    print(f"\ntarget (no 5xx, nothing dropped, every 429 within 1 s, admitted p99 within 2x "
+          f"of {loads[0]} clients'): {'met' if ok else 'NOT met'}")
+    return ok
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="models/tiny")
     p.add_argument("--url", help="load a running server instead (no baseline)")
     p.add_argument("--clients", type=int, default=64)
-    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--seconds", type=float, help="per load (default 60; 30 with --shed)")
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--num-cpus", type=float, default=3, help="logical CPUs of the local Ray")
     p.add_argument("--max-replicas", type=int, default=1,
                    help="autoscale the model replicas from 1 up to this many")
+    p.add_argument("--shed", metavar="N,M", help="overload: these client counts in turn, "
+                   "--seconds each (default 30 s), 429s counted apart")
     a = p.parse_args()
 
     bodies = questions(a.max_tokens)
@@ -192,6 +240,10 @@ def main() -> None:
         if a.checkpoint == "models/tiny":
             ensure_model(a.checkpoint, "tiny", 0)
         url, cfg = start_app(str(Path(a.checkpoint)), a.num_cpus, a.max_replicas)
+    if a.shed:
+        loads = sorted(int(x) for x in a.shed.split(","))
+        raise SystemExit(0 if shed_table(url, bodies, loads, a.seconds or 30) else 1)
+    a.seconds = a.seconds or 60
     print(f"{a.clients} clients for {a.seconds:g} s against {url}/v1/reason "
           f"({len(bodies)} questions, max_tokens {a.max_tokens}) ...", flush=True)
     tally, wall, replicas = asyncio.run(load(f"{url}/v1/reason", bodies, a.clients, a.seconds,

@@ -171,12 +171,14 @@ def cmd_quality(a: argparse.Namespace) -> int:
 
 def cmd_plan(a: argparse.Namespace) -> int:
     from rlsys.config import explain, load_config
+    from rlsys.train import plugins
     from rlsys.train.topology import plan_topology
 
     cfg = load_config(a.config, a.overrides)
     if a.explain:
         print("\n".join(explain()))
         return 0
+    plugins.check(cfg)  # what `strl train` refuses at start, `strl plan` refuses too
     print(f"config: {a.config or '(defaults)'}; run directory: {cfg.run_dir}")
     print(f"model: {cfg.model.path}; GRPO: {cfg.trainer.steps} steps x "
           f"{cfg.rollout.prompts_per_step} prompts x {cfg.rollout.n} completions; "
@@ -245,6 +247,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
         return 0
     overrides = list(a.overrides) + ([f"checkpoint={a.checkpoint}"] if a.checkpoint else [])
     cfg = load_config(a.config, overrides, ServeConfig)
+    if a.api_key is not None:  # a flag, not an override: YAML would read "12345678" as a number
+        if len(a.api_key) < 8:
+            raise ValueError("--api-key: at least 8 characters")
+        cfg = cfg.model_copy(update={"api_key": a.api_key})
     if a.write_config:
         from rlsys.serve.run import write_serve_config
 
@@ -406,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--config", help="YAML serve config (replicas, autoscaling, limits)")
     sv.add_argument("--write-config", metavar="FILE",
                     help="write a Serve config file for `serve deploy` instead of serving")
+    sv.add_argument("--api-key", metavar="KEY",
+                    help="require 'Authorization: Bearer KEY' on every API route (default: "
+                         "the STRL_API_KEY environment variable, which `ps` does not show)")
     sv.add_argument("--detach", action="store_true",
                     help="deploy to an existing cluster (address=auto) and return")
     sv.add_argument("--explain", action="store_true",

@@ -14,6 +14,7 @@ what a resume reads back.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -481,6 +482,10 @@ class ServeEngineConfig(_Section):
     """GPUs per replica (tensor parallel); 1 on CPU."""
 
 
+API_KEY_ENV = "STRL_API_KEY"
+"""The environment variable `strl serve` reads its API key from."""
+
+
 class RequestLimits(_Section):
     max_body_bytes: int = Field(4 << 20, ge=1024)
     """Largest request body; a larger one gets 413."""
@@ -500,6 +505,11 @@ class RequestLimits(_Section):
     """Largest max_tokens a request may ask for."""
     timeout_s: float = Field(300.0, gt=0)
     """A generation slower than this fails with 504 (the replica keeps serving)."""
+    max_in_flight: int | None = Field(None, ge=1)
+    """Generation requests (chat, reason) one front end answers at once; past it a request
+    gets 429 with Retry-After at once instead of queueing (None: what the model replicas
+    take at once, replicas.max_replicas x replicas.max_ongoing_requests, shared among
+    replicas.frontend_replicas)."""
 
 
 class ServeConfig(_Section):
@@ -531,6 +541,14 @@ class ServeConfig(_Section):
     """Default temperature of a request (None: the checkpoint card's, else 0)."""
     precision: int | None = Field(None, ge=0, le=6)
     """Decimals of the numbers in `/v1/reason` prompts (None: the card's, else 2)."""
+    api_key: str | None = Field(default_factory=lambda: os.environ.get(API_KEY_ENV) or None,
+                                min_length=8, repr=False, validate_default=True)
+    """Key every API route requires as `Authorization: Bearer <key>` (401 otherwise; `GET
+    /healthz` and the browser view's static page stay open). Default: the STRL_API_KEY
+    environment variable; None: no key. Never written into a Serve config file."""
+    allow_no_key: bool = False
+    """Serve on an address other machines reach (host not loopback) without a key: anyone
+    who reaches the port can then use the model."""
 
     @property
     def device(self) -> str:
@@ -638,8 +656,9 @@ def explain(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
             out.append(f"{key}: {f.description or ''}")
             out += explain(ann, key + ".")
         else:
-            default = f.default if f.default is not None else "null"
-            out.append(f"{key} = {default!r}  # {f.description or ''}")
+            default = ("(computed)" if f.default_factory is not None else
+                       repr(f.default) if f.default is not None else "null")
+            out.append(f"{key} = {default}  # {f.description or ''}")
     return out
 
 

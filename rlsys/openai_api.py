@@ -28,6 +28,11 @@ from typing import Any
 from envs.prompt import PLACEHOLDER
 
 ROLES = ("system", "user", "assistant")
+NOT_SERVED = ("logprobs", "top_logprobs", "tools", "tool_choice", "functions", "function_call",
+              "logit_bias")
+"""OpenAI fields that would change what a reply holds and that these servers do not honour:
+refused when set (not silently ignored, which would hand back a reply the client did not
+ask for)."""
 
 
 class BadRequest(ValueError):
@@ -103,6 +108,10 @@ def parse_chat(req: dict[str, Any], max_tokens_cap: int, default_max_tokens: int
         if key in req:
             raise BadRequest(f"{key}: raw embeddings are not accepted; send each series as "
                              'a content part {"type": "timeseries", "timeseries": [numbers]}')
+    for key in NOT_SERVED:
+        if req.get(key) not in (None, False, [], {}):
+            raise BadRequest(f"{key}: not served here (replies carry text only: no logprobs, "
+                             "no tool calls, no logit bias); leave it out")
     msgs = req.get("messages")
     if not (isinstance(msgs, list) and msgs and all(
             isinstance(m, dict) and m.get("role") in ROLES

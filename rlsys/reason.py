@@ -115,7 +115,7 @@ def parse_question(req: dict[str, Any], limits: RequestLimits = LIMITS) -> Quest
         raise BadRequest(f"unknown field {unknown[0]!r} (fields: {', '.join(OURS)}; sampling: "
                          f"{', '.join(SAMPLING)}; or an ST-Test row: input, timeseries)")
     series = _series(req.get("series"), "series", limits)
-    edges = _edges(req.get("edges", []), series.shape[0])
+    edges = _edges(req.get("edges", []), *series.shape)
     question = _text(req.get("question"), "question", limits.max_question_chars)
     options = req.get("options")
     if options is None and " Options: A. " in question:
@@ -158,7 +158,7 @@ def _st_test(req: dict[str, Any], limits: RequestLimits) -> Question:
         raise BadRequest(f"input: {e}") from None
     series = _series(parsed.series.tolist(), "input (series)", limits)
     edges = _edges([[u, v, parsed.lags[(u, v)]] if (u, v) in parsed.lags else [u, v]
-                    for u, v in parsed.edges or []], series.shape[0])
+                    for u, v in parsed.edges or []], *series.shape)
     task = _task(req.get("category"))
     q = Question(series, edges, parsed.question, task=task,
                  with_graph=_bool(req.get("with_graph", True), "with_graph"),
@@ -232,7 +232,9 @@ def _series(value: Any, name: str, limits: RequestLimits) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
-def _edges(value: Any, n: int) -> list[tuple[int, int, int | None]]:
+def _edges(value: Any, n: int, steps: int) -> list[tuple[int, int, int | None]]:
+    """Edges of an n-node graph whose series have `steps` steps: a lag is at most that (a
+    disturbance that takes longer to cross a link never shows in the series)."""
     if not isinstance(value, list):
         raise BadRequest("edges: a list of [from, to], [from, to, lag] or "
                          "{from, to, lag} items")
@@ -258,8 +260,10 @@ def _edges(value: Any, n: int) -> list[tuple[int, int, int | None]]:
                                  f"(0-{n - 1})")
         if u == v:
             raise BadRequest(f"{where}: an edge from node {u} to itself")
-        if lag is not None and (isinstance(lag, bool) or not isinstance(lag, int) or lag < 1):
-            raise BadRequest(f"{where}.lag: an integer number of steps >= 1, got {lag!r}")
+        if lag is not None and (isinstance(lag, bool) or not isinstance(lag, int)
+                                or not 1 <= lag <= steps):
+            raise BadRequest(f"{where}.lag: an integer number of steps from 1 to the series' "
+                             f"length {steps}, got {lag!r}")
         if (u, v) in seen:
             raise BadRequest(f"{where}: the same edge {u}->{v} as edges[{seen[(u, v)]}]")
         seen[(u, v)] = k

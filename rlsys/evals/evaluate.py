@@ -22,6 +22,7 @@ is not sent; it counts as an invalid answer and in `over_context`.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +38,7 @@ from envs import evalsuite
 from envs.prompt import parse_prompt, with_placeholders
 from rewards import RewardSet, RewardSpec, Target, evaluate
 from rewards.types import CHOICE, TEXT
+from rlsys.config import API_KEY_ENV
 from rlsys.dataio import DataError, read_rows
 from rlsys.model.card import PromptCard, read_card
 from rlsys.model.chat import chat_ids, stop_ids
@@ -215,7 +217,8 @@ class LocalModel:
 
 
 class Endpoint:
-    """Any OpenAI-compatible chat-completions server."""
+    """Any OpenAI-compatible chat-completions server; with STRL_API_KEY set, requests carry
+    it as `Authorization: Bearer`. A 429 is retried after its Retry-After."""
     def __init__(self, url: str, card: PromptCard, sampling: Sampling,
                  model: str | None = None, concurrency: int = 8, timeout_s: float = 300,
                  retries: int = 2) -> None:
@@ -223,13 +226,17 @@ class Endpoint:
         self.base = base if base.endswith("/v1") else base + "/v1"
         self.card, self.sampling = card, sampling
         self.concurrency, self.timeout_s, self.retries = concurrency, timeout_s, retries
+        self.headers = {"Content-Type": "application/json"}
+        if key := os.environ.get(API_KEY_ENV):
+            self.headers["Authorization"] = f"Bearer {key}"
         self.model = model or self._first_model()
         self.name = f"{self.base} ({self.model})"
         self.failures: list[str] = []
 
     def _first_model(self) -> str:
         try:
-            with urllib.request.urlopen(self.base + "/models", timeout=30) as r:
+            req = urllib.request.Request(self.base + "/models", headers=self.headers)
+            with urllib.request.urlopen(req, timeout=30) as r:
                 return json.loads(r.read())["data"][0]["id"]
         except (OSError, ValueError, KeyError, IndexError) as e:
             raise RuntimeError(f"cannot list the models of {self.base} ({e}); is the server "
@@ -244,7 +251,7 @@ class Endpoint:
         err = ""
         for attempt in range(self.retries + 1):
             req = urllib.request.Request(self.base + "/chat/completions", data=body,
-                                         headers={"Content-Type": "application/json"})
+                                         headers=self.headers)
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
                     return json.loads(r.read())["choices"][0]["message"]["content"]
@@ -253,6 +260,9 @@ class Endpoint:
                 if e.code == 400 and "context" in msg:
                     return None  # over the model's context: not retried
                 err = f"HTTP {e.code}: {msg[:200]}"
+                if e.code == 429:  # shed: wait as told, then ask again
+                    time.sleep(float(e.headers.get("Retry-After") or 1))
+                    continue
                 if e.code < 500:
                     break
             except (OSError, ValueError, KeyError, IndexError) as e:

@@ -157,11 +157,13 @@ class Frontend:
         length = request.headers.get("content-length")
         reply = await self.gateway.handle(
             request.method, path, request.body,
-            int(length) if length and length.isdigit() else None)
+            int(length) if length and length.isdigit() else None,
+            request.headers.get("authorization"))
         if isinstance(reply.body, bytes):
-            return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+            return Response(reply.body, status_code=reply.status, media_type=reply.content_type,
+                            headers=reply.headers)
         return StreamingResponse(reply.body, status_code=reply.status,
-                                 media_type=reply.content_type)
+                                 media_type=reply.content_type, headers=reply.headers)
 
 
 def build(cfg: ServeConfig) -> serve.Application:

@@ -16,18 +16,22 @@ Routes:
 
 Every refusal is a 4xx whose message names the field; an unexpected error is a 500 for
 that request only. A request is checked completely, prompt length included, before it
-reaches an engine.
+reaches an engine. With an API key (`api_key`, from STRL_API_KEY), every route but `GET
+/healthz` and the view's static files needs `Authorization: Bearer <key>` (401 otherwise,
+compared in constant time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -60,6 +64,14 @@ ASSETS = {"/": ("view.html", "text/html; charset=utf-8"),
           "/view": ("view.html", "text/html; charset=utf-8"),
           "/view.js": ("view.js", "text/javascript; charset=utf-8")}
 EXAMPLES_PER_CELL = 1  # /v1/examples: one eval suite question per cell
+GENERATING = frozenset({"/v1/chat/completions", "/v1/reason"})
+"""Routes that occupy an engine, and so are admitted up to `limits.max_in_flight`."""
+RETRY_AFTER_S = (1, 30)
+"""Bounds of a 429's Retry-After: the recent mean time an admitted generation takes (when a
+slot is likely free again), so shed clients do not come back faster than slots free up."""
+OPEN_ROUTES = frozenset({"/healthz", "/view"})
+"""Routes (as `handle` names them) that need no key: health, and the view's static files
+(the page asks for the key when the API refuses it)."""
 
 
 class Engine(Protocol):
@@ -80,6 +92,7 @@ class Reply:
     status: int
     body: bytes | AsyncIterator[str]
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def json(cls, status: int, obj: Any) -> Reply:
@@ -105,6 +118,11 @@ class Metrics:
                                          registry=r)
         self.answers = Counter("strl_answers", "/v1/reason answers by kind and validity",
                                ["kind", "valid"], registry=r)
+        self.shed = Counter("strl_requests_shed", "Generation requests refused with 429: "
+                            "limits.max_in_flight were being answered", registry=r)
+        self.timed_out = Counter("strl_requests_timed_out", "Generations cut off at "
+                                 "limits.timeout_s (504, or an error event in a stream)",
+                                 registry=r)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -124,6 +142,11 @@ class Gateway:
         self.stop_ids = stop_ids(self.tok)
         self.cpu = cfg.device == "cpu"
         self.metrics = Metrics()
+        rep = cfg.replicas
+        self.max_in_flight = cfg.limits.max_in_flight or max(
+            1, rep.max_replicas * rep.max_ongoing_requests // rep.frontend_replicas)
+        self.admitted = 0  # generation requests being answered (one event loop: no lock)
+        self.generation_s = 0.0  # moving mean of an admitted generation's seconds
         self.examples_by_id = _examples()
         self.routes: dict[tuple[str, str], Callable[..., Awaitable[Reply]]] = {
             ("POST", "/v1/chat/completions"): self.chat,
@@ -136,36 +159,81 @@ class Gateway:
 
     # ---- dispatch -----------------------------------------------------------------
     async def handle(self, method: str, path: str, body: Callable[[], Awaitable[bytes]],
-                     length: int | None = None) -> Reply:
-        """Answer one request; `body` reads the body (only once the route is known and the
-        declared length is within the limit)."""
+                     length: int | None = None, authorization: str | None = None) -> Reply:
+        """Answer one request; `body` reads the body (only once the route is known, the key
+        checked and the declared length within the limit); `authorization` is the request's
+        Authorization header."""
         path = "/" + path.strip("/") if path != "/" else path
         route, fn, arg = self._route(method, path)
         t0 = time.perf_counter()
         self.metrics.in_flight.inc()
+        admitted = False
         try:
-            if fn is None:
+            if fn is not None and route not in OPEN_ROUTES and not self._authorized(
+                    authorization):
+                reply = Reply.json(401, error_body(
+                    "Authorization: send the server's key as 'Authorization: Bearer <key>'",
+                    401))
+            elif fn is not None and route in GENERATING and method == "POST" and (
+                    self.admitted >= self.max_in_flight):
+                self.metrics.shed.inc()
+                wait = min(max(math.ceil(self.generation_s), RETRY_AFTER_S[0]),
+                           RETRY_AFTER_S[1])
+                reply = Reply.json(429, error_body(
+                    f"busy: {self.admitted} requests are being answered "
+                    f"(limits.max_in_flight={self.max_in_flight}); retry in {wait} s", 429))
+                reply.headers["Retry-After"] = str(wait)
+            elif fn is None:
                 reply = self._no_route(method, path)
             elif method == "POST":
                 if length is not None and length > self.cfg.limits.max_body_bytes:
                     raise BadRequest(f"body: {length} bytes, more than the limit of "
                                      f"{self.cfg.limits.max_body_bytes}", 413)
+                admitted = route in GENERATING
+                self.admitted += admitted
                 reply = await fn(load_json(await body(), self.cfg.limits.max_body_bytes))
             else:
                 reply = await fn(arg) if arg is not None else await fn()
         except BadRequest as e:
             reply = Reply.json(e.status, error_body(str(e), e.status))
         except TimeoutError:
+            self.metrics.timed_out.inc()
             msg = f"generation took longer than limits.timeout_s={self.cfg.limits.timeout_s:g}"
             reply = Reply.json(504, error_body(msg, 504))
         except Exception as e:  # this request fails; the replica keeps serving
             log.exception("%s %s failed", method, path)
             reply = Reply.json(500, error_body(f"internal error: {type(e).__name__}: {e}", 500))
+        except asyncio.CancelledError:  # the client went away: free its slot
+            self.admitted -= admitted
+            raise
         finally:
             self.metrics.in_flight.dec()
+        if admitted:  # a stream holds its slot until it ends
+            if isinstance(reply.body, bytes):
+                self.admitted -= 1
+            else:
+                reply.body = self._releasing(reply.body)
         self.metrics.requests.labels(route, str(reply.status)).inc()
-        self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        self.metrics.latency.labels(route).observe(took)
+        if admitted and reply.status == 200 and isinstance(reply.body, bytes):
+            self.generation_s += 0.1 * (took - self.generation_s)
         return reply
+
+    async def _releasing(self, body: AsyncIterator[str]) -> AsyncIterator[str]:
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            self.admitted -= 1
+
+    def _authorized(self, header: str | None) -> bool:
+        key = self.cfg.api_key
+        if key is None:
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                                  key.encode())
 
     def _route(self, method: str, path: str) -> tuple[str, Any, Any]:
         if (method, path) in self.routes:
@@ -259,6 +327,7 @@ class Gateway:
                 if "error" in d:
                     raise BadRequest(f"request: the engine refused it ({d['error']})")
                 if time.monotonic() > deadline:
+                    self.metrics.timed_out.inc()
                     raise TimeoutError(f"generation took longer than limits.timeout_s="
                                        f"{self.cfg.limits.timeout_s:g}")
                 self.metrics.completion_tokens.inc(d.get("n_new", 0))

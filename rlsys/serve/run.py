@@ -8,6 +8,7 @@ writes a Serve config file for `serve deploy` instead of deploying.
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from rlsys.config import ServeConfig
+from rlsys.config import API_KEY_ENV, ServeConfig
 from rlsys.files import write_atomic
 from rlsys.model.engine import check_checkpoint
 
@@ -35,10 +36,24 @@ def check_port(host: str, port: int) -> None:
                              "another one with port=N") from None
 
 
+def check_exposure(cfg: ServeConfig) -> None:
+    """Refuse to serve other machines without a key, unless told that is intended."""
+    try:
+        loopback = cfg.host == "localhost" or ipaddress.ip_address(cfg.host).is_loopback
+    except ValueError:  # a host name: assume other machines reach it
+        loopback = False
+    if not loopback and cfg.api_key is None and not cfg.allow_no_key:
+        raise ValueError(f"host={cfg.host} lets other machines reach port {cfg.port}, and no "
+                         f"API key is set: set {API_KEY_ENV} (or --api-key), or pass "
+                         "allow_no_key=true to serve anyone who reaches it")
+
+
 def serve_config_file(cfg: ServeConfig) -> dict[str, Any]:
-    """A Serve config file (`serve deploy FILE`) deploying this application."""
+    """A Serve config file (`serve deploy FILE`) deploying this application. The API key is
+    never written into it: the application reads STRL_API_KEY where it runs (set it in the
+    file's `runtime_env: {env_vars: ...}` or on the cluster's nodes)."""
     args = cfg.model_dump(mode="json", exclude={"address", "num_cpus", "host", "port",
-                                                "route_prefix"})
+                                                "route_prefix", "api_key"})
     args["checkpoint"] = str(Path(cfg.checkpoint).resolve())  # the controller's cwd differs
     return {"proxy_location": "EveryNode",
             "http_options": {"host": cfg.host, "port": cfg.port},
@@ -48,12 +63,14 @@ def serve_config_file(cfg: ServeConfig) -> dict[str, Any]:
 
 def write_serve_config(cfg: ServeConfig, out: Path) -> Path:
     check_checkpoint(cfg.checkpoint)
+    check_exposure(cfg)
     return write_atomic(out, yaml.safe_dump(serve_config_file(cfg), sort_keys=False))
 
 
 def run(cfg: ServeConfig, detach: bool = False) -> int:
     """Deploy and serve until interrupted (or, with `detach`, deploy and return)."""
     check_checkpoint(cfg.checkpoint)
+    check_exposure(cfg)
     if cfg.address is None:
         check_port(cfg.host, cfg.port)
     if detach and cfg.address is None:

@@ -161,9 +161,20 @@ function showAnswer(r) {
 }
 
 // ---- served mode -------------------------------------------------------------------
-async function api(path, body) {
-  const res = await fetch(path, body === undefined ? {} : {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+// A server started with an API key answers 401 without it: ask once, keep it for the tab.
+async function api(path, body, asked = false) {
+  const headers = body === undefined ? {} : {"Content-Type": "application/json"};
+  const key = sessionStorage.getItem("strl-key");
+  if (key) headers.Authorization = `Bearer ${key}`;
+  const res = await fetch(path, body === undefined ? {headers} : {
+    method: "POST", headers, body: JSON.stringify(body)});
+  if (res.status === 401 && !asked) {
+    const given = window.prompt("This server needs its API key:");
+    if (given) {
+      sessionStorage.setItem("strl-key", given.trim());
+      return api(path, body, true);
+    }
+  }
   const data = await res.json();
   if (!res.ok) throw new Error(data.error ? data.error.message : `HTTP ${res.status}`);
   return data;

@@ -7,10 +7,17 @@ A checkpoint is a directory `run_dir/checkpoints/<stage>-step-<k>/`:
                   fp32 master weights, the step counter of the learning-rate schedule, RNG
     state.json    `Progress`: the stage and step reached, the prompt-stream positions, the
                   evaluations recorded so far, counters
+    manifest.json the size and content hash (BLAKE2b) of every other file, written last
 
 It is written under a hidden temporary name and renamed when complete, so a directory
-without the leading dot is always a whole checkpoint; `state.json` is written last, and a
-directory without it is never picked. Only the newest `trainer.keep_checkpoints` are kept.
+without the leading dot is always a whole checkpoint; a directory without `state.json` is
+never picked. Only the newest `trainer.keep_checkpoints` are kept.
+
+Resume verifies a checkpoint against its manifest before loading anything: a file missing,
+truncated or changed (a disk error, a copy cut short, a stray write) fails it, and resume
+falls back to the newest checkpoint that verifies, saying which file failed and why. When
+none does, it stops with one line. The learners also refuse weights or optimizer state that
+are not finite (`actors.learner`).
 
 Nothing else is needed to continue exactly: prompts come from a stream that is a pure
 function of (seed, position), and the engines are reseeded per generation from
@@ -20,8 +27,10 @@ tokens as the run that was not interrupted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +42,8 @@ from rlsys.model.card import PromptCard, write_card
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
+MANIFEST = "manifest.json"
+_CHUNK = 8 << 20
 POLICY = "policy"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
                    "special_tokens_map.json", "generation_config.json")
@@ -98,10 +109,11 @@ def write_policy(learners: list, final: Path, model_path: str | Path,
 def publish(tmp: Path, final: Path) -> Path:
     """Make a completely written directory visible under its final name.
 
-    A complete checkpoint of the same step already there is kept and `tmp` dropped: it
-    holds the same state (a run resumed from it re-reached it), and replacing it would
-    leave a moment with neither visible."""
-    if (final / STATE_FILE).is_file():
+    A complete checkpoint of the same step already there that verifies is kept and `tmp`
+    dropped: it holds the same state (a run resumed from it re-reached it), and replacing it
+    would leave a moment with neither visible. One that fails verification (the reason a
+    resume fell back past it) is replaced."""
+    if (final / STATE_FILE).is_file() and verify(final) is None:
         shutil.rmtree(tmp, ignore_errors=True)
         return final
     return replace_dir(tmp, final)  # e.g. `final` (the HF policy) of an earlier attempt
@@ -121,8 +133,9 @@ def save(run_dir: Path, stage: str, progress: Progress, learners: list,
     tmp.mkdir()
     save_policy(learners, tmp / POLICY, model_path, card)
     ray.get([ln.save_state.remote(str(tmp / "learner")) for ln in learners])
-    # last: its presence marks a whole checkpoint
     write_atomic(tmp / STATE_FILE, progress.to_json(), fsync=True)
+    write_atomic(tmp / MANIFEST, json.dumps(manifest(tmp), indent=1, sort_keys=True),
+                 fsync=True)  # last: it vouches for everything above
     publish(tmp, final)
     prune(run_dir, keep)
     return final
@@ -144,10 +157,70 @@ def complete(run_dir: Path) -> list[tuple[Progress, Path]]:
     return sorted(found, key=lambda x: (x[0].stage, x[0].step))
 
 
-def latest(run_dir: Path) -> tuple[Progress, Path] | None:
-    """The newest complete checkpoint of a run, or None."""
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as f:
+        while block := f.read(_CHUNK):
+            h.update(block)  # releases the GIL on large blocks: files hash in parallel
+    return h.hexdigest()
+
+
+def manifest(ckpt: Path) -> dict[str, Any]:
+    """{"files": {relative path: {"size", "blake2b"}}} of every file under `ckpt` but the
+    manifest itself."""
+    files = sorted(p for p in ckpt.rglob("*") if p.is_file() and p.name != MANIFEST)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        digests = list(pool.map(_digest, files))
+    return {"files": {p.relative_to(ckpt).as_posix(): {"size": p.stat().st_size, "blake2b": d}
+                      for p, d in zip(files, digests, strict=True)}}
+
+
+def verify(ckpt: Path) -> str | None:
+    """Why `ckpt` does not match its manifest ("<file>: <reason>"), or None when it does."""
+    try:
+        listed = json.loads((ckpt / MANIFEST).read_text(encoding="utf-8"))["files"]
+        listed = {str(k): (int(v["size"]), str(v["blake2b"])) for k, v in listed.items()}
+    except FileNotFoundError:
+        return f"{MANIFEST}: missing (a checkpoint written before strl checked them, or cut)"
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"{MANIFEST}: unreadable ({type(e).__name__})"
+    present = {p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*")
+               if p.is_file() and p.name != MANIFEST}
+    if missing := sorted(set(listed) - present):
+        return f"{missing[0]}: missing"
+    if extra := sorted(present - set(listed)):
+        return f"{extra[0]}: not in the manifest"
+    for name, (size, _) in listed.items():
+        if (got := (ckpt / name).stat().st_size) != size:
+            return f"{name}: {got} bytes, the manifest says {size} (truncated or overwritten)"
+    files = sorted(listed)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        digests = list(pool.map(_digest, (ckpt / n for n in files)))
+    for name, got in zip(files, digests, strict=True):
+        if got != listed[name][1]:
+            return f"{name}: content differs from the manifest (corrupted)"
+    return None
+
+
+def latest(run_dir: Path, say: Any = print) -> tuple[Progress, Path] | None:
+    """The newest complete checkpoint of a run that verifies, or None when it has none.
+
+    Each newer one that fails verification is named with its file and reason (`say`);
+    CheckpointError when checkpoints exist but none verifies."""
     found = complete(run_dir)
-    return found[-1] if found else None
+    failed = []
+    for progress, ckpt in reversed(found):
+        why = verify(ckpt)
+        if why is None:
+            if failed:
+                say(f"resuming from {ckpt.name}, the newest checkpoint that verifies")
+            return progress, ckpt
+        failed.append(f"{ckpt.name}: {why}")
+        say(f"checkpoint {ckpt} fails verification: {why}")
+    if failed:
+        raise CheckpointError(f"no checkpoint of {run_dir} verifies ({'; '.join(failed)}); "
+                              "it cannot be resumed: start a new run")
+    return None
 
 
 def prune(run_dir: Path, keep: int) -> None:

@@ -1,8 +1,9 @@
 """`strl train` / `strl sft`: one training run, top to bottom.
 
-`run`: config -> run directory (new, or the one being resumed) -> model (built if missing)
--> Ray cluster and actors -> `Run.stages` (held-out evaluation, then each stage: supervised
-warm starts, GRPO) -> `Run.finish` (final evaluation, final policy, eval suite, report).
+`run`: config -> plug-ins tried and model found (built if missing), so nothing is written
+for a run that cannot start -> run directory (new, or the one being resumed) -> Ray cluster
+and actors -> `Run.stages` (held-out evaluation, then each stage: supervised warm starts,
+GRPO) -> `Run.finish` (final evaluation, final policy, eval suite, report).
 Three things each have one place: when a checkpoint is written (`Run.save`,
 `Run.between_steps` and the GRPO loop's `trainer.save_every`), the stage loop
 (`Run.stages`) and the KL reference policy (`Reference`).
@@ -31,7 +32,7 @@ from transformers import AutoTokenizer
 from rlsys.config import Config, dump_config
 from rlsys.evals import report as evalreport
 from rlsys.evals.evaluate import RunEngines, run_eval, suite_questions
-from rlsys.model.build import ensure_model
+from rlsys.model.build import ensure_model, validate_model
 from rlsys.model.card import card_of
 from rlsys.train import checkpoint, plugins
 from rlsys.train.checkpoint import Progress
@@ -84,10 +85,9 @@ class StopRequest:
 def run(cfg: Config, resume: Path | None = None) -> Path:
     """Train as configured, or continue the run in `resume`; returns the run directory."""
     t_start = time.perf_counter()
+    plugins.check(cfg)  # a broken plug-in stops the run here, before anything is written
+    model_path = resolve_model(cfg)
     run_dir, progress, ckpt = open_run_dir(cfg, resume)
-    model_path = str(ensure_model(cfg.model.path, cfg.model.preset or "tiny", cfg.model.seed)
-                     if cfg.model.preset else Path(cfg.model.path))
-    plugins.check(cfg)  # a broken plug-in stops the run here, before any actor starts
     tok = AutoTokenizer.from_pretrained(model_path)
     source = PromptSource(cfg, tok, position=progress.position)
     start_ray(cfg)
@@ -110,6 +110,15 @@ def run(cfg: Config, resume: Path | None = None) -> Path:
         handles.shutdown()
         ray.shutdown()
     return run_dir
+
+
+def resolve_model(cfg: Config) -> str:
+    """The model directory: the embedded preset, built there if missing; otherwise a
+    model directory that must exist and be complete (a clear error if not)."""
+    if cfg.model.preset:
+        return str(ensure_model(cfg.model.path, cfg.model.preset, cfg.model.seed))
+    validate_model(cfg.model.path)
+    return str(cfg.model.path)
 
 
 def open_run_dir(cfg: Config, resume: Path | None) -> tuple[Path, Progress, Path | None]:
@@ -195,7 +204,13 @@ class Run:
     # ---- checkpoints ----------------------------------------------------------------
     def load(self, ckpt: Path) -> None:
         """Continue from a checkpoint: learner state, the reference, the engines' weights."""
-        ray.get([ln.load_state.remote(str(ckpt / "learner")) for ln in self.handles.learners])
+        try:
+            ray.get([ln.load_state.remote(str(ckpt / "learner"))
+                     for ln in self.handles.learners])
+        except ray.exceptions.RayTaskError as e:  # the learner refused it: say why, one line
+            if isinstance(e.cause, ValueError):
+                raise checkpoint.CheckpointError(str(e.cause)) from None
+            raise
         self.reference.restore()
         self.trainer.sync()
 

@@ -4,11 +4,15 @@ trains on exactly the prompts, and reaches the same losses, as a run never inter
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 from pathlib import Path
 
 import pytest
+import torch
 
+from rlsys.train import checkpoint
 from tests.integration.runner import finish, grpo_rows, jsonl, start, train_cmd, wait_for
 
 pytestmark = pytest.mark.slow
@@ -57,3 +61,50 @@ def test_sigterm_checkpoint_then_resume_matches_the_uninterrupted_run(
     kept = sorted(p.name for p in (cut / "checkpoints").iterdir())
     assert kept == ["final", "grpo-step-4", "grpo-step-6"]
     assert (cut / "report.md").is_file()
+    _damaged_checkpoints_are_not_loaded(tmp_path, runs / "whole", whole)
+
+
+def _damaged_checkpoints_are_not_loaded(tmp_path: Path, run: Path, rows: dict) -> None:
+    """Random bytes inside the newest checkpoint's largest file: resume names the file, falls
+    back to the checkpoint before and continues exactly from there. Non-finite optimizer
+    state under a matching manifest: resume refuses it with one line, exit 2."""
+    newest = run / "checkpoints" / "grpo-step-6"
+    big = max((p for p in (newest / "learner").rglob("*") if p.is_file()),
+              key=lambda p: p.stat().st_size)
+    with big.open("r+b") as f:
+        f.seek(big.stat().st_size // 4)
+        f.write(os.urandom(min(1 << 20, big.stat().st_size // 2)))
+    log = tmp_path / "fallback.log"
+    proc = start(train_cmd(Path(), run.parent, run.name, resume=run), log)
+    assert finish(proc, log) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    name = big.relative_to(newest).as_posix()
+    assert f"grpo-step-6 fails verification: {name}: content differs from the manifest" in text
+    assert "resuming from grpo-step-4, the newest checkpoint that verifies" in text
+    again = grpo_rows(run)
+    for step in (4, 5):  # redone from the older checkpoint: the same losses
+        assert again[step]["loss"] == pytest.approx(rows[step]["loss"], rel=1e-4, abs=1e-6)
+    assert checkpoint.verify(newest) is None  # the damaged one was rewritten whole
+
+    optim = next(p for p in (newest / "learner").rglob("*optim_states.pt"))
+    state = torch.load(optim, weights_only=False)
+    master = _first_float(state, min_size=1000)
+    master.view(-1)[:7] = float("nan")
+    torch.save(state, optim)
+    (newest / checkpoint.MANIFEST).write_text(json.dumps(checkpoint.manifest(newest)))
+    log = tmp_path / "nan.log"
+    proc = start(train_cmd(Path(), run.parent, run.name, resume=run), log)
+    assert finish(proc, log) == 2, log.read_text()[-3000:]
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith("strl: error:") and "holds non-finite values" in last and ": 7" in last
+
+
+def _first_float(x: object, min_size: int) -> torch.Tensor | None:
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() >= min_size:
+        return x
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, list | tuple) else ()
+    for v in items:
+        found = _first_float(v, min_size)
+        if found is not None:
+            return found
+    return None

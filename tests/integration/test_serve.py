@@ -2,7 +2,9 @@
 Ray Serve's HTTP proxy, the front end and a vLLM replica; real HTTP requests. Valid ones
 (OpenAI's own client, our questions, the ST-Test fixture rows), every kind of bad one
 (each a 4xx naming the field, after which the replica still answers), the metrics,
-`strl eval --endpoint` against it, and the browser view in headless Chromium."""
+`strl eval --endpoint` against it, and the browser view in headless Chromium. The server
+runs with an API key (STRL_API_KEY), as one reachable from other machines must: every
+client here sends it, and requests without it are refused."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from tests.integration.runner import ROOT, start, wait_for
 pytestmark = pytest.mark.slow
 FIXTURES = ROOT / "tests" / "unit" / "rewards" / "data" / "streasoner_st_test_cases.jsonl"
 BODY_LIMIT = 262_144
+KEY = "integration-test-key-7f3a"
 
 
 @dataclass
@@ -42,7 +45,8 @@ class Server:
     def request(self, method: str, path: str, body: bytes | None = None,
                 timeout: float = 300) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json",
+                                                       "Authorization": f"Bearer {KEY}"})
         resp = conn.getresponse()
         return resp.status, resp.read()
 
@@ -55,13 +59,37 @@ class Server:
 def server(trained_run, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     port = free_port()
-    proc = start([sys.executable, "-m", "rlsys.cli", "serve", "--checkpoint",
-                  str(trained_run.checkpoint), f"port={port}", "num_cpus=3",
-                  f"limits.max_body_bytes={BODY_LIMIT}"], log)
-    wait_for(lambda: "serving strl at" in log.read_text(), proc, log, timeout=600)
-    yield Server("127.0.0.1", port, trained_run.checkpoint, log)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C: the application is taken down, exit 0
-    assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    before = os.environ.get("STRL_API_KEY")
+    os.environ["STRL_API_KEY"] = KEY  # the server's, and `strl eval --endpoint`'s below
+    try:
+        proc = start([sys.executable, "-m", "rlsys.cli", "serve", "--checkpoint",
+                      str(trained_run.checkpoint), f"port={port}", "num_cpus=3",
+                      f"limits.max_body_bytes={BODY_LIMIT}"], log)
+        wait_for(lambda: "serving strl at" in log.read_text(), proc, log, timeout=600)
+        yield Server("127.0.0.1", port, trained_run.checkpoint, log)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the application is taken down, exit 0
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        if before is None:
+            os.environ.pop("STRL_API_KEY", None)
+        else:
+            os.environ["STRL_API_KEY"] = before
+
+
+def test_without_the_key_the_api_is_closed_and_health_open(server: Server) -> None:
+    for header in ({}, {"Authorization": "Bearer not-the-key"}, {"Authorization": KEY}):
+        for method, path in (("GET", "/v1/models"), ("POST", "/v1/reason"),
+                             ("POST", "/v1/chat/completions"), ("GET", "/metrics")):
+            conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
+            conn.request(method, path, body=b"{}" if method == "POST" else None,
+                         headers=header)
+            resp = conn.getresponse()
+            assert resp.status == 401, (path, header)
+            assert b"Authorization: Bearer" in resp.read()
+    for path in ("/healthz", "/view"):
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
+        conn.request("GET", path)
+        assert conn.getresponse().status == 200, path
 
 
 def _rows() -> list[dict]:
@@ -89,7 +117,7 @@ def test_health_models_and_metrics(server: Server) -> None:
 def test_openai_clients_work_unchanged(server: Server) -> None:
     import openai  # installed with vllm (a dependency of the cpu and gpu extras)
 
-    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY)
     msgs = [{"role": "user", "content": "Which node leads?"}]
     out = client.chat.completions.create(model="strl", messages=msgs, max_tokens=8,
                                          temperature=1.0)
@@ -266,7 +294,8 @@ def test_strl_eval_scores_the_endpoint(server: Server, tmp_path: Path) -> None:
                            server.url, "--tasks", "path_description", "--per-cell", "1",
                            "--max-tokens", "16", "--temperature", "1.0", "--judge",
                            f"{server.url}/v1", "--judge-model", "strl", "--out", str(judged)],
-                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+                          capture_output=True, text=True, timeout=900, cwd=ROOT,
+                          env=dict(os.environ, OPENAI_API_KEY=KEY))  # the judge's key
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((judged / "eval.json").read_text())
     task = result["tasks"]["path_description"]
@@ -301,6 +330,7 @@ def test_the_browser_view_shows_a_question_and_the_models_answer(
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: d.accept(KEY))  # the view asks for the API key once
         page.goto(f"{server.url}/view")
         page.wait_for_selector("#series path.series-line")
         assert page.locator("#series path.series-line").count() == 3  # etiological, 3 nodes

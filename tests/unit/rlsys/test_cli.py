@@ -120,6 +120,7 @@ def test_quality_command_reports_the_table(capsys, tmp_path) -> None:
     (["score", "--data", "data.csv"], "unsupported extension"),
     (["generate", "--n", "0", "--out", "x.jsonl"], "--n must be >= 1"),
     (["generate", "--n", "2", "--n-options", "9", "--out", "x.jsonl"], "n_options"),
+    (["plan", "data.tasks={no_such_task: 1}"], "unknown task 'no_such_task'"),
     (["eval", "--per-cell", "1"], "give --checkpoint DIR or --endpoint URL"),
     (["eval", "--checkpoint", "nowhere"], "checkpoint nowhere is not a directory"),
     (["eval", "--checkpoint", "."], "is not an HF model directory (missing config.json"),
@@ -145,6 +146,17 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, capsys, monkeypatch, a
         assert "bad.jsonl:2" in lines[0] and "not valid JSON" in lines[0]
     else:
         assert needle in lines[0]
+
+
+def test_train_without_a_model_exits_2_and_leaves_no_run_directory(tmp_path, capsys,
+                                                                   monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for path, needle in (("nowhere", "nowhere: no such model directory"),
+                         (".", "is not a complete model directory: missing config.json")):
+        rc, _, err = run(capsys, "train", "model.preset=null", f"model.path={path}")
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_runtime_failure_exits_1_not_2(tmp_path, capsys, monkeypatch) -> None:
@@ -204,6 +216,33 @@ def test_serve_writes_a_config_file_that_serve_deploy_accepts(tmp_path, capsys) 
                      "replicas.min_replicas": "2"}).\
         _bound_deployment.init_args[1]._bound_deployment
     assert fixed.num_replicas == 2 and fixed._deployment_config.autoscaling_config is None
+
+
+def test_serve_to_other_machines_needs_a_key_and_never_writes_it(tmp_path, capsys,
+                                                                  monkeypatch) -> None:
+    import yaml
+
+    from rlsys.model.build import build_model
+
+    monkeypatch.delenv("STRL_API_KEY", raising=False)
+    model = build_model(tmp_path / "m", corpus_size=200, progress=False)
+    out = tmp_path / "serve.yaml"
+    base = ["serve", "--checkpoint", str(model), "--write-config", str(out)]
+    for host in ("0.0.0.0", "10.1.2.3", "myhost.example"):
+        rc, _, err = run(capsys, *base, f"host={host}")
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"host={host} lets other machines reach port 8000" in err and "STRL_API_KEY" in err
+    assert not out.exists()
+    rc, _, err = run(capsys, *base, "host=0.0.0.0", "--api-key", "short")
+    assert rc == 2 and "--api-key: at least 8 characters" in err
+    for ok in (["host=0.0.0.0", "allow_no_key=true"], ["host=0.0.0.0", "--api-key", "k" * 12],
+               ["host=127.0.0.1"], ["host=::1"]):
+        rc, _, err = run(capsys, *base, *ok)
+        assert rc == 0, (ok, err)
+    monkeypatch.setenv("STRL_API_KEY", "from-the-environment")
+    assert run(capsys, *base, "host=0.0.0.0")[0] == 0
+    assert "from-the-environment" not in out.read_text()  # a secret stays out of files
+    assert "api_key" not in yaml.safe_load(out.read_text())["applications"][0]["args"]
 
 
 def test_serve_refuses_a_port_that_is_taken(tmp_path, capsys) -> None:

@@ -43,11 +43,21 @@ def test_a_full_request_is_read_and_defaults_fill_the_rest() -> None:
     ({"messages": MSG, "response_format": {"type": "json_schema"}},
      "response_format.json_schema.schema"),
     ({"messages": MSG, "response_format": {"type": "xml"}}, "response_format"),
+    ({"messages": MSG, "logprobs": True}, "logprobs: not served here"),
+    ({"messages": MSG, "top_logprobs": 3}, "top_logprobs: not served here"),
+    ({"messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]},
+     "tools: not served here"),
+    ({"messages": MSG, "tool_choice": "auto"}, "tool_choice: not served here"),
 ])
 def test_bad_fields_are_named(req: dict, field: str) -> None:
     with pytest.raises(BadRequest) as e:
         parse_chat(req, 64)
     assert str(e.value).startswith(field), str(e.value)
+
+
+def test_unserved_fields_left_at_their_off_values_are_fine() -> None:
+    c = parse_chat({"messages": MSG, "logprobs": False, "tools": [], "logit_bias": {}}, 64)
+    assert c.messages[0]["content"] == MSG[0]["content"]
 
 
 def test_bodies_must_be_small_json_objects() -> None:

@@ -143,7 +143,10 @@ BAD = [
     (_set("edges.0", [0, 7]), "edges[0].to: node 7 is not one of the 3 nodes (0-2)"),
     (_set("edges.0", [-1, 2]), "edges[0].from: node -1 is not one of the 3 nodes"),
     (_set("edges.0", [1, 1]), "edges[0]: an edge from node 1 to itself"),
-    (_set("edges.1", [1, 2, 0]), "edges[1].lag: an integer number of steps >= 1"),
+    (_set("edges.1", [1, 2, 0]), "edges[1].lag: an integer number of steps from 1 to the "
+                                 "series' length 3, got 0"),
+    (_set("edges.1", [1, 2, 10**30]), "edges[1].lag: an integer number of steps from 1"),
+    (_set("edges.1", [1, 2, 4]), "series' length 3, got 4"),
     (_set("edges.1", [0, 1]), "edges[1]: the same edge 0->1 as edges[0]"),
     (_set("edges.0", {"from": 0}), "edges[0]: an object with from, to"),
     (_set("edges.0", "0->1"), "edges[0]: [from, to]"),

@@ -49,13 +49,13 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("gw") / "m", corpus_size=200, progress=False)
 
 
-def _ask(gw: Gateway, method: str, path: str, obj=None):
+def _ask(gw: Gateway, method: str, path: str, obj=None, authorization: str | None = None):
     body = json.dumps(obj).encode() if obj is not None else b""
 
     async def read() -> bytes:
         return body
 
-    return asyncio.run(gw.handle(method, path, read, len(body)))
+    return asyncio.run(gw.handle(method, path, read, len(body), authorization))
 
 
 QUESTION = {"series": [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], "edges": [[0, 1]],
@@ -182,3 +182,93 @@ def test_chat_timeseries_parts_go_to_the_encoder_of_an_encoder_checkpoint(
         {"type": "timeseries", "timeseries": [1.0, 2.0]}]}]}
     bad = _ask(gw, "POST", "/v1/chat/completions", literal)
     assert bad.status == 400 and b"2 <ts><ts/> placeholders but 1 series" in bad.body
+
+
+KEY = "s3cret-key-0123"
+
+
+def test_with_a_key_every_api_route_needs_it_health_and_the_page_do_not(
+        model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRL_API_KEY", KEY)  # the default source of the key
+    gw = Gateway(ServeConfig(checkpoint=str(model)), Engine("ok"))
+    assert gw.cfg.api_key == KEY and KEY not in repr(gw.cfg)
+    for method, path, body in (("POST", "/v1/reason", QUESTION),
+                               ("POST", "/v1/chat/completions", CHAT),
+                               ("GET", "/v1/models", None), ("GET", "/v1/examples", None),
+                               ("GET", "/metrics", None)):
+        for header in (None, "Bearer wrong-key-0123", f"Basic {KEY}", KEY):
+            reply = _ask(gw, method, path, body, header)
+            assert reply.status == 401 and b"Authorization: Bearer" in reply.body, (path,
+                                                                                    header)
+        assert _ask(gw, method, path, body, f"Bearer {KEY}").status == 200, path
+    assert _ask(gw, "GET", "/healthz").status == 200
+    assert _ask(gw, "GET", "/view").status == 200
+    assert 'strl_requests_total{route="/v1/reason",status="401"} 4.0' in gw.metrics.text().decode()
+
+
+def test_without_a_key_nothing_is_asked(model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STRL_API_KEY", raising=False)
+    gw = _gateway(model, "ok")
+    assert gw.cfg.api_key is None and _ask(gw, "POST", "/v1/reason", QUESTION).status == 200
+
+
+def test_past_max_in_flight_requests_get_429_at_once_and_slots_come_back(
+        model: Path) -> None:
+    """Two slots: two slow requests hold them (one a stream), a third is shed at once with
+    Retry-After, health still answers; when they finish, a new one is admitted."""
+    gw = Gateway(ServeConfig(checkpoint=str(model), limits={"max_in_flight": 2}),
+                 Engine("ok"))
+    gate = asyncio.Event()
+
+    async def slow_generate(ids, sampling, series=None):
+        await gate.wait()
+        return {"text": "<answer>B</answer>", "n_out": 2, "finish_reason": "stop"}
+
+    async def slow_stream(ids, sampling, series=None):
+        await gate.wait()
+        yield {"text": "done", "n_new": 1, "finish_reason": "stop"}
+
+    gw.engine.generate, gw.engine.stream = slow_generate, slow_stream
+
+    async def call(method, path, obj=None):
+        body = json.dumps(obj).encode() if obj is not None else b""
+
+        async def read() -> bytes:
+            return body
+
+        return await gw.handle(method, path, read, len(body))
+
+    async def scenario():
+        held = asyncio.create_task(call("POST", "/v1/reason", QUESTION))
+        stream = await call("POST", "/v1/chat/completions", CHAT)  # returns, slot held
+        await asyncio.sleep(0.05)
+        assert gw.admitted == 2
+        t0 = asyncio.get_running_loop().time()
+        shed = await call("POST", "/v1/reason", QUESTION)
+        assert asyncio.get_running_loop().time() - t0 < 0.5
+        health = await call("GET", "/healthz")
+        gate.set()
+        chunks = [c async for c in stream.body]
+        done = await held
+        after = await call("POST", "/v1/reason", QUESTION)
+        return shed, health, chunks, done, after
+
+    shed, health, chunks, done, after = asyncio.run(scenario())
+    assert shed.status == 429 and shed.headers == {"Retry-After": "1"}
+    assert b"limits.max_in_flight=2" in shed.body
+    assert health.status == 200 and done.status == 200 and chunks[-1] == "data: [DONE]\n\n"
+    assert after.status == 200 and gw.admitted == 0
+    text = gw.metrics.text().decode()
+    assert "strl_requests_shed_total 1.0" in text
+    assert 'strl_requests_total{route="/v1/reason",status="429"} 1.0' in text
+
+
+def test_the_default_admission_cap_is_what_the_replicas_take(model: Path) -> None:
+    cfg = ServeConfig(checkpoint=str(model), replicas={"max_replicas": 3,
+                                                       "max_ongoing_requests": 16,
+                                                       "frontend_replicas": 2})
+    assert Gateway(cfg, Engine("ok")).max_in_flight == 24  # 3 x 16 shared by 2 front ends
+    gw = _gateway(model, "hang")
+    assert _ask(gw, "POST", "/v1/reason", QUESTION).status == 504
+    assert "strl_requests_timed_out_total 1.0" in gw.metrics.text().decode()
+    assert gw.admitted == 0

@@ -1,10 +1,13 @@
 """Checkpoint bookkeeping without a cluster: which checkpoints count as complete, which is
-the newest, pruning, atomic replacement; `strl train --resume` argument errors."""
+the newest that verifies against its manifest, pruning, atomic replacement; `strl train
+--resume` argument errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rlsys.cli import main
@@ -13,12 +16,18 @@ from rlsys.train.checkpoint import Progress
 
 
 def _fake(run: Path, stage_index: int, stage: str, step: int, complete: bool = True) -> Path:
+    """A checkpoint directory as `checkpoint.save` lays it out, with a manifest when
+    complete (the learner's file holds 64 KiB of random bytes)."""
     d = run / "checkpoints" / checkpoint.name_of(stage, step)
-    d.mkdir(parents=True)
-    (d / "policy").mkdir()
+    (d / "policy").mkdir(parents=True)
+    (d / "learner" / "learner").mkdir(parents=True)
+    (d / "policy" / "model.safetensors").write_bytes(b"weights %d" % step)
+    (d / "learner" / "learner" / "optim_states.pt").write_bytes(
+        np.random.default_rng(step).bytes(1 << 16))
     if complete:
         p = Progress(stage=stage_index, step=step, position=10 * step)
         (d / checkpoint.STATE_FILE).write_text(p.to_json())
+        (d / checkpoint.MANIFEST).write_text(json.dumps(checkpoint.manifest(d)))
     return d
 
 
@@ -80,3 +89,65 @@ def test_resume_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "not a run directory (no config.yaml)" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path), "--config", "configs/tiny_cpu.yaml"]) == 2
     assert "reads the run's own config.yaml" in capsys.readouterr().err
+
+
+OPTIM = "learner/learner/optim_states.pt"
+
+
+def _scribble(path: Path) -> None:
+    """1 KiB of random bytes written inside the file, its size unchanged."""
+    with path.open("r+b") as f:
+        f.seek(1000)
+        f.write(np.random.default_rng(99).bytes(1024))
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (_scribble, "content differs from the manifest"),
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), "100 bytes, the manifest says 65536"),
+    (lambda p: p.unlink(), "missing"),
+])
+def test_a_damaged_checkpoint_is_skipped_for_the_newest_that_verifies(
+        tmp_path: Path, damage, reason: str) -> None:
+    for step in (2, 4, 6):
+        _fake(tmp_path, 1, "grpo", step)
+    damage(tmp_path / "checkpoints" / "grpo-step-6" / OPTIM)
+    said: list[str] = []
+    progress, path = checkpoint.latest(tmp_path, say=said.append)
+    assert path.name == "grpo-step-4" and progress.step == 4
+    assert f"grpo-step-6 fails verification: {OPTIM}: {reason}" in said[0]
+    assert said[1] == "resuming from grpo-step-4, the newest checkpoint that verifies"
+
+
+def test_every_file_is_covered_and_none_verifying_is_one_clear_error(tmp_path: Path) -> None:
+    d2, d4 = _fake(tmp_path, 1, "grpo", 2), _fake(tmp_path, 1, "grpo", 4)
+    listed = json.loads((d2 / checkpoint.MANIFEST).read_text())["files"]
+    assert sorted(listed) == [OPTIM, "policy/model.safetensors", checkpoint.STATE_FILE]
+    assert checkpoint.verify(d2) is None
+    (d2 / "policy" / "stray.bin").write_text("x")  # a file nobody wrote at save time
+    assert checkpoint.verify(d2) == "policy/stray.bin: not in the manifest"
+    (d4 / checkpoint.MANIFEST).write_text("{garbage")
+    assert checkpoint.verify(d4) == "manifest.json: unreadable (JSONDecodeError)"
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        checkpoint.latest(tmp_path, say=lambda _: None)
+    msg = str(e.value)
+    assert "\n" not in msg and "no checkpoint of" in msg and "grpo-step-4: manifest.json" in msg
+    assert "grpo-step-2: policy/stray.bin: not in the manifest" in msg
+
+
+def test_a_checkpoint_without_a_manifest_does_not_verify(tmp_path: Path) -> None:
+    d = _fake(tmp_path, 1, "grpo", 2)
+    (d / checkpoint.MANIFEST).unlink()
+    assert checkpoint.verify(d).startswith("manifest.json: missing")
+
+
+def test_publish_replaces_a_same_step_checkpoint_that_fails_verification(
+        tmp_path: Path) -> None:
+    done = _fake(tmp_path, 1, "grpo", 2)
+    _scribble(done / OPTIM)
+    again = tmp_path / ".grpo-step-2.tmp"
+    (again / "learner" / "learner").mkdir(parents=True)
+    (again / OPTIM).write_bytes(b"fresh")
+    (again / checkpoint.STATE_FILE).write_text(Progress(stage=1, step=2).to_json())
+    (again / checkpoint.MANIFEST).write_text(json.dumps(checkpoint.manifest(again)))
+    checkpoint.publish(again, done)
+    assert (done / OPTIM).read_bytes() == b"fresh" and checkpoint.verify(done) is None
