@@ -31,6 +31,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from rlsys.config import API_KEY_ENV, ServeConfig
 from rlsys.model.build import ensure_model
 from rlsys.model.card import read_card
 from rlsys.model.chat import chat_ids, stop_ids
-from rlsys.model.engine import local_device, model_context, prepare_vllm
+from rlsys.model.engine import check_checkpoint, local_device, model_context, prepare_vllm
 from rlsys.reason import from_sample, parse_question
 
 OFFLINE_CAP = 256  # requests in the offline baseline batch
@@ -155,6 +156,7 @@ def start_app(checkpoint: str, num_cpus: float, max_replicas: int) -> tuple[str,
     from rlsys.serve.app import build
     from rlsys.weightsync import free_port
 
+    check_checkpoint(checkpoint)  # a clear line, not a replica's traceback
     port = free_port()
     cfg = ServeConfig(checkpoint=checkpoint, port=port,
                       replicas={"max_replicas": max_replicas, "upscale_delay_s": 5})
@@ -203,14 +205,15 @@ def shed_table(url: str, bodies: list[dict], loads: list[int], seconds: float) -
         tally, wall, _ = asyncio.run(load(f"{url}/v1/reason", bodies, clients, seconds))
         rows.append((clients, tally, wall))
     base = percentile(rows[0][1].latencies, 99)
-    print("\n| clients | answered | req/s | shed (429) | 429 p50 s | slowest 429 s | 5xx | "
-          "dropped | p50 s | p99 s | p99 / baseline |\n" + "|---" * 11 + "|")
+    print("\n| clients | answered | req/s | shed (429) | 429 p50 s | 429 p99 s | slowest 429 s "
+          "| 5xx | dropped | p50 s | p99 s | p99 / baseline |\n" + "|---" * 12 + "|")
     ok = True
     for clients, t, wall in rows:
         p99 = percentile(t.latencies, 99)
         slowest = max(t.shed, default=0.0)
         print(f"| {clients} | {len(t.latencies)} | {len(t.latencies) / wall:.2f} | "
-              f"{len(t.shed)} | {percentile(t.shed, 50):.3f} | {slowest:.3f} | "
+              f"{len(t.shed)} | {percentile(t.shed, 50):.3f} | {percentile(t.shed, 99):.3f} | "
+              f"{slowest:.3f} | "
               f"{t.server_errors} | {t.dropped} | "
               f"{percentile(t.latencies, 50):.2f} | {p99:.2f} | {p99 / base:.2f} |")
         ok &= t.server_errors == 0 and t.dropped == 0 and slowest < 1.0 and p99 <= 2 * base
@@ -277,4 +280,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as e:  # bad input: one line, exit 2
+        print(f"serve_load: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -603,12 +603,16 @@ def _set(tree: dict[str, Any], path: list[str], value: Any, model: type[BaseMode
         node = child
 
 
+SECRETS = frozenset({"api_key"})
+"""Keys whose values an error message never repeats."""
+
+
 def _format(e: ValidationError) -> str:
     lines = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err["loc"]) or "config"
         got = (f", got {err['input']!r}" if err["type"] not in ("extra_forbidden", "missing")
-               and err["loc"] else "")
+               and err["loc"] and err["loc"][-1] not in SECRETS else "")
         msg = ("unknown key" if err["type"] == "extra_forbidden"
                else err["msg"].removeprefix("Value error, "))
         lines.append(f"{loc}: {msg}{got}")

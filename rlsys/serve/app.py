@@ -16,6 +16,7 @@ Deploy with `strl serve --checkpoint DIR`, or with Serve's own tools:
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,6 +32,10 @@ from rlsys.sampling import Sampling
 from rlsys.serve.gateway import Gateway
 
 FRONTEND_CPUS = 0.25
+CPU_ENGINE_NICE = 10
+"""Niceness of a model replica (and the engine process it starts) on CPU: where the engine
+and the HTTP path share cores, a 429, a 401 or `/healthz` is answered at once instead of
+queueing behind the engine's matrix products; the engine still gets every idle cycle."""
 FRONTEND_MAX_ONGOING = 1024  # async and light: requests wait at the model replicas instead
 
 
@@ -42,6 +47,8 @@ class ModelServer:
         batching up to `replicas.max_ongoing_requests` requests."""
         e, path = cfg.engine, cfg.checkpoint
         prepare_vllm(cfg.device, e.kv_cache_gib)
+        if cfg.device == "cpu":  # the engine's compute yields to the front end's replies
+            os.nice(CPU_ENGINE_NICE)
         # torch and vLLM in the model replicas only (the front end imports this module
         # too and stays light); vLLM reads the environment prepare_vllm set
         import torch

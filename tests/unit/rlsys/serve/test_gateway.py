@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rlsys.config import ServeConfig
+from rlsys.config import ServeConfig, load_config
 from rlsys.sampling import Sampling
 from rlsys.serve.gateway import Gateway
 
@@ -210,6 +210,13 @@ def test_without_a_key_nothing_is_asked(model: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("STRL_API_KEY", raising=False)
     gw = _gateway(model, "ok")
     assert gw.cfg.api_key is None and _ask(gw, "POST", "/v1/reason", QUESTION).status == 200
+
+
+def test_a_short_key_is_refused_without_repeating_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRL_API_KEY", "hunter2")
+    with pytest.raises(ValueError, match="api_key: String should have at least 8") as e:
+        load_config(None, [], ServeConfig)
+    assert "hunter2" not in str(e.value)
 
 
 def test_past_max_in_flight_requests_get_429_at_once_and_slots_come_back(
