@@ -12,6 +12,11 @@ For every multiple-choice task and difficulty setting it measures, on a test str
 - `chance` = 1 / n_options (always the configured count) and `letter_skew`, the largest
   deviation of a gold letter's frequency from uniform.
 
+Perception tasks (ST-Align, `Task.perception`) are exempt from the both-inputs rule and
+audited apart, per skill (`audit_perception`): the oracle reading the prompt alone, and
+`prior`, the skill's most common answer on the training stream (what a model that reads
+nothing scores).
+
 Bounds (checked by tests at 2000 samples per task and setting, printed by `strl
 quality`): oracle >= 0.95; every solver deprived of an input the task needs within 0.10
 of chance (the graph-only solvers for tasks that need the series, the series-only ones
@@ -21,6 +26,7 @@ of chance for every task.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -31,6 +37,7 @@ from envs.prompt import parse_prompt
 from envs.sample import Sample
 from envs.stream import TaskMix, generate
 from envs.tasks import EnvConfig, get_task
+from envs.values import same_value
 
 ORACLE_MIN = 0.95
 SHORTCUT_MAX_GAP = 0.10
@@ -136,6 +143,57 @@ def audit(tasks: Sequence[str], n: int, seed: int = 0, cfg: EnvConfig | None = N
         out.append(audit_samples(generate(seed + 1, range(n), mix, cfg),
                                  generate(seed, range(n), mix, cfg), setting))
     return out
+
+
+@dataclass(frozen=True)
+class SkillQuality:
+    """One skill of a perception task: its questions' oracle and prior accuracy."""
+
+    task: str
+    setting: str
+    skill: str
+    n: int
+    oracle: float
+    prior: float
+
+    def problems(self) -> list[str]:
+        if self.oracle < ORACLE_MIN:
+            return [f"{self.task}/{self.skill} [{self.setting}]: oracle {self.oracle:.3f} "
+                    f"< {ORACLE_MIN}"]
+        return []
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def audit_perception(task: str, n: int, seed: int = 0, cfg: EnvConfig | None = None,
+                     setting: str = "custom") -> list[SkillQuality]:
+    """Per skill of a perception task: the oracle on n questions of stream `seed`, and
+    the prior (each skill's most common gold on n questions of stream `seed + 1`)."""
+    cfg, t = cfg or EnvConfig(), get_task(task)
+    mix = TaskMix.of([task])
+    train, test = generate(seed + 1, range(n), mix, cfg), generate(seed, range(n), mix, cfg)
+    common: dict[str, Counter] = {}
+    for s in train:
+        common.setdefault(s.meta["skill"], Counter())[s.answer] += 1
+    by_skill: dict[str, list[tuple[bool, bool]]] = {}
+    for s in test:
+        skill = s.meta["skill"]
+        said = t.read(parse_prompt(s.prompt()), s.meta)
+        guess = common[skill].most_common(1)[0][0] if skill in common else ""
+        by_skill.setdefault(skill, []).append(
+            (same_value(said, s.answer, s.tolerance), same_value(guess, s.answer, s.tolerance)))
+    return [SkillQuality(task, setting, k, len(v), float(np.mean([a for a, _ in v])),
+                         float(np.mean([b for _, b in v])))
+            for k, v in sorted(by_skill.items())]
+
+
+def format_perception(rows: Sequence[SkillQuality]) -> str:
+    """A markdown table of perception skills; an oracle under its bound is marked `!`."""
+    lines = ["setting | task | skill | n | oracle | prior", " | ".join(["---"] * 6)]
+    lines += [f"{r.setting} | {r.task} | {r.skill} | {r.n} | {r.oracle:.3f}"
+              f"{'!' if r.oracle < ORACLE_MIN else ''} | {r.prior:.3f}" for r in rows]
+    return "\n".join(lines)
 
 
 COLUMNS = ("setting", "task", "needs", "n", "chance", "oracle", "graph_free", "graph",

@@ -23,6 +23,9 @@ TASKS: tuple[str, ...] = (
     "path_description",
     "intervention",
 )
+"""The built-in reasoning tasks: "all", and the eval suite's tasks."""
+PERCEPTION: tuple[str, ...] = ("align",)
+"""The built-in perception families (ST-Align): asked for by name, never in "all"."""
 
 
 @dataclass
@@ -31,7 +34,7 @@ class Sample:
 
     id: str
     task: str
-    kind: str  # "choice" | "sequence" | "text"
+    kind: str  # "choice" | "sequence" | "text" | "value"
     seed: int
     index: int
     series: np.ndarray  # (N, T) shown-label order, rounded to the prompt precision
@@ -42,6 +45,7 @@ class Sample:
     rationale: str  # correct step-by-step reasoning ending in the answer
     horizon: int = 0
     scale: float = 1.0  # mean |history| of the forecast node (normalised MAE)
+    tolerance: float = 0.0  # how far a numeric value answer may be off (value tasks)
     inline: bool = True
     precision: int = 2
     meta: dict[str, Any] = field(default_factory=dict)
@@ -56,7 +60,8 @@ class Sample:
         return [format_series(r, self.precision) for r in self.series]
 
     def prompt(self, with_graph: bool = True, inline: bool | None = None) -> str:
-        """The STReasoner-shaped prompt (with or without the graph clause)."""
+        """The STReasoner-shaped prompt (with or without the graph clause; a sample of one
+        node alone has none)."""
         inline = self.inline if inline is None else inline
         return build_prompt(
             self.series,
@@ -64,7 +69,7 @@ class Sample:
             self.full_question,
             inline=inline,
             precision=self.precision,
-            with_graph=with_graph,
+            with_graph=with_graph and bool(self.edges),
             bodies=self.series_text if inline else None,
         )
 
@@ -101,6 +106,7 @@ class Sample:
             "answer": self.answer,
             "horizon": self.horizon,
             "scale": self.scale,
+            "tolerance": self.tolerance,
             "reference": self.answer if self.kind == "text" else self.rationale,
             "rationale": self.rationale,
             "completion": self.completion,

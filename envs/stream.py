@@ -40,9 +40,11 @@ class TaskMix:
 
     @classmethod
     def of(cls, tasks: Sequence[str] | Mapping[str, float] | str) -> TaskMix:
-        """From a list of names, a {name: weight} mapping, or "a,b,c" / "all"."""
+        """From a list of names, a {name: weight} mapping, or "a,b,c" / "all" (every
+        reasoning task: perception families such as `align` are named explicitly)."""
         if isinstance(tasks, str):
-            tasks = (list(TASK_REGISTRY) if tasks.strip() == "all"
+            tasks = ([n for n, t in TASK_REGISTRY.items() if not t.perception]
+                     if tasks.strip() == "all"
                      else [t.strip() for t in tasks.split(",") if t.strip()])
         if isinstance(tasks, Mapping):
             names, weights = tuple(tasks), tuple(float(w) for w in tasks.values())
@@ -130,28 +132,30 @@ def _attempt(seed: int, indices: list[int], tasks: TaskMix, cfg: EnvConfig, r: i
 def _assemble(seed: int, index: int, task: Task, w, parts, noisy: np.ndarray,
               cfg: EnvConfig) -> Sample:
     hist = parts.history or w.length
-    shown = np.empty((w.n, hist))
-    shown[w.labels] = noisy[:, :hist]
+    if parts.only is None:
+        shown = np.empty((w.n, hist))
+        shown[w.labels] = noisy[:, :hist]
+        names = [w.node_names[i] for i in np.argsort(w.labels)]
+        edges = sorted((w.label(u), w.label(v), w.lags[(u, v)]) for u, v in w.edges)
+    else:  # one node alone: Node 0, no graph
+        shown, names, edges = noisy[[parts.only], :hist], [w.node_names[parts.only]], []
     ev = w.events
     meta = {
         "domain": w.domain.name, "unit": w.domain.unit, "quantity": w.domain.quantity,
         "sampling_minutes": w.domain.sampling_minutes,
-        "node_names": [w.node_names[i] for i in np.argsort(w.labels)],
+        "node_names": names,
         "events": [{"nodes": sorted(w.label(i) for i in e.nodes), "t0": e.t0,
-                    "duration": e.duration, "amp": round(e.amp, 4)} for e in ev],
+                    "duration": e.duration, "amp": round(e.amp, 4)} for e in ev]
+        if parts.only is None else [],
         **parts.meta,
     }
-    if task.kind == "choice":
-        answer = "ABCDEF"[parts.gold]
-    else:
-        answer = parts.answer
-    edges = sorted((w.label(u), w.label(v), w.lags[(u, v)]) for u, v in w.edges)
+    answer = "ABCDEF"[parts.gold] if task.kind == "choice" else parts.answer
     return Sample(
         id=f"{seed}-{index}-{task.name}", task=task.name, kind=task.kind, seed=seed, index=index,
         series=np.round(shown, cfg.precision), edges=edges, question=parts.question,
         options=parts.options, answer=answer, rationale=parts.rationale,
-        horizon=parts.horizon, scale=parts.scale, inline=cfg.inline,
-        precision=cfg.precision, meta=meta,
+        horizon=parts.horizon, scale=parts.scale, tolerance=parts.tolerance,
+        inline=cfg.inline, precision=cfg.precision, meta=meta,
     )
 
 

@@ -24,9 +24,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from rewards.extract import is_strictly_formed, is_well_formed, parse_choice, parse_sequence
+from rewards.extract import (
+    is_strictly_formed,
+    is_well_formed,
+    parse_choice,
+    parse_sequence,
+    value_matches,
+)
 from rewards.registry import reward
-from rewards.types import CHOICE, SEQUENCE, Target
+from rewards.types import CHOICE, SEQUENCE, VALUE, Target
 
 
 @reward("format")
@@ -187,15 +193,25 @@ _ACCURACY_SEQUENCE = ExpMAE(alpha=0.1)
 
 
 def accuracy_one(completion: str, target: Target) -> float:
-    """exact_match for a choice target, exp_mae(alpha=0.1) for a sequence target."""
+    """exact_match for a choice target, exp_mae(alpha=0.1) for a sequence target, and for
+    a value target 1.0 when the answer says the gold value (numbers within the target's
+    tolerance; `rewards.extract.value_matches`)."""
     if target.kind == CHOICE:
         return exact_match_one(completion, target)
     if target.kind == SEQUENCE:
         return _ACCURACY_SEQUENCE.score_one(completion, target)
+    if target.kind == VALUE:
+        return 1.0 if value_matches(completion, target.answer, target.tolerance) else 0.0
     raise ValueError(f"accuracy does not apply to {target.kind!r} targets")
 
 
-@reward("accuracy", kinds=(CHOICE, SEQUENCE))
+@reward("accuracy", kinds=(CHOICE, SEQUENCE, VALUE))
 def accuracy(completions: Sequence[str], targets: Sequence[Target]) -> list[float]:
-    """exact_match on choice targets and exp_mae(alpha=0.1) on sequence targets."""
+    """exact_match on choice targets, exp_mae(alpha=0.1) on sequence targets, the value
+    within tolerance on value targets.
+
+    >>> t = Target("align", "value", "15", tolerance=1)
+    >>> accuracy(["<answer>16</answer>", "<answer>17</answer>"], [t, t])
+    [1.0, 0.0]
+    """
     return [accuracy_one(c, t) for c, t in zip(completions, targets, strict=True)]

@@ -50,6 +50,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from envs.values import same_value
+
 NO_ANSWER_TAG = "no_answer_tag"
 EMPTY_ANSWER = "empty_answer"
 NOT_A_LETTER = "not_a_letter"
@@ -327,6 +329,19 @@ def parse_sequence(text: str, horizon: int | None = None) -> Extraction:
                 return alt
         return Extraction(parsed.value, WRONG_LENGTH)
     return parsed
+
+
+def value_matches(completion: str, gold: str, tolerance: float = 0.0) -> bool:
+    """Whether the completion's last ``<answer>`` says the gold value
+    (`envs.values.same_value`: numbers within ``tolerance``, node sets equal, words equal).
+
+    >>> value_matches("<answer>step 16</answer>", "15", 1)
+    True
+    >>> value_matches("<answer>Node 2, Node 1</answer>", "Node 1, Node 2")
+    True
+    """
+    found = answer_text(completion)
+    return found.reason is None and same_value(found.value, gold, tolerance)  # type: ignore[arg-type]
 
 
 def parse_gold(output: str) -> str:

@@ -4,8 +4,10 @@ For each task, and for all targets together (the row ``"all"``):
 
 * ``success_rate`` = ``n_valid / n``: the share of completions with an answer of the right
   kind that can be used. Choice: a letter within the options. Sequence: a list of finite
-  numbers exactly ``horizon`` long. Text: an ``<answer>`` block with non-empty content.
-* ``accuracy``: exact match over the *valid* choice answers (None when there are none).
+  numbers exactly ``horizon`` long. Text and value: an ``<answer>`` block with non-empty
+  content.
+* ``accuracy``: exact match over the *valid* choice and value answers (a value within the
+  target's tolerance; None when there are none).
 * ``mae``: mean absolute error over the *valid* forecasts (None when there are none).
 * ``exp_mae``: mean of ``exp(-alpha * MAE)`` over the same valid forecasts (None likewise).
 * ``strict_format``: the share of completions that are strictly formed (one ``<think>``, one
@@ -28,9 +30,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rewards.builtin import mean_abs_error
-from rewards.extract import answer_text, is_strictly_formed, parse_choice, parse_sequence
+from rewards.extract import (
+    answer_text,
+    is_strictly_formed,
+    parse_choice,
+    parse_sequence,
+    value_matches,
+)
 from rewards.rationale import check, reasoning
-from rewards.types import CHOICE, SEQUENCE, Target
+from rewards.types import CHOICE, SEQUENCE, VALUE, Target
 
 ALL = "all"
 
@@ -120,8 +128,11 @@ def evaluate(
                     tl.abs_err += err
                     tl.exp_sum += math.exp(-alpha * err)
         elif answer_text(c).reason is None:
+            hit = t.kind == VALUE and value_matches(c, t.answer, t.tolerance)
             for tl in (tally, pooled):
                 tl.n_valid += 1
+                tl.n_choice += t.kind == VALUE
+                tl.n_correct += hit
     out = {task: tally.metrics() for task, tally in tallies.items()}
     out[ALL] = pooled.metrics()
     return out

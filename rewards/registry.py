@@ -20,7 +20,7 @@ it and whose ``__call__(completions, targets) -> list[float]`` scores::
         def __call__(self, completions: Sequence[str], targets: Sequence[Target]) -> list[float]:
             ...
 
-``kinds`` lists the target kinds ("choice", "sequence", "text") the reward applies to
+``kinds`` lists the target kinds ("choice", "sequence", "text", "value") the reward applies to
 (default: all); a reward only ever sees targets of those kinds. A user puts rewards in
 their own file and names it in the config; the file is imported before the name is looked
 up, so its decorators register it::

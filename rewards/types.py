@@ -1,10 +1,11 @@
 """The gold side of a reward: :class:`Target`, built from our samples or from ST-Test rows.
 
 A target carries what every reward needs to score one completion: the task, the answer
-kind (``choice`` letter, ``sequence`` of numbers, free ``text``), the gold answer and the
-few numbers that go with it (option count, horizon, scale). Gold answers are parsed and
-validated once, at construction, so a malformed data row fails where it is read, with
-its id, instead of as a zero reward deep inside a training run.
+kind (``choice`` letter, ``sequence`` of numbers, free ``text``, a short exact ``value``),
+the gold answer and the few numbers that go with it (option count, horizon, scale,
+tolerance). Gold answers are parsed and validated once, at construction, so a malformed
+data row fails where it is read, with its id, instead of as a zero reward deep inside a
+training run.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from rewards.facts import Facts
 CHOICE = "choice"
 SEQUENCE = "sequence"
 TEXT = "text"
-KINDS: tuple[str, ...] = (CHOICE, SEQUENCE, TEXT)
+VALUE = "value"
+KINDS: tuple[str, ...] = (CHOICE, SEQUENCE, TEXT, VALUE)
 
 # Built-in task families and their answer kinds; a plug-in task states its kind instead.
 TASK_KINDS: dict[str, str] = {
@@ -34,6 +36,7 @@ TASK_KINDS: dict[str, str] = {
     "forecasting": SEQUENCE,
     "path_description": TEXT,
     "intervention": CHOICE,
+    "align": VALUE,
 }
 
 _LETTER_RE = re.compile(r"[A-Z]")
@@ -53,15 +56,18 @@ class Target:
     task: str
     """Task family: a key of TASK_KINDS or any name a plug-in defines."""
     kind: str
-    """Answer kind: "choice" | "sequence" | "text"."""
+    """Answer kind: "choice" | "sequence" | "text" | "value"."""
     answer: str
-    """Gold: a letter "C", a JSON list "[1.0, 2.0]", or a reference text."""
+    """Gold: a letter "C", a JSON list "[1.0, 2.0]", a reference text, or a short exact
+    value ("15", "up", "Node 1, Node 3", "none")."""
     n_options: int = 0
     """Number of options of a choice question; 0 when unknown (no range check)."""
     horizon: int = 0
     """Forecast length; 0 means "take it from the gold list"."""
     scale: float = 1.0
     """Typical magnitude of the forecast target, the divisor of normalised MAE."""
+    tolerance: float = 0.0
+    """How far a numeric value answer may be from the gold and still be right."""
     question: str = ""
     """Question text, shown to the AI judge."""
     reference: str = ""
@@ -74,8 +80,8 @@ class Target:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"target kind must be one of {KINDS}, got {self.kind!r}")
-        if self.n_options < 0 or self.horizon < 0:
-            raise ValueError("n_options and horizon must be >= 0")
+        if self.n_options < 0 or self.horizon < 0 or self.tolerance < 0:
+            raise ValueError("n_options, horizon and tolerance must be >= 0")
         if self.kind == CHOICE:
             letter = self.gold_letter
             if self.n_options and ord(letter) - 65 >= self.n_options:
@@ -110,9 +116,9 @@ class Target:
         """Build a target from one of our sample records or from an ST-Test row.
 
         Sample records: keys ``task``, ``answer`` (str, or a list of numbers), optional
-        ``options`` (list of str), ``horizon``, ``scale``, ``question``, ``reference``,
-        ``kind``. Without ``kind``: options -> choice, horizon > 0 -> sequence, else the
-        task's kind in TASK_KINDS, else text.
+        ``options`` (list of str), ``horizon``, ``scale``, ``tolerance``, ``question``,
+        ``reference``, ``kind``. Without ``kind``: options -> choice, horizon > 0 ->
+        sequence, else the task's kind in TASK_KINDS, else text.
 
         ST-Test rows (STReasoner): keys ``category``, ``output``, ``input``. A letter gold is
         a choice whose option count is read from ``Options: A. ... B. ...`` in the input;
@@ -148,6 +154,7 @@ class Target:
                 n_options=len(options),
                 horizon=horizon,
                 scale=_scale(rec.get("scale"), answer, kind),
+                tolerance=float(rec.get("tolerance") or 0.0),
                 question=str(rec.get("question") or ""),
                 reference=str(rec.get("reference") or answer),
                 facts=_facts(rec),

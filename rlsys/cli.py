@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from envs.sample import TASKS
+from envs.sample import PERCEPTION, TASKS
 from rlsys.dataio import RowWriter, fresh_dir, iter_chunks, read_rows
 from rlsys.evals import report as evalreport
 from rlsys.files import write_atomic
@@ -43,13 +43,14 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _tasks(text: str) -> list[str]:
+    known = [*TASKS, *PERCEPTION]
     names = (list(TASKS) if text.strip() == "all"
              else [t.strip() for t in text.split(",") if t.strip()])
-    unknown = [t for t in names if t not in TASKS]
+    unknown = [t for t in names if t not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown task(s) {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(TASKS)} or 'all'")
+            f"{', '.join(known)} or 'all' (the reasoning tasks)")
     return names
 
 
@@ -137,7 +138,15 @@ def cmd_score(a: argparse.Namespace) -> int:
 def cmd_quality(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from envs.quality import ORACLE_MIN, SETTINGS, SHORTCUT_MAX_GAP, audit, format_table
+    from envs.quality import (
+        ORACLE_MIN,
+        SETTINGS,
+        SHORTCUT_MAX_GAP,
+        audit,
+        audit_perception,
+        format_perception,
+        format_table,
+    )
     from envs.tasks import get_task
 
     if a.n < 50:
@@ -149,22 +158,33 @@ def cmd_quality(a: argparse.Namespace) -> int:
         settings = {a.setting: SETTINGS[a.setting]}
     else:
         settings = {"custom": given}
-    tasks = [t for t in (a.tasks or TASKS) if get_task(t).kind == "choice"]
-    rows = []
-    with tqdm(total=len(settings) * len(tasks), desc="quality", unit="task") as bar:
+    asked = a.tasks or [*TASKS, *PERCEPTION]
+    tasks = [t for t in asked if get_task(t).kind == "choice"]
+    seen = [t for t in asked if get_task(t).perception]
+    rows, skills = [], []
+    with tqdm(total=len(settings) * (len(tasks) + len(seen)), desc="quality",
+              unit="task") as bar:
         for name, cfg in settings.items():
             for task in tasks:
                 bar.set_postfix_str(f"{name}/{task}")
                 rows += audit([task], a.n, a.seed, cfg, name)
                 bar.update()
-    print(format_table(rows))
-    problems = [p for r in rows for p in r.problems()]
+            for task in seen:
+                bar.set_postfix_str(f"{name}/{task}")
+                skills += audit_perception(task, a.n, a.seed, cfg, name)
+                bar.update()
+    if rows:
+        print(format_table(rows))
+    if skills:
+        print("\nperception questions (exempt from the both-inputs rule; prior: the skill's "
+              "most common answer in training data)\n" + format_perception(skills))
+    problems = [p for r in [*rows, *skills] for p in r.problems()]
     print("\n" + ("\n".join(problems) if problems else
                   f"all bounds hold: oracle >= {ORACLE_MIN}; every solver deprived of a "
                   f"needed input, and every text-only one, within {SHORTCUT_MAX_GAP:.2f} "
                   "of chance"))
     if a.json:
-        write_atomic(a.json, json.dumps([r.as_dict() for r in rows], indent=2))
+        write_atomic(a.json, json.dumps([r.as_dict() for r in [*rows, *skills]], indent=2))
         print(f"JSON written to {a.json}")
     return 1 if problems else 0
 

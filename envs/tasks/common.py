@@ -98,6 +98,8 @@ class Parts:
     horizon: int = 0
     scale: float = 1.0
     history: int = 0  # steps of the series shown (forecasting shows only the past)
+    tolerance: float = 0.0  # how far a numeric value answer may be off (value tasks)
+    only: int | None = None  # show this one node alone (as Node 0, no graph), not the world
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -110,6 +112,10 @@ class Task:
     """The inputs the answer needs: "series", "graph" or both. A solver deprived of any of
     them stays within 10 points of chance (`strl quality` measures it; tests check it)."""
     min_nodes: ClassVar[int] = 3
+    perception: ClassVar[bool] = False
+    """An atomic perception question (ST-Align: read one series, one link, one sum):
+    exempt from the both-inputs rule, listed apart by `strl quality`, never part of the
+    eval suite's reasoning score, and not in the "all" task mix."""
 
     @property
     def needs_graph(self) -> bool:
@@ -129,6 +135,11 @@ class Task:
 
     def solve(self, p: ParsedPrompt) -> int:
         """Oracle: the option index implied by the prompt alone (graph-free if no edges)."""
+        raise NotImplementedError
+
+    def read(self, p: ParsedPrompt, meta: dict[str, Any]) -> str:
+        """Oracle of a value task: the answer implied by the prompt alone (`meta` says
+        which kind of question it is, e.g. the align skill)."""
         raise NotImplementedError
 
 

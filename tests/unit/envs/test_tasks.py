@@ -11,7 +11,7 @@ import pytest
 from envs.detect import departures
 from envs.domains import DOMAINS, MECHANISMS
 from envs.prompt import parse_prompt
-from envs.sample import TASKS
+from envs.sample import PERCEPTION, TASKS
 from envs.stream import TaskMix, generate
 from envs.tasks import TASK_REGISTRY, EnvConfig, get_task, register_task
 from envs.tasks.entity import Entity, role_of
@@ -22,8 +22,9 @@ CHOICE = [t for t in TASKS if get_task(t).kind == "choice"]
 
 
 def test_registry_holds_the_built_in_tasks() -> None:
-    assert tuple(TASK_REGISTRY) == TASKS
-    assert all(get_task(t).name == t for t in TASKS)
+    assert tuple(TASK_REGISTRY) == TASKS + PERCEPTION
+    assert all(get_task(t).name == t for t in TASKS + PERCEPTION)
+    assert [t for t in TASK_REGISTRY if get_task(t).perception] == list(PERCEPTION)
     with pytest.raises(ValueError, match="already registered"):
         register_task(Entity)
     with pytest.raises(ValueError, match="known tasks: etiological"):

@@ -54,7 +54,8 @@ def test_builtins_are_registered_with_their_kinds() -> None:
     }
     assert expected <= set(reg)
     assert reg["exact_match"].kinds == {"choice"}
-    assert reg["format"].kinds == {"choice", "sequence", "text"}
+    assert reg["format"].kinds == {"choice", "sequence", "text", "value"}
+    assert reg["accuracy"].kinds == {"choice", "sequence", "value"}
     assert reg["exp_mae"].is_class and not reg["exact_match"].is_class
     assert reg["judge"].module == "rewards.judge"
 
