@@ -122,6 +122,9 @@ class DataConfig(_Section):
     """Seed of the training stream; the held-out split uses seed + 1_000_003."""
     eval_size: int = Field(64, ge=0)
     """Held-out samples evaluated before and after training (0: no evaluation)."""
+    align_eval_size: int = Field(110, ge=0)
+    """Held-out ST-Align questions (`align` task, about 10 per skill), evaluated per skill
+    before and after every stage of a run whose stages include `sft_align`."""
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> DataConfig:
@@ -328,10 +331,16 @@ class TrainerConfig(_Section):
     """Parent directory of run directories."""
     steps: int = Field(40, ge=1)
     """GRPO steps."""
-    stages: list[Literal["sft_align", "sft_cot", "grpo"]] = ["sft_cot", "grpo"]
-    """Stages in order: supervised warm starts (answers only, then rationales), then GRPO."""
+    stages: list[Literal["sft_align", "sft_answer", "sft_cot", "grpo"]] = [
+        "sft_align", "sft_cot", "grpo"]
+    """Stages in order: supervised warm starts, then GRPO. `sft_align`: ST-Align, atomic
+    perception questions (`align` task: departures, baselines, lags, links, arrivals);
+    `sft_answer`: the training tasks' answers alone; `sft_cot`: their reference
+    rationales and answers (chain of thought)."""
     sft: SFTConfig = SFTConfig()
-    """Supervised warm-start settings."""
+    """Settings of the `sft_answer` and `sft_cot` stages."""
+    align: SFTConfig = SFTConfig()
+    """Settings of the `sft_align` stage."""
     save_every: int = Field(0, ge=0)
     """Full checkpoint (policy, optimizer, stream position) every K GRPO steps and after
     the last one (0: none besides the final policy and the one written on Ctrl-C /

@@ -64,6 +64,8 @@ class Progress:
     evals: dict[str, Any] = field(default_factory=dict)
     """Held-out evaluations recorded so far ("before", then "after <stage>" for each
     supervised stage done)."""
+    align_evals: dict[str, Any] = field(default_factory=dict)
+    """The same points' held-out ST-Align evaluations, per skill (runs with `sft_align`)."""
     counters: dict[str, float] = field(default_factory=dict)
     """Run-wide counters (skipped gradient steps, actor restarts, ...)."""
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envs.prompt import with_placeholders
+from envs.sample import PERCEPTION
 from envs.stream import TaskMix, generate, redrawn
 from rlsys.config import Config, env_config
 from rlsys.dataio import read_rows
@@ -19,6 +20,10 @@ from rlsys.model.chat import chat_ids
 
 EVAL_SEED_OFFSET = 1_000_003
 SFT_SEED_OFFSET = 2_000_003
+ALIGN_SEED_OFFSET = 3_000_003
+ALIGN_EVAL_SEED_OFFSET = 4_000_003
+ALIGN = TaskMix.of(PERCEPTION)
+"""The ST-Align questions of the `sft_align` stage and of its held-out evaluation."""
 MAX_SKIPPED_IN_A_ROW = 1_000  # over-long prompts in a row that mean none will ever fit
 
 
@@ -77,10 +82,11 @@ class PromptSource:
         self.skipped_long = int(state.get("skipped_long_prompts", 0))
         self.redrawn = int(state.get("redrawn_samples", 0))
 
-    def _records(self, seed: int, start: int, n: int) -> list[dict[str, Any]]:
-        if self.rows is not None:
+    def _records(self, seed: int, start: int, n: int,
+                 mix: TaskMix | None = None) -> list[dict[str, Any]]:
+        if self.rows is not None and mix is None:
             return [self.rows[(start + i) % len(self.rows)] for i in range(n)]
-        samples = generate(seed, range(start, start + n), self.mix, self.env)
+        samples = generate(seed, range(start, start + n), mix or self.mix, self.env)
         self.redrawn += redrawn(samples)
         return [s.to_record() for s in samples]
 
@@ -119,3 +125,16 @@ class PromptSource:
     def sft(self, start: int, n: int) -> list[Prompt]:
         """Supervised warm-start samples, from their own split."""
         return self._fit(self._records(self.cfg.data.seed + SFT_SEED_OFFSET, start, n))
+
+    def align(self, start: int, n: int) -> list[Prompt]:
+        """ST-Align questions for the `sft_align` stage, from their own split (generated
+        in the run's world settings, `data.env`, also when the tasks come from a file)."""
+        return self._fit(self._records(self.cfg.data.seed + ALIGN_SEED_OFFSET, start, n,
+                                       ALIGN))
+
+    def align_held_out(self) -> list[Prompt]:
+        """Held-out ST-Align questions (never trained on): `data.align_eval_size` of them
+        when the stages include `sft_align`, else none."""
+        n = self.cfg.data.align_eval_size if "sft_align" in self.cfg.trainer.stages else 0
+        return self._fit(self._records(self.cfg.data.seed + ALIGN_EVAL_SEED_OFFSET, 0, n,
+                                       ALIGN)) if n else []

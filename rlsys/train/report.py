@@ -226,6 +226,22 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
             "links, lags, sums) that the question's data confirm (`rewards.rationale`).", ""]
 
 
+def _skill_section(skills: dict[str, dict[str, Any]]) -> list[str]:
+    """The held-out ST-Align questions after each stage: accuracy per skill."""
+    if not skills:
+        return []
+    names = list(dict.fromkeys(k for ev in skills.values() for k in ev if k != "all"))
+    header = ["stage", "n", "strict format", "accuracy", *names]
+    rows = [[stage, fmt(ev.get("all", {}).get("n")), fmt(ev.get("all", {}).get("strict_format")),
+             fmt(ev.get("all", {}).get("accuracy")),
+             *[fmt(ev.get(k, {}).get("accuracy")) for k in names]]
+            for stage, ev in skills.items()]
+    return ["## ST-Align skills after each stage", "", *md_table(header, rows), "",
+            "Held-out perception questions (`align` task, never trained on), accuracy per "
+            "skill over valid answers: a step within 1, a baseline within 1%, a size within 3 "
+            "points, the rest exact (`envs/tasks/align.py`).", ""]
+
+
 def example_section(prompts: list[Any], texts: list[str], targets: list[Any],
                     per_task: int = EXAMPLES_PER_TASK) -> list[str]:
     """The first `per_task` held-out answers of each task, whole, with the gold and the
@@ -325,7 +341,8 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
                  after: dict[str, Any], config: dict[str, Any],
                  extra: dict[str, Any] | None = None,
                  sections: list[str] | None = None,
-                 stages: dict[str, dict[str, Any]] | None = None) -> Path:
+                 stages: dict[str, dict[str, Any]] | None = None,
+                 skills: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write `run_dir/report.md` (and the `curves.png` it shows) and return its path.
 
     `before` / `after` map task -> {"accuracy", "success_rate", "mae", "n"} (as `strl
@@ -333,7 +350,8 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
     rows ("wall_s" or "wall_time_s" is shown as a duration); a dict or list in `extra` is
     shown as JSON in its own section. `sections` are Markdown lines placed after the
     held-out evaluation (the eval suite's tables). `stages` maps a stage's name ("before",
-    "after sft_align", ..., "after grpo") to its held-out evaluation, shown side by side.
+    "after sft_align", ..., "after grpo") to its held-out evaluation, shown side by side;
+    `skills` maps the same names to the held-out ST-Align evaluation per skill.
     """
     run_dir = Path(run_dir)
     extra = dict(extra or {})
@@ -356,6 +374,7 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
 
     lines = [f"# Run report: {run_dir.name}", "", *md_table(["summary", ""], summary), "",
              *_eval_section(before, after), *_stage_section(stages or {}),
+             *_skill_section(skills or {}),
              *(sections or []), *_reward_section(rows),
              *_time_section(rows),
              *_throughput_section(rows), *_nested_sections(nested),

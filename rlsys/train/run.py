@@ -41,7 +41,7 @@ from rlsys.train.data import PromptSource
 from rlsys.train.report import EXAMPLES_PER_TASK, example_section, write_report
 from rlsys.train.runlog import RunLogger, read_metrics
 from rlsys.train.topology import plan_topology
-from rlsys.train.trainer import Trainer, held_out_metrics, unique_run_dir
+from rlsys.train.trainer import Trainer, by_skill, held_out_metrics, unique_run_dir
 
 log = logging.getLogger(__name__)
 REFERENCE = "reference"  # run_dir/reference: the KL reference, the policy as GRPO started
@@ -200,6 +200,7 @@ class Run:
         self.reference = Reference(run_dir, handles, model_path, self.card)
         self.saved: dict[tuple[int, int], Path] = {}
         self.held_out = source.held_out()
+        self.align_held_out = source.align_held_out()
 
     # ---- checkpoints ----------------------------------------------------------------
     def load(self, ckpt: Path) -> None:
@@ -236,7 +237,7 @@ class Run:
         """The held-out evaluation, then each configured stage from where the run is."""
         p, stages = self.progress, self.cfg.trainer.stages
         if "before" not in p.evals:
-            p.evals["before"] = self.trainer.evaluate(self.held_out)
+            self.evaluate("before")
         while p.stage < len(stages):
             stage = stages[p.stage]
             self.between_steps(stage)
@@ -247,13 +248,26 @@ class Run:
             else:
                 _sft(self, stage)
                 self.trainer.sync()
-                p.evals[f"after {stage}"] = self.trainer.evaluate(self.held_out)
+                self.evaluate(f"after {stage}")
             p.stage, p.step = p.stage + 1, 0
+
+    def evaluate(self, name: str) -> None:
+        """The held-out questions' metrics at a point of the run ("before", "after
+        <stage>"), and the held-out ST-Align questions' per skill."""
+        p = self.progress
+        p.evals[name] = self.trainer.evaluate(self.held_out)
+        if self.align_held_out:
+            p.align_evals[name] = held_out_metrics(*by_skill(
+                self.align_held_out, *self.trainer.answers(self.align_held_out)))
 
     def finish(self, wall_s: float) -> None:
         """Final evaluation, the final policy, the eval suite and the report."""
         texts, targets = self.trainer.answers(self.held_out)
         after = held_out_metrics(texts, targets)
+        last = f"after {self.cfg.trainer.stages[-1]}"
+        if self.align_held_out and last not in self.progress.align_evals:
+            self.progress.align_evals[last] = held_out_metrics(*by_skill(
+                self.align_held_out, *self.trainer.answers(self.align_held_out)))
         examples = example_section(self.held_out, texts, targets, EXAMPLES_PER_TASK)
         final = checkpoint.write_policy(self.handles.learners,
                                         self.run_dir / checkpoint.CHECKPOINTS / "final",
@@ -270,7 +284,8 @@ class Run:
         by_stage[f"after {self.cfg.trainer.stages[-1]}"] = after
         report = write_report(self.run_dir, grpo, self.progress.evals["before"], after,
                               self.cfg.model_dump(mode="json"), extra,
-                              sections=examples + suite, stages=by_stage)
+                              sections=examples + suite, stages=by_stage,
+                              skills=self.progress.align_evals)
         print(f"report: {report}")
 
 
@@ -299,14 +314,17 @@ def _progress(total: int, desc: str, initial: int = 0) -> tqdm:
 
 
 def _sft(r: Run, stage: str) -> None:
-    """One supervised stage (`sft_align`: answers only; `sft_cot`: rationales too)."""
+    """One supervised stage: `sft_align` (ST-Align questions, `trainer.align`),
+    `sft_answer` (the tasks' answers only) or `sft_cot` (rationales too; both
+    `trainer.sft`)."""
     cfg, p = r.cfg, r.progress
-    s = cfg.trainer.sft
+    s = cfg.trainer.align if stage == "sft_align" else cfg.trainer.sft
+    draw = r.source.align if stage == "sft_align" else r.source.sft
     bar = _progress(s.steps, stage, initial=p.step)
     warned = False
     while p.step < s.steps:
-        prompts = r.source.sft(p.sft_position, s.batch_size)
-        m = r.trainer.sft_step(prompts, answer_only=stage == "sft_align", lr=s.lr_at(p.step))
+        prompts = draw(p.sft_position, s.batch_size)
+        m = r.trainer.sft_step(prompts, answer_only=stage == "sft_answer", lr=s.lr_at(p.step))
         r.logger.log(p.step, {f"{stage}/{k}": v for k, v in m.items()})
         if m.get("truncated") and not warned:
             warned = True

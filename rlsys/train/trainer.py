@@ -10,11 +10,12 @@ then continues from its last checkpoint with `strl train --resume`.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -404,6 +405,15 @@ class Trainer:
 def held_out_metrics(texts: list[str], targets: list[Any]) -> dict[str, dict[str, Any]]:
     """`rewards.evaluate`'s metrics per task, as plain dicts (a checkpoint keeps them)."""
     return {k: asdict(v) for k, v in evaluate(texts, targets).items()}
+
+
+def by_skill(prompts: list[Prompt], texts: list[str],
+             targets: list[Any]) -> tuple[list[str], list[Any]]:
+    """Perception answers and their targets, each target named by its skill ("departure",
+    "lag", ...: the sample's `meta.skill`) so that `held_out_metrics` groups by skill."""
+    named = [replace(t, task=json.loads(p.target.get("meta") or "{}").get("skill", t.task))
+             for p, t in zip(prompts, targets, strict=True)]
+    return texts, named
 
 
 def _compared(res: RewardResult, component: str | None, sl: slice) -> list[float]:

@@ -39,7 +39,8 @@ def _train(tmp: Path, name: str, *overrides: str) -> TrainedRun:
            "data.eval_size=4", "rollout.prompts_per_step=2", "rollout.n=2",
            "rollout.max_tokens=16", "algorithm.dynamic_sampling=false",
            "trainer.wandb=offline", "trainer.log_samples_every=1",
-           "trainer.suite_per_cell=1", "trainer.sft.steps=2", *overrides]
+           "trainer.suite_per_cell=1", "trainer.sft.steps=2", "trainer.align.steps=2",
+           "data.align_eval_size=11", *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp / "runs" / name
@@ -60,7 +61,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     GRPO steps): the checkpoint the serving and evaluation tests serve, whose prompts are
     the text a client sees. (Encoder checkpoints are served in test_series_encoder.py.)"""
     return _train(tmp_path_factory.mktemp("trained"), "inline", "model.series=inline",
-                  "trainer.stages=[sft_align, grpo]", "trainer.eval_temperature=1.0",
+                  "trainer.stages=[sft_answer, grpo]", "trainer.eval_temperature=1.0",
                   "reward.rewards=[{name: accuracy, weight: 0.5}, "
                   "{name: format, weight: 0.5, params: {strict: true}}]")
 

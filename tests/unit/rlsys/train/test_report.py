@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import doctest
+import json
 import struct
 from pathlib import Path
 
 import pytest
 
+from rewards.types import Target
 from rlsys.train import report
+from rlsys.train.data import Prompt
 from rlsys.train.report import first_last_fifth, plot_curves, write_report
 from rlsys.train.runlog import RunLogger, read_metrics
+from rlsys.train.trainer import by_skill, held_out_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CONFIG = {"model": {"path": "models/tiny"}, "trainer": {"steps": 30}}
@@ -128,6 +132,21 @@ def test_report_uses_a_given_all_row_and_handles_one_step(tmp_path: Path) -> Non
     assert "| generate | 2.000 | 66.7% |" in md  # step 1: generate 2 s, train 1 s, no sync
     assert "| **sum of phases** | 3.000 | 100.0% |" in md
     assert "| model | `-` |" in md and "wall time" not in md
+
+
+def test_the_align_skills_are_shown_per_stage(tmp_path: Path) -> None:
+    texts = ["<think>x</think><answer>15</answer>", "<answer>2</answer>",
+             "<think>x</think><answer>up</answer>"]
+    prompts = [Prompt(str(i), "align", [], {"meta": json.dumps({"skill": k})})
+               for i, k in enumerate(("departure", "lag", "direction"))]
+    targets = [Target("align", "value", "16", tolerance=1), Target("align", "value", "3"),
+               Target("align", "value", "down")]
+    after = held_out_metrics(*by_skill(prompts, texts, targets))
+    assert set(after) == {"departure", "lag", "direction", "all"}
+    md = write_report(tmp_path, [], {}, {}, CONFIG,
+                      skills={"before": {}, "after sft_align": after}).read_text()
+    assert "## ST-Align skills after each stage" in md
+    assert ("| after sft_align | 3 | 0.667 | 0.333 | 1.000 | 0.000 | 0.000 |" in md), md
 
 
 def test_report_from_a_logged_run_without_time_or_reward(tmp_path: Path) -> None:
