@@ -133,14 +133,15 @@ class Correlation(Task):
             f"Through {nd(w, i)} ({nd(w, a)}->{nd(w, i)}->{nd(w, b)})." for i in range(1, k)]
         texts, g = shuffle(rng, texts, gold)
         w0, w1 = t_b - HALF, t_b + HALF
-        why = [f"{nd(w, a)} departs at step {t_a}; the change at {nd(w, b)} in steps "
-               f"{w0}-{w1} arrives at about step {t_b}, {t_b - t_a} steps later."]
+        why = [f"{nd(w, a)} departs at step {t_a}, and {nd(w, b)} changes at about step "
+               f"{t_b}."]
         for r in range(k):
-            route = (f"the direct link (lag {totals[0]})" if r == 0 else
-                     f"the route through {nd(w, r)} (lags {w.lags[(a, r)]} + "
-                     f"{w.lags[(r, b)]} = {totals[r]})")
-            why.append(f"{route[0].upper()}{route[1:]} "
-                       + ("matches." if r == gold else f"would arrive at step {t_a + totals[r]}."))
+            route = (f"Direct: {nd(w, a)}->{nd(w, b)} (lag {totals[0]})," if r == 0 else
+                     f"Via {nd(w, r)}: {nd(w, a)}->{nd(w, r)} (lag {w.lags[(a, r)]}), "
+                     f"{nd(w, r)}->{nd(w, b)} (lag {w.lags[(r, b)]}), {w.lags[(a, r)]} + "
+                     f"{w.lags[(r, b)]} = {totals[r]},")
+            why.append(f"{route} {t_a} + {totals[r]} = {t_a + totals[r]}: "
+                       + ("matches." if r == gold else "no."))
         why.append(f"So option {'ABCDEF'[g]}.")
         return Parts(
             question=(f"{context(w)} Which route explains the relationship between "

@@ -170,8 +170,8 @@ class Intervention(Task):
             verdict = ("inside the window" if c == 0 else
                        "before the window, too late" if a < first else
                        "after the window, too early")
-            why.append(f"{nd(w, c)} departs at step {on}; with the lag of {lag}, its "
-                       f"disturbance would arrive at step {a}: {verdict}.")
+            why.append(f"{nd(w, c)} departs at step {on}. {nd(w, c)}->{nd(w, target)} "
+                       f"(lag {lag}), so {on} + {lag} = {a}: {verdict}.")
         why.append(f"So close {nd(w, 0)} -> {nd(w, target)}: option {letter}.")
         question = (f"{context(w)} The series end at step {first - 1}. One link into "
                     f"{nd(w, target)} can be closed (nothing crosses it) for steps {first} "

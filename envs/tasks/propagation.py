@@ -102,8 +102,9 @@ class Propagation(Task):
         texts, gold = shuffle(rng, [nd(w, c) for c in kids], 0)
         out = sorted(w.children[0], key=lambda c: w.lags[(0, c)])
         why = [f"At step {t}, {nd(w, 0)} leaves its baseline: the shock hits it.",
-               f"In the graph, {nd(w, 0)} links to "
-               + ", ".join(f"{nd(w, c)} (lag {w.lags[(0, c)]})" for c in out) + ".",
+               "In the graph: "
+               + "; ".join(f"{nd(w, 0)}->{nd(w, c)} (lag {w.lags[(0, c)]})" for c in out)
+               + ".",
                f"The least lag is to {nd(w, k)}, and {nd(w, k)} departs at step "
                f"{int(obs.onset[k])}, {int(obs.onset[k]) - t} steps after {nd(w, 0)}."]
         others = kids[1:]

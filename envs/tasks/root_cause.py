@@ -126,8 +126,8 @@ class RootCause(Task):
             lag, on = w.lags[(c, target)], int(obs.onset[c])
             verdict = ("matches" if c == 0 else
                        "too early" if on + lag < t_k else "too late")
-            why.append(f"{nd(w, c)} departs at step {on}; with the lag of {lag}, its "
-                       f"disturbance would arrive at step {on + lag}: {verdict}.")
+            why.append(f"{nd(w, c)} departs at step {on}. {nd(w, c)}->{nd(w, target)} "
+                       f"(lag {lag}), so {on} + {lag} = {on + lag}: {verdict}.")
         why.append(f"So the disturbance at step {t_k} started at {nd(w, 0)}: option "
                    f"{'ABCDEF'[gold]}.")
         return Parts(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.prompt import FORMAT_INSTRUCTION
+from envs.sample import PERCEPTION, TASKS
 from envs.stream import TaskMix, generate
 from envs.tasks import EnvConfig
 from rlsys.files import replace_dir
@@ -200,7 +201,7 @@ def corpus_texts(samples: list[Any]) -> Iterator[str]:
 def _corpus(seed: int, n: int, progress: bool) -> list[str]:
     from tqdm import tqdm
 
-    cfg, mix = EnvConfig(**CORPUS_ENV), TaskMix.of("all")
+    cfg, mix = EnvConfig(**CORPUS_ENV), TaskMix.of([*TASKS, *PERCEPTION])
     texts: list[str] = []
     with tqdm(total=n, unit="sample", desc="tokenizer corpus", disable=not progress,
               file=sys.stderr) as bar:

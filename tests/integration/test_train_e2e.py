@@ -28,6 +28,7 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
         assert r["sync_bytes"] > 0
     assert any(k.startswith("acc/") for k in grpo[0])
     assert any("sft_cot/" in k for r in rows for k in r)
+    assert any("sft_align/sft_loss" in r for r in rows)  # the seeds' first stage ran
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert (run / "wandb").is_dir()
     assert (run / "samples.jsonl").read_text().strip()
@@ -37,6 +38,11 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert "## Held-out questions after each stage" in report
     assert "| before |" in report and "| after sft_cot |" in report
     assert "| after grpo |" in report and "verified claims" in report
+    # ST-Align's held-out questions, per skill, at every point of the run
+    assert "## ST-Align skills after each stage" in report
+    skills = report.split("## ST-Align skills after each stage")[1].split("\n## ")[0]
+    for stage in ("before", "after sft_align", "after sft_cot", "after grpo"):
+        assert f"| {stage} | 11 |" in skills, (stage, skills)
     assert "## Example answers of the final policy" in report and "- gold " in report
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     ckpt = run / "checkpoints" / "final"

@@ -116,7 +116,8 @@ def test_alignment_tasks_rationales_state_the_aligned_timing(task: str) -> None:
         if task == "root_cause":
             k, c = s.meta["target"], s.meta["culprit"]
             assert f"Node {c}" == s.options[ord(s.answer) - 65]
-            assert f"with the lag of {lags[(c, k)]}" in s.rationale and "matches" in s.rationale
+            assert f"Node {c}->Node {k} (lag {lags[(c, k)]}), so " in s.rationale
+            assert "matches" in s.rationale
         elif task == "propagation":
             a, nxt = s.meta["shocked"], s.meta["next"]
             assert f"Node {nxt}" == s.options[ord(s.answer) - 65]
