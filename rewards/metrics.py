@@ -12,6 +12,9 @@ For each task, and for all targets together (the row ``"all"``):
 * ``exp_mae``: mean of ``exp(-alpha * MAE)`` over the same valid forecasts (None likewise).
 * ``strict_format``: the share of completions that are strictly formed (one ``<think>``, one
   non-empty ``<answer>``, no stray tags: ``is_strictly_formed``).
+* ``consistency``: over the valid choice answers whose ``<think>`` concludes with an option
+  (its last "option X"), the share whose answer is that option: does the answer follow the
+  reasoning? (None when no think block concludes.)
 * ``claims``, ``claims_verified``, ``claim_accuracy``: the verifiable claims the
   ``<think>`` blocks make (``rewards.rationale``), how many the question's data confirm, and
   their ratio (None without claims, or for targets without data to check against).
@@ -26,6 +29,7 @@ magnitudes and is only a rough summary.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,15 +61,31 @@ class TaskMetrics:
     claims: int = 0
     claims_verified: int = 0
     claim_accuracy: float | None = None
+    consistency: float | None = None
+
+
+_CONCLUDES = re.compile(r"\boption ([A-Z])\b")
+
+
+def concluded_option(completion: str) -> str | None:
+    """The option a completion's reasoning concludes with: the last "option X" of its
+    ``<think>`` blocks (None when they name none).
+
+    >>> concluded_option("<think>C is too late. So option B.</think><answer>A</answer>")
+    'B'
+    """
+    found = _CONCLUDES.findall(reasoning(completion))
+    return found[-1] if found else None
 
 
 class _Tally:
     __slots__ = ("n", "n_valid", "n_choice", "n_correct", "n_seq", "abs_err", "exp_sum",
-                 "n_strict", "claims", "verified")
+                 "n_strict", "claims", "verified", "n_concluded", "n_consistent")
 
     def __init__(self) -> None:
         self.n = self.n_valid = self.n_choice = self.n_correct = self.n_seq = 0
         self.n_strict = self.claims = self.verified = 0
+        self.n_concluded = self.n_consistent = 0
         self.abs_err = self.exp_sum = 0.0
 
     def metrics(self) -> TaskMetrics:
@@ -80,6 +100,7 @@ class _Tally:
             claims=self.claims,
             claims_verified=self.verified,
             claim_accuracy=self.verified / self.claims if self.claims else None,
+            consistency=self.n_consistent / self.n_concluded if self.n_concluded else None,
         )
 
 
@@ -114,10 +135,13 @@ def evaluate(
             ex = parse_choice(c, t.n_options)
             if ex.reason is None:
                 hit = ex.value == t.gold_letter
+                concluded = concluded_option(c)
                 for tl in (tally, pooled):
                     tl.n_valid += 1
                     tl.n_choice += 1
                     tl.n_correct += hit
+                    tl.n_concluded += concluded is not None
+                    tl.n_consistent += concluded == ex.value
         elif t.kind == SEQUENCE:
             ex = parse_sequence(c, t.horizon)
             if ex.reason is None:

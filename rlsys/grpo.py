@@ -176,6 +176,8 @@ class LossOutput:
     ratio_mean: Tensor  # token mean of pi / pi_old
     num_tokens: int  # masked (response) tokens in this call
     entropy: Tensor | None = None  # token mean of the entropy passed in, if any
+    mismatch_abs: Tensor | None = None  # token mean of |logp - old_logp|
+    mismatch_kl: Tensor | None = None  # token mean of the k3 estimate of KL(pi_old || pi)
 
     def as_dict(self) -> dict[str, float]:
         """Plain floats for a logger; metrics that were not computed are left out."""
@@ -186,6 +188,9 @@ class LossOutput:
             out["kl"] = float(self.kl)
         if self.entropy is not None:
             out["entropy"] = float(self.entropy)
+        if self.mismatch_abs is not None and self.mismatch_kl is not None:
+            out["mismatch/abs_logp"] = float(self.mismatch_abs)
+            out["mismatch/kl"] = float(self.mismatch_kl)
         return out
 
 
@@ -249,6 +254,12 @@ def policy_loss(
     DAPO's clip-higher (e.g. 0.28), which leaves room to raise unlikely good tokens.
 
     Only `logp` carries gradient: `old_logp`, `ref_logp` and `advantages` are detached.
+
+    The rollout/learner mismatch, measured on the same tokens (exact when `logp` comes from
+    the weights that generated them, as in the one optimizer step of a GRPO step):
+    `mismatch_abs` = mean |logp - old_logp| and `mismatch_kl` = mean of the k3 estimate
+    `r - 1 - log r`, `r = exp(logp - old_logp)`, of KL(pi_old || pi) on tokens sampled from
+    pi_old (prime-rl's `mismatch_kl`).
     `advantages` are per sequence `(B,)` (broadcast over tokens) or per token `(B, T)`.
 
     Aggregation:
@@ -309,4 +320,6 @@ def policy_loss(
         ratio_mean=masked_mean(ratio.detach(), m),
         num_tokens=int(m.sum()),
         entropy=None if entropy is None else masked_mean(entropy.detach().to(dtype), m),
+        mismatch_abs=masked_mean((logp_ - old_).detach().abs(), m),
+        mismatch_kl=masked_mean(kl_penalty(old_, logp_.detach(), "k3"), m),
     )

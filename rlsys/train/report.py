@@ -210,7 +210,7 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         return []
     tasks = list(dict.fromkeys(t for ev in stages.values() for t in ev if t != "all"))
     header = ["stage", "n", "success", "strict format", "verified claims", "accuracy",
-              *[f"{t} acc" for t in tasks]]
+              "consistency", *[f"{t} acc" for t in tasks]]
     rows = []
     for name, ev in stages.items():
         a = ev.get("all") or _pooled(ev)
@@ -218,12 +218,15 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         checked = (f"{fmt(a.get('claim_accuracy'))} of {claims}" if claims else "-")
         rows.append([name, fmt(a.get("n")), fmt(a.get("success_rate")),
                      fmt(a.get("strict_format")), checked, fmt(a.get("accuracy")),
+                     fmt(a.get("consistency")),
                      *[fmt(ev.get(t, {}).get("accuracy")) for t in tasks]])
     return ["## Held-out questions after each stage", "", *md_table(header, rows), "",
             "Accuracy is over valid answers (TimeOmni-1's convention); strict format is the "
             "share of completions with one `<think>` and one non-empty `<answer>`; verified "
             "claims: the share of the claims the `<think>` blocks make (departures, delays, "
-            "links, lags, sums) that the question's data confirm (`rewards.rationale`).", ""]
+            "links, lags, sums) that the question's data confirm (`rewards.rationale`); "
+            "consistency: the share of valid answers that are the option their `<think>` "
+            "concludes with (`rewards.metrics.concluded_option`).", ""]
 
 
 def _skill_section(skills: dict[str, dict[str, Any]]) -> list[str]:
@@ -279,6 +282,29 @@ def _reward_section(rows: list[dict[str, Any]]) -> list[str]:
             first, last = first_last_fifth(values)
             table.append([f"`{key}`", fmt(first), fmt(last), fmt(last - first, sign=True)])
     return lines + md_table(["metric", "first fifth", "last fifth", "difference"], table) + [""]
+
+
+UPDATE_KEYS = ("mismatch/kl", "mismatch/abs_logp", "ratio_mean", "clip_frac", "kl")
+"""What the learner logs about its GRPO update: the rollout/learner gap and the clip."""
+
+
+def _update_section(rows: list[dict[str, Any]]) -> list[str]:
+    """The policy update per GRPO step: the rollout/learner log-prob gap on the sampled
+    tokens (vLLM's log-probs against the learner's before its update), the PPO ratio and
+    the share of tokens the clip removed."""
+    table = []
+    for key in UPDATE_KEYS:
+        _, values = _series(rows, key)
+        if values:
+            table.append([f"`{key}`", fmt(sum(values) / len(values)), fmt(min(values)),
+                          fmt(max(values))])
+    if not table:
+        return []
+    return ["## Policy update: the rollout/learner gap and the clip", "",
+            *md_table(["metric (per GRPO step)", "mean", "min", "max"], table), "",
+            "`mismatch/kl`: k3 estimate of KL(rollout || learner) on the sampled tokens; "
+            "`mismatch/abs_logp`: mean |learner - vLLM| log-prob of those tokens, both before "
+            "the update (`rlsys.grpo.policy_loss`).", ""]
 
 
 def _time_section(rows: list[dict[str, Any]]) -> list[str]:
@@ -375,7 +401,7 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
     lines = [f"# Run report: {run_dir.name}", "", *md_table(["summary", ""], summary), "",
              *_eval_section(before, after), *_stage_section(stages or {}),
              *_skill_section(skills or {}),
-             *(sections or []), *_reward_section(rows),
+             *(sections or []), *_reward_section(rows), *_update_section(rows),
              *_time_section(rows),
              *_throughput_section(rows), *_nested_sections(nested),
              "## Curves", "", f"![training curves]({CURVES_FILE})", ""]

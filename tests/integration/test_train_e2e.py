@@ -23,7 +23,8 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
         for key in ("reward/mean", "reward/format", "reward/accuracy", "reward/rationale",
                     "kl", "loss",
                     "grad_norm", "response_len", "time/generate", "time/reward",
-                    "time/reference", "time/train", "time/sync", "tokens_per_s", "sync_bytes"):
+                    "time/reference", "time/train", "time/sync", "tokens_per_s", "sync_bytes",
+                    "mismatch/kl", "mismatch/abs_logp", "clip_frac", "ratio_mean"):
             assert key in r, key
         assert r["sync_bytes"] > 0
     assert any(k.startswith("acc/") for k in grpo[0])
@@ -40,6 +41,7 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert "| after grpo |" in report and "verified claims" in report
     # ST-Align's held-out questions, per skill, at every point of the run
     assert "## ST-Align skills after each stage" in report
+    assert "| `mismatch/kl` |" in report  # the rollout/learner gap, per GRPO step
     skills = report.split("## ST-Align skills after each stage")[1].split("\n## ")[0]
     for stage in ("before", "after sft_align", "after sft_cot", "after grpo"):
         assert f"| {stage} | 11 |" in skills, (stage, skills)

@@ -55,6 +55,17 @@ def test_the_claims_of_the_reasoning_are_counted_and_checked() -> None:
     assert evaluate([ans("A")], [ENTITY])["entity"].claim_accuracy is None  # nothing to check
 
 
+def test_consistency_is_the_share_of_answers_that_follow_the_reasoning() -> None:
+    said = ["<think>B is too late. So option C.</think><answer>C</answer>",  # follows
+            "<think>So option C.</think><answer>A</answer>",  # answers against it
+            "<think>option A, then option B.</think><answer>B</answer>",  # the last one counts
+            "<think>no conclusion</think><answer>D</answer>",  # concludes nothing: not counted
+            "<think>So option C.</think><answer>Z</answer>"]  # invalid: not counted
+    m = evaluate(said, [ENTITY] * 5)["entity"]
+    assert m.consistency == pytest.approx(2 / 3)
+    assert evaluate([ans("B")], [ENTITY])["entity"].consistency is None
+
+
 def test_alpha_and_non_finite_forecasts() -> None:
     m = evaluate([ans("[1, 2, 5]"), ans("[1, nan, 3]")], [FORECAST, FORECAST], alpha=1.0)
     # only the finite forecast counts: MAE 2/3

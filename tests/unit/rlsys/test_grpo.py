@@ -203,6 +203,23 @@ def test_clip_frac_counts_masked_tokens_only() -> None:
     assert out.ratio_mean.item() == pytest.approx((1.5 + 1.0 + 1.1) / 3, rel=1e-6)
 
 
+def test_the_rollout_learner_mismatch_by_hand() -> None:
+    """Learner log-probs 0.1 above the rollout's on one token, 0.3 below on another, and a
+    padded token far off that must not count: |delta| mean 0.2; k3 of KL(rollout ||
+    learner) per token is r - 1 - log r with r = exp(delta)."""
+    old = torch.tensor([[-1.0, -2.0, -3.0]])
+    logp = old + torch.tensor([[0.1, -0.3, 5.0]])
+    mask = torch.tensor([[True, True, False]])
+    out = policy_loss(logp, old, torch.tensor([1.0]), mask)
+    k3 = [math.exp(d) - 1 - d for d in (0.1, -0.3)]
+    assert out.mismatch_abs.item() == pytest.approx(0.2, rel=1e-6)
+    assert out.mismatch_kl.item() == pytest.approx(sum(k3) / 2, rel=1e-5)
+    d = out.as_dict()
+    assert d["mismatch/abs_logp"] == pytest.approx(0.2, rel=1e-6) and d["mismatch/kl"] > 0
+    same = policy_loss(old, old, torch.tensor([1.0]), mask)  # no gap: both exactly 0
+    assert same.mismatch_abs.item() == 0.0 and same.mismatch_kl.item() == 0.0
+
+
 # --- policy loss: masking and aggregation ------------------------------------------------
 
 
@@ -321,11 +338,12 @@ def test_gradients_flow_only_through_logp() -> None:
     out.loss.backward()
     assert logp.grad is not None and logp.grad.abs().sum() > 0
     assert old.grad is None and ref.grad is None and adv.grad is None and entropy.grad is None
-    for metric in (out.pg_loss, out.kl, out.clip_frac, out.ratio_mean, out.entropy):
+    for metric in (out.pg_loss, out.kl, out.clip_frac, out.ratio_mean, out.entropy,
+                   out.mismatch_abs, out.mismatch_kl):
         assert not metric.requires_grad
     assert out.entropy.item() == pytest.approx(2.0)
     assert set(out.as_dict()) == {"loss", "pg_loss", "kl", "clip_frac", "ratio_mean",
-                                  "num_tokens", "entropy"}
+                                  "num_tokens", "entropy", "mismatch/abs_logp", "mismatch/kl"}
 
 
 def test_bf16_inputs_compute_in_float32() -> None:

@@ -36,7 +36,8 @@ def run_metrics(steps: int) -> list[dict]:
         row = {"step": s, "reward/mean": s / 10, "reward/format": 1.0, "acc/entity": s / steps,
                "kl": 0.001 * s, "time/generate": 2.0, "time/train": 1.0, "time/step": 5.0,
                "generated_tokens": 200.0, "tokens_per_s": 100.0, "sync_bytes": 2 * 1024**2,
-               "skipped": int(s == 7)}
+               "skipped": int(s == 7), "mismatch/kl": 0.001 * (s % 3),
+               "clip_frac": 0.0}
         if s % 2 == 0:
             row["time/sync"] = 0.5
         if s == 3:
@@ -80,7 +81,7 @@ def test_plot_curves_tolerates_missing_metrics(tmp_path: Path) -> None:
 def test_report_numbers_are_the_hand_checked_ones(tmp_path: Path) -> None:
     sft = {"entity": {"accuracy": 0.4, "success_rate": 0.95, "n": 40},
            "all": {"accuracy": 0.4, "success_rate": 0.9, "n": 50, "strict_format": 0.88,
-                   "claims": 120, "claim_accuracy": 0.75}}
+                   "claims": 120, "claim_accuracy": 0.75, "consistency": 0.95}}
     out = write_report(tmp_path, run_metrics(30), BEFORE, AFTER, CONFIG,
                        extra={"wall_s": 3725, "node": "cpu-0", "seeds": {"n": 50}},
                        stages={"before": BEFORE, "after sft_cot": sft, "after grpo": AFTER})
@@ -90,6 +91,9 @@ def test_report_numbers_are_the_hand_checked_ones(tmp_path: Path) -> None:
     assert "![training curves](curves.png)" in md
     # summary
     assert "| model | `models/tiny` |" in md
+    # the policy update: the rollout/learner gap (0, 0.001, 0.002 repeating over 30 steps)
+    assert "| `mismatch/kl` | 0.001 | 0.000 | 0.002 |" in md
+    assert "| `clip_frac` | 0.000 | 0.000 | 0.000 |" in md
     assert "| steps logged | 30 (steps 1–30) |" in md
     assert "| wall time | 1h 02m 05s |" in md and "| node | cpu-0 |" in md
     # before/after; "all" pools by n: success (0.9*40 + 0.5*10) / 50 = 0.82 -> (40 + 8) / 50
@@ -118,9 +122,10 @@ def test_report_numbers_are_the_hand_checked_ones(tmp_path: Path) -> None:
     # a nested extra is shown as JSON, not squeezed into a table cell
     assert "## seeds" in md and '"n": 50' in md
     # the stages side by side, per task and pooled
-    assert "| stage | n | success | strict format | verified claims | accuracy | entity acc |" in md
-    assert "| after sft_cot | 50 | 0.900 | 0.880 | 0.750 of 120 | 0.400 | 0.400 |" in md
-    assert "| before | 50 | 0.820 | - | - | 0.250 | 0.250 |" in md
+    assert ("| stage | n | success | strict format | verified claims | accuracy | consistency "
+            "| entity acc |") in md
+    assert "| after sft_cot | 50 | 0.900 | 0.880 | 0.750 of 120 | 0.400 | 0.950 | 0.400 |" in md
+    assert "| before | 50 | 0.820 | - | - | 0.250 | - | 0.250 |" in md
 
 
 def test_report_uses_a_given_all_row_and_handles_one_step(tmp_path: Path) -> None:
