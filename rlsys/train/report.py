@@ -296,8 +296,9 @@ def _update_section(rows: list[dict[str, Any]]) -> list[str]:
     for key in UPDATE_KEYS:
         _, values = _series(rows, key)
         if values:
-            table.append([f"`{key}`", fmt(sum(values) / len(values)), fmt(min(values)),
-                          fmt(max(values))])
+            # three significant digits: the gap is often 1e-6 or less, which fmt shows as 0
+            table.append([f"`{key}`", *(f"{v:.3g}" for v in (sum(values) / len(values),
+                                                             min(values), max(values)))])
     if not table:
         return []
     return ["## Policy update: the rollout/learner gap and the clip", "",

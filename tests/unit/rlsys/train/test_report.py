@@ -92,8 +92,8 @@ def test_report_numbers_are_the_hand_checked_ones(tmp_path: Path) -> None:
     # summary
     assert "| model | `models/tiny` |" in md
     # the policy update: the rollout/learner gap (0, 0.001, 0.002 repeating over 30 steps)
-    assert "| `mismatch/kl` | 0.001 | 0.000 | 0.002 |" in md
-    assert "| `clip_frac` | 0.000 | 0.000 | 0.000 |" in md
+    assert "| `mismatch/kl` | 0.001 | 0 | 0.002 |" in md
+    assert "| `clip_frac` | 0 | 0 | 0 |" in md
     assert "| steps logged | 30 (steps 1–30) |" in md
     assert "| wall time | 1h 02m 05s |" in md and "| node | cpu-0 |" in md
     # before/after; "all" pools by n: success (0.9*40 + 0.5*10) / 50 = 0.82 -> (40 + 8) / 50
