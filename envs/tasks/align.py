@@ -52,6 +52,7 @@ from envs.tasks.common import (
     context,
     n_sources,
     nd,
+    node_list,
     pick_domain,
     pick_size,
 )
@@ -255,34 +256,32 @@ def _lag(rng: np.random.Generator, r: Reading) -> Parts | None:
 
 def _links_in(rng: np.random.Generator, r: Reading) -> Parts | None:
     w = r.w
-    fed = [v for v in range(w.n) if w.parents[v]]
-    v = _pick(rng, fed if rng.random() < LINKED_SHARE else [u for u in range(w.n)
-                                                            if not w.parents[u]])
-    if v is None:
-        return None
-    heads = sorted(w.parents[v], key=w.label)
-    question = (f"{context(w)} Which nodes link into {nd(w, v)}? Answer with the node "
-                "names, or none.")
-    if not heads:
-        return Parts(question, f"No link points into {nd(w, v)}.", answer="none")
-    return Parts(question, f"{nd(w, v)} receives links from {_and(w, heads)}.",
-                 answer=", ".join(nd(w, u) for u in heads))
+    return _links(rng, w, w.parents, lambda v: f"Which nodes link into {nd(w, v)}?",
+                  lambda v: f"No link points into {nd(w, v)}.",
+                  lambda v, ends: f"{nd(w, v)} receives links from {node_list(w, ends)}.")
 
 
 def _links_out(rng: np.random.Generator, r: Reading) -> Parts | None:
     w = r.w
-    feeding = [u for u in range(w.n) if w.children[u]]
-    u = _pick(rng, feeding if rng.random() < LINKED_SHARE else [v for v in range(w.n)
-                                                                if not w.children[v]])
-    if u is None:
+    return _links(rng, w, w.children, lambda u: f"Which nodes does {nd(w, u)} link to?",
+                  lambda u: f"No link leaves {nd(w, u)}.",
+                  lambda u, ends: f"{nd(w, u)} links to {node_list(w, ends)}.")
+
+
+def _links(rng: np.random.Generator, w: World, ends: list[list[int]], ask, none,
+           some) -> Parts | None:
+    """Which nodes are at the other end of a node's links (`ends`: the world's parents or
+    children): a node that has such links for `LINKED_SHARE` of the questions."""
+    linked = [k for k in range(w.n) if ends[k]]
+    k = _pick(rng, linked if rng.random() < LINKED_SHARE else [j for j in range(w.n)
+                                                               if not ends[j]])
+    if k is None:
         return None
-    tails = sorted(w.children[u], key=w.label)
-    question = (f"{context(w)} Which nodes does {nd(w, u)} link to? Answer with the node "
-                "names, or none.")
-    if not tails:
-        return Parts(question, f"No link leaves {nd(w, u)}.", answer="none")
-    return Parts(question, f"{nd(w, u)} links to {_and(w, tails)}.",
-                 answer=", ".join(nd(w, v) for v in tails))
+    found = sorted(ends[k], key=w.label)
+    question = f"{context(w)} {ask(k)} Answer with the node names, or none."
+    if not found:
+        return Parts(question, none(k), answer="none")
+    return Parts(question, some(k, found), answer=", ".join(nd(w, j) for j in found))
 
 
 def _arrival(rng: np.random.Generator, r: Reading) -> Parts | None:
@@ -337,13 +336,6 @@ _ASK = {"departure": _departure, "baseline": _baseline, "direction": _direction,
 
 
 # ---- small helpers ------------------------------------------------------------------
-
-
-
-def _and(w: World, nodes: list[int]) -> str:
-    names = [nd(w, i) for i in nodes]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
 
 
 

@@ -257,8 +257,12 @@ class Run:
         p = self.progress
         p.evals[name] = self.trainer.evaluate(self.held_out)
         if self.align_held_out:
-            p.align_evals[name] = held_out_metrics(*by_skill(
-                self.align_held_out, *self.trainer.answers(self.align_held_out)))
+            p.align_evals[name] = self.align_metrics()
+
+    def align_metrics(self) -> dict[str, dict[str, Any]]:
+        """The held-out ST-Align questions' metrics, per skill."""
+        return held_out_metrics(*by_skill(self.align_held_out,
+                                          *self.trainer.answers(self.align_held_out)))
 
     def finish(self, wall_s: float) -> None:
         """Final evaluation, the final policy, the eval suite and the report."""
@@ -266,8 +270,7 @@ class Run:
         after = held_out_metrics(texts, targets)
         last = f"after {self.cfg.trainer.stages[-1]}"
         if self.align_held_out and last not in self.progress.align_evals:
-            self.progress.align_evals[last] = held_out_metrics(*by_skill(
-                self.align_held_out, *self.trainer.answers(self.align_held_out)))
+            self.progress.align_evals[last] = self.align_metrics()
         examples = example_section(self.held_out, texts, targets, EXAMPLES_PER_TASK)
         final = checkpoint.write_policy(self.handles.learners,
                                         self.run_dir / checkpoint.CHECKPOINTS / "final",
