@@ -158,7 +158,8 @@ def cmd_quality(a: argparse.Namespace) -> int:
         settings = {a.setting: SETTINGS[a.setting]}
     else:
         settings = {"custom": given}
-    asked = a.tasks or [*TASKS, *PERCEPTION]
+    # the default (every reasoning task) audits the perception families too
+    asked = [*a.tasks, *PERCEPTION] if list(a.tasks) == list(TASKS) else list(a.tasks)
     tasks = [t for t in asked if get_task(t).kind == "choice"]
     seen = [t for t in asked if get_task(t).perception]
     rows, skills = [], []
