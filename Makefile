@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 CHECKPOINT ?= runs/tiny/checkpoints/final
 
-.PHONY: venv run demo test test-fast lint quality bench bench-sync bench-ckpt bench-rollout bench-series serve eval \
+.PHONY: venv run learn demo test test-fast lint quality bench bench-sync bench-ckpt bench-rollout bench-series serve eval \
 	bench-serve bench-shed clean
 
 $(STAMP): pyproject.toml
@@ -27,6 +27,16 @@ venv: $(STAMP)
 # env samples, on a local Ray cluster (vLLM engine, DeepSpeed learner, reward worker).
 run: $(STAMP)
 	$(BIN)/strl train --config configs/tiny_cpu.yaml
+
+# The full skill (about 80 min here): the same pipeline with a longer budget
+# (configs/tiny_learn.yaml). Interrupted (Ctrl-C, a crash), `make learn` again continues
+# runs/learn from its newest checkpoint; once it has finished, it starts runs/learn-2.
+LEARN_DIR ?= runs/learn
+learn: $(STAMP)
+	@if [ -f $(LEARN_DIR)/config.yaml ] && [ ! -f $(LEARN_DIR)/summary.json ] \
+	    && ls -d $(LEARN_DIR)/checkpoints/*-step-* >/dev/null 2>&1; then \
+	  echo "resuming $(LEARN_DIR)"; $(BIN)/strl train --resume $(LEARN_DIR); \
+	else $(BIN)/strl train --config configs/tiny_learn.yaml; fi
 
 # The generation demo: samples in both formats, one plotted, reference completions scored,
 # and the quality audit.

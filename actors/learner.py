@@ -31,6 +31,7 @@ from rlsys.model.series import (
     placeholder_token,
     save_encoder_state,
     split_state,
+    teacher_forced,
 )
 from rlsys.weightsync import SyncPlan, connect, flat_copy, free_port, plan_for
 
@@ -390,6 +391,31 @@ class LearnerWorker:
         self.skipped_steps = int(client["strl_skipped_steps"])
         torch.set_rng_state(client["strl_torch_rng"])
         return {"steps": self.steps}
+
+    def reset_optimizer(self) -> None:
+        """Fresh AdamW moments and step count, as if the optimizer started here (a new
+        stage: GRPO's updates are not scaled by the supervised stages' second moments).
+        The moments live in the wrapped optimizer's `state`; DeepSpeed's FusedAdam keeps
+        its step count in each param group, torch's AdamW in the state."""
+        inner = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
+        inner.state.clear()
+        for g in inner.param_groups:
+            g.pop("step", None)
+
+    def optimizer_steps(self) -> int:
+        """Steps the optimizer's moments have seen (0 after `reset_optimizer`)."""
+        inner = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
+        steps = [int(g["step"]) for g in inner.param_groups if "step" in g]
+        steps += [int(v["step"]) for v in inner.state.values() if "step" in v]
+        return max(steps, default=0)
+
+    def teacher_forced(self, seqs: list[Sequence]) -> list[list[int]]:
+        """The policy's argmax at every completion token of `seqs` (prompt + reference),
+        fed the reference up to it (`rlsys.evals.probe`)."""
+        self.engine.eval()
+        return teacher_forced(self.engine.module,
+                              [(s.input_ids, s.prompt_len, s.series) for s in seqs],
+                              self.s.learner.micro_batch_size, self.device)
 
     def greedy(self, prompts: list[list[int]], max_new_tokens: int,
                series: list | None = None) -> list[list[int]]:

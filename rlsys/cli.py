@@ -357,6 +357,55 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _run_config(checkpoint: Path, given: str | None) -> Path:
+    """The config a checkpoint was trained with: `given`, else the `config.yaml` of the
+    run directory it is in (runs/<name>/checkpoints/<ckpt>)."""
+    if given:
+        return Path(given)
+    for d in list(checkpoint.resolve().parents)[:3]:
+        if (d / "config.yaml").is_file():
+            return d / "config.yaml"
+    raise ValueError(f"{checkpoint} is not inside a run directory (no config.yaml above it): "
+                     "pass --config, the config it was trained with")
+
+
+def cmd_probe(a: argparse.Namespace) -> int:
+    import torch  # heavy, and only this command needs them here
+    from transformers import AutoTokenizer
+
+    from rlsys.config import load_config
+    from rlsys.evals.probe import markdown, probe
+    from rlsys.model.series import load_policy, teacher_forced
+    from rlsys.train.data import PromptSource, reference_ids
+
+    ckpt = Path(a.checkpoint)
+    if not (ckpt / "config.json").is_file():
+        raise FileNotFoundError(f"{ckpt} is not a model directory (no config.json); give a "
+                                "saved policy, e.g. runs/tiny/checkpoints/final")
+    cfg = load_config(_run_config(ckpt, a.config), [f"data.eval_size={a.n}"])
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    model = load_policy(ckpt, tok)
+    if cfg.model.series == "encoder" and not hasattr(model, "encoder"):
+        raise ValueError(f"{ckpt} has no time-series encoder but its config reads series "
+                         "through one (model.series: encoder)")
+    source = PromptSource(cfg, tok)
+    out: dict[str, dict] = {}
+    for what, prompts, align in (("rationale", source.held_out(), False),
+                                 ("align", source.align_held_out(a.n_align), True)):
+        seqs = [(p.ids + reference_ids(tok, p, cfg.rollout.max_tokens)[0], len(p.ids),
+                 p.series) for p in prompts]
+        guesses = teacher_forced(model, seqs, a.batch_size)
+        out[what] = probe(tok, prompts, guesses, align=align)
+        print("\n".join(markdown({ckpt.name: out[what]},
+                                 "rationale token" if what == "rationale"
+                                 else "ST-Align decision")) + "\n")
+    if a.json:
+        write_atomic(Path(a.json), json.dumps(out, indent=1))
+        print(f"written to {a.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="strl", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -442,6 +491,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="list every serve config key with its default and meaning")
     sv.add_argument("overrides", nargs="*", help="dotted overrides, e.g. replicas.max_replicas=2")
     sv.set_defaults(fn=cmd_serve)
+
+    pr = sub.add_parser("probe", help="teacher-forced accuracy of a checkpoint per kind of "
+                                      "rationale token and per ST-Align skill")
+    pr.add_argument("checkpoint", help="a saved policy, e.g. runs/tiny/checkpoints/final")
+    pr.add_argument("--config", help="the config it was trained with (default: its run "
+                                     "directory's config.yaml)")
+    pr.add_argument("--n", type=int, default=100,
+                    help="held-out questions of the config's tasks (default 100)")
+    pr.add_argument("--n-align", type=int, default=110,
+                    help="held-out ST-Align questions (default 110)")
+    pr.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
+    pr.add_argument("--json", help="also write the tables here as JSON")
+    pr.set_defaults(fn=cmd_probe)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint or an endpoint on the fixed "
                                      "eval suite (or a file); compare two evaluations")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -35,6 +36,7 @@ from rlsys.sampling import Sampling
 
 M = TypeVar("M", bound=BaseModel)
 EVAL_SEED = 7_919  # held-out evaluation sampling: the same draws before and after training
+OBJECTIVE_SEED = 104_729  # the held-out objective's draws: the same before and after GRPO
 
 
 class _Section(BaseModel):
@@ -262,6 +264,9 @@ class AlgorithmConfig(_Section):
     """Drop groups whose rewards are all equal and top the batch up with fresh prompts."""
     max_topups: int = Field(2, ge=0)
     """Extra generation rounds per step to refill dropped groups."""
+    fresh_optimizer: bool = True
+    """Start GRPO with fresh AdamW moments, as a separate RL job would, instead of the
+    supervised stages' (whose larger second moments shrink GRPO's steps)."""
     spatial: SpatialConfig = SpatialConfig()
     """S-GRPO settings."""
 
@@ -314,6 +319,13 @@ class SFTConfig(_Section):
     `min_lr_ratio` * `lr` at its last step."""
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     """Where the cosine schedule ends, as a fraction of `lr`."""
+    save_every: int = Field(0, ge=0)
+    """A full checkpoint every this many steps of the stage (0: only when a stop is
+    requested), for long supervised stages (`make learn`)."""
+    align_share: float = Field(0.0, ge=0, lt=1)
+    """Share of each batch of the `sft_answer` / `sft_cot` stages drawn from the ST-Align
+    questions, so that the perception skills are rehearsed, not forgotten (ignored by
+    `sft_align` itself)."""
 
     def lr_at(self, step: int) -> float:
         """The learning rate of supervised step `step` (0-based) of a stage."""
@@ -354,6 +366,13 @@ class TrainerConfig(_Section):
     eval_temperature: float = Field(0.0, ge=0)
     """Sampling temperature of the held-out evaluation (0: greedy; above 0 it samples with
     the same seed every time, so before/after differ by the model only)."""
+    objective_samples: int = Field(0, ge=0)
+    """Completions per held-out question at the rollout's sampling settings (temperature,
+    top_p), scored by the run's rewards, before and after GRPO: the objective GRPO
+    maximises, measured on questions it never trained on (0: not measured)."""
+    probe: bool = True
+    """Run the token probe (`strl probe`: teacher-forced accuracy per kind of rationale
+    token and per ST-Align skill) on the held-out references after every stage."""
     suite_per_cell: int = Field(0, ge=0)
     """Questions per cell of the `strl eval` suite evaluated on the final policy at the
     end of the run, in the report and in `eval/` (0: not evaluated)."""
@@ -433,6 +452,13 @@ class Config(_Section):
                                   "structured": self.judge_server.structured, **r.params}
             out.append(spec)
         return out
+
+    def objective_sampling(self, stop_token_ids: tuple[int, ...]) -> Sampling:
+        """What the held-out objective samples: the rollout's settings, with
+        `trainer.objective_samples` completions per question, seeded the same way every
+        time."""
+        return replace(self.rollout.sampling(stop_token_ids), n=self.trainer.objective_samples,
+                       seed=OBJECTIVE_SEED + self.trainer.seed)
 
     def eval_sampling(self, stop_token_ids: tuple[int, ...]) -> Sampling:
         """What the held-out evaluation and the end-of-run eval suite sample: one answer

@@ -83,6 +83,24 @@ PEAK_MARGIN = 0.9
 share of the peak's distance from the baseline."""
 
 
+ONE_NODE = " (one node)"
+"""What a series skill's name carries in reports when its prompt shows the node alone."""
+
+
+def skill_label(meta: dict) -> str:
+    """A question's skill as reports group it: "departure", or "departure (one node)" when
+    its prompt shows the one node alone."""
+    return meta.get("skill", "") + (ONE_NODE if meta.get("alone") else "")
+
+
+def label_order(labels: list[str]) -> list[str]:
+    """Skill labels in `SKILLS` order, each one-node label right before its full-prompt
+    one; unknown labels last."""
+    rank = {f"{s}{suffix}": 2 * i + k for i, s in enumerate(SKILLS)
+            for k, suffix in enumerate((ONE_NODE, ""))}
+    return sorted(labels, key=lambda x: (rank.get(x, len(rank)), x))
+
+
 class Align(Task):
     name = "align"
     kind = "value"

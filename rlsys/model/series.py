@@ -242,6 +242,41 @@ class SeriesLM(nn.Module):
         return self.lm(inputs_embeds=torch.stack(rows), attention_mask=attention_mask)
 
 
+def teacher_forced(model: nn.Module, seqs: list[tuple[list[int], int, list[Any] | None]],
+                   batch_size: int, device: torch.device | str = "cpu") -> list[list[int]]:
+    """The model's argmax at every completion token of each `(ids, prompt_len, series)`
+    (prompt + reference completion), fed the reference up to it: `out[k][i]` is its guess
+    for completion token i of sequence k. `model`: a `SeriesLM` or a plain causal LM."""
+    out: list[list[int]] = []
+    with torch.no_grad():
+        for i in range(0, len(seqs), batch_size):
+            part = seqs[i:i + batch_size]
+            width = max(len(ids) for ids, _, _ in part)
+            ids = torch.zeros(len(part), width, dtype=torch.long)
+            attn = torch.zeros_like(ids)
+            for k, (x, _, _) in enumerate(part):
+                ids[k, :len(x)] = torch.tensor(x)
+                attn[k, :len(x)] = 1
+            kw = {"series": [s for _, _, s in part]} if isinstance(model, SeriesLM) else {}
+            guess = model(input_ids=ids.to(device), attention_mask=attn.to(device),
+                          **kw).logits.argmax(-1).cpu()
+            out += [guess[k, n - 1:len(x) - 1].tolist() for k, (x, n, _) in enumerate(part)]
+    return out
+
+
+def load_policy(model_dir: str | Path, tokenizer: Any) -> nn.Module:
+    """A saved policy for local float32 inference: the language model, wrapped in a
+    `SeriesLM` with its encoder when the directory has one."""
+    # heavy: the engines and the learner import this module without needing transformers
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    enc = load_encoder(model_dir)
+    if enc is None:
+        return lm
+    return SeriesLM(lm, enc.float(), placeholder_token(tokenizer)[1]).eval()
+
+
 # ---- saved beside the language model ----------------------------------------------------
 
 def save_encoder(encoder: TSEncoder, model_dir: str | Path) -> Path:

@@ -66,6 +66,12 @@ class Progress:
     supervised stage done)."""
     align_evals: dict[str, Any] = field(default_factory=dict)
     """The same points' held-out ST-Align evaluations, per skill (runs with `sft_align`)."""
+    probes: dict[str, Any] = field(default_factory=dict)
+    """The same points' token probes ("rationale": per kind of token, "align": per
+    ST-Align skill), with `trainer.probe`."""
+    objective: dict[str, Any] = field(default_factory=dict)
+    """GRPO's objective on the held-out questions just before and after GRPO, with
+    `trainer.objective_samples`."""
     counters: dict[str, float] = field(default_factory=dict)
     """Run-wide counters (skipped gradient steps, actor restarts, ...)."""
 

@@ -16,7 +16,7 @@ from envs.sample import PERCEPTION
 from envs.stream import TaskMix, generate, redrawn
 from rlsys.config import Config, env_config
 from rlsys.dataio import read_rows
-from rlsys.model.chat import chat_ids
+from rlsys.model.chat import END_OF_TURN, chat_ids
 
 EVAL_SEED_OFFSET = 1_000_003
 SFT_SEED_OFFSET = 2_000_003
@@ -38,6 +38,18 @@ class Prompt:
     completion: str = ""  # reference completion (SFT)
     ids_no_graph: list[int] | None = None  # the same question without its graph (S-GRPO)
     series: list[list[float]] | None = None  # each node's series (series: encoder)
+
+
+def reference_ids(tokenizer: Any, p: Prompt, max_tokens: int,
+                  answer_only: bool = False) -> tuple[list[int], bool]:
+    """The ids of prompt `p`'s reference completion (or of its answer alone) as training
+    and the probe feed it, and whether it was cut: the policy never writes more than
+    `max_tokens`, so a longer one is cut (and counted by SFT, since a cut reference
+    teaches completions that never finish)."""
+    text = (f"<think></think><answer>{p.target['answer']}</answer>" if answer_only
+            else p.completion)
+    ids = tokenizer(text + END_OF_TURN, add_special_tokens=False)["input_ids"]
+    return ids[:max_tokens], len(ids) > max_tokens
 
 
 def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False,
@@ -132,9 +144,10 @@ class PromptSource:
         return self._fit(self._records(self.cfg.data.seed + ALIGN_SEED_OFFSET, start, n,
                                        ALIGN))
 
-    def align_held_out(self) -> list[Prompt]:
-        """Held-out ST-Align questions (never trained on): `data.align_eval_size` of them
-        when the stages include `sft_align`, else none."""
-        n = self.cfg.data.align_eval_size if "sft_align" in self.cfg.trainer.stages else 0
+    def align_held_out(self, n: int | None = None) -> list[Prompt]:
+        """Held-out ST-Align questions (never trained on): `n`, else
+        `data.align_eval_size` of them when the stages include `sft_align`, else none."""
+        if n is None:
+            n = self.cfg.data.align_eval_size if "sft_align" in self.cfg.trainer.stages else 0
         return self._fit(self._records(self.cfg.data.seed + ALIGN_EVAL_SEED_OFFSET, 0, n,
                                        ALIGN)) if n else []

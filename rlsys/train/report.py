@@ -12,9 +12,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from envs.tasks.align import label_order
 from rewards import check, parse_choice, reasoning
+from rlsys.evals.probe import markdown as probe_markdown
 from rlsys.files import save_png, write_atomic
 from rlsys.markdown import delta, fmt, md_table
+from rlsys.stats import paired_change
 
 # Metric names the trainer logs and the report reads.
 REWARD = "reward/mean"  # mean total reward of the step's rollouts
@@ -230,19 +233,65 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _skill_section(skills: dict[str, dict[str, Any]]) -> list[str]:
-    """The held-out ST-Align questions after each stage: accuracy per skill."""
+    """The held-out ST-Align questions after each stage: accuracy per skill (a row per
+    skill, a column per point of the run)."""
     if not skills:
         return []
-    names = list(dict.fromkeys(k for ev in skills.values() for k in ev if k != "all"))
-    header = ["stage", "n", "strict format", "accuracy", *names]
-    rows = [[stage, fmt(ev.get("all", {}).get("n")), fmt(ev.get("all", {}).get("strict_format")),
-             fmt(ev.get("all", {}).get("accuracy")),
-             *[fmt(ev.get(k, {}).get("accuracy")) for k in names]]
-            for stage, ev in skills.items()]
-    return ["## ST-Align skills after each stage", "", *md_table(header, rows), "",
-            "Held-out perception questions (`align` task, never trained on), accuracy per "
-            "skill over valid answers: a step within 1, a baseline within 1%, a size within 3 "
-            "points, the rest exact (`envs/tasks/align.py`).", ""]
+    points = list(skills)
+    names = label_order(list(dict.fromkeys(k for ev in skills.values() for k in ev
+                                           if k != "all")))
+    rows = [[name, fmt(next(ev[name].get("n") for ev in skills.values() if name in ev)),
+             *[fmt(skills[p].get(name, {}).get("accuracy")) for p in points]]
+            for name in ["all", *names]]
+    return ["## ST-Align skills after each stage", "",
+            *md_table(["skill", "n", *points], rows), "",
+            "Held-out perception questions (`align` task, never trained on), accuracy over "
+            "valid answers: a step within 1, a baseline within 1%, a size within 3 points, "
+            "the rest exact (`envs/tasks/align.py`); \"(one node)\": the prompt shows the "
+            "asked node alone, nothing to retrieve.", ""]
+
+
+def _probe_section(probes: dict[str, Any]) -> list[str]:
+    """The token probe after each stage: per kind of rationale token, per ST-Align skill."""
+    rationale = {k: v["rationale"] for k, v in probes.items() if v.get("rationale")}
+    align = {k: v["align"] for k, v in probes.items() if v.get("align")}
+    if not rationale and not align:
+        return []
+    lines = ["## Token probe after each stage", ""]
+    if rationale:
+        lines += [*probe_markdown(rationale, "rationale token"), ""]
+    if align:
+        lines += [*probe_markdown(align, "ST-Align decision"), ""]
+    return lines + [
+        "Teacher-forced greedy accuracy on the held-out references (`strl probe`): the "
+        "share of spans whose every token is the model's argmax, given the reference before "
+        "it: `step` a step read off a series, `level` a level or a move's size, `lag` a lag "
+        "copied from the graph clause, `sum` the result of an addition written with its "
+        "operands, `verdict` a comparison's word, `answer` the option letter, `template` "
+        "every other token (`rlsys/evals/probe.py`). ST-Align decision: the skill's reading "
+        "within its tolerance.", ""]
+
+
+def _objective_section(objective: dict[str, Any]) -> list[str]:
+    """GRPO's objective on held-out questions just before and after GRPO."""
+    if not objective:
+        return []
+    names = list(dict.fromkeys(c for v in objective.values() for c in v["components"]))
+    rows = [[point, f"{v['mean']:.4f} ± {v['se']:.4f}", fmt(v["n_prompts"]),
+             fmt(v["n_samples"]), *[fmt(v["components"].get(c)) for c in names]]
+            for point, v in objective.items()]
+    lines = ["## GRPO's objective on held-out questions", "",
+             *md_table(["point", "reward (mean ± s.e.)", "questions", "samples each",
+                        *names], rows), ""]
+    if len(objective) == 2:
+        before, after = (v["per_prompt"] for v in objective.values())
+        d = paired_change(before, after)
+        z = d["change"] / d["se"] if d["se"] else float("inf") if d["change"] else 0.0
+        lines += [f"Change: {d['change']:+.4f} ± {d['se']:.4f} (paired over the questions; "
+                  f"{z:+.1f} standard errors).", ""]
+    return lines + ["The run's weighted reward (what GRPO maximises) at the rollout's "
+                    "sampling settings, on held-out questions it never trained on, sampled "
+                    "with the same seed at both points.", ""]
 
 
 def example_section(prompts: list[Any], texts: list[str], targets: list[Any],
@@ -369,7 +418,9 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
                  extra: dict[str, Any] | None = None,
                  sections: list[str] | None = None,
                  stages: dict[str, dict[str, Any]] | None = None,
-                 skills: dict[str, dict[str, Any]] | None = None) -> Path:
+                 skills: dict[str, dict[str, Any]] | None = None,
+                 probes: dict[str, Any] | None = None,
+                 objective: dict[str, Any] | None = None) -> Path:
     """Write `run_dir/report.md` (and the `curves.png` it shows) and return its path.
 
     `before` / `after` map task -> {"accuracy", "success_rate", "mae", "n"} (as `strl
@@ -378,7 +429,8 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
     shown as JSON in its own section. `sections` are Markdown lines placed after the
     held-out evaluation (the eval suite's tables). `stages` maps a stage's name ("before",
     "after sft_align", ..., "after grpo") to its held-out evaluation, shown side by side;
-    `skills` maps the same names to the held-out ST-Align evaluation per skill.
+    `skills` maps the same names to the held-out ST-Align evaluation per skill, `probes`
+    to the token probe; `objective` holds GRPO's held-out objective before and after it.
     """
     run_dir = Path(run_dir)
     extra = dict(extra or {})
@@ -401,7 +453,8 @@ def write_report(run_dir: Path, metrics: list[dict[str, Any]], before: dict[str,
 
     lines = [f"# Run report: {run_dir.name}", "", *md_table(["summary", ""], summary), "",
              *_eval_section(before, after), *_stage_section(stages or {}),
-             *_skill_section(skills or {}),
+             *_skill_section(skills or {}), *_probe_section(probes or {}),
+             *_objective_section(objective or {}),
              *(sections or []), *_reward_section(rows), *_update_section(rows),
              *_time_section(rows),
              *_throughput_section(rows), *_nested_sections(nested),

@@ -40,6 +40,7 @@ from rlsys.train.cluster import Handles, build, cluster_gpus
 from rlsys.train.data import PromptSource
 from rlsys.train.report import EXAMPLES_PER_TASK, example_section, write_report
 from rlsys.train.runlog import RunLogger, read_metrics
+from rlsys.train.summary import summary, write_summary
 from rlsys.train.topology import plan_topology
 from rlsys.train.trainer import Trainer, by_skill, held_out_metrics, unique_run_dir
 
@@ -244,6 +245,8 @@ class Run:
             if stage == "grpo":
                 if p.step == 0 and p.stage > 0:
                     self.reference.freeze()
+                    if self.cfg.algorithm.fresh_optimizer:
+                        ray.get([ln.reset_optimizer.remote() for ln in self.handles.learners])
                 _grpo(self)
             else:
                 _sft(self, stage)
@@ -253,11 +256,27 @@ class Run:
 
     def evaluate(self, name: str) -> None:
         """The held-out questions' metrics at a point of the run ("before", "after
-        <stage>"), and the held-out ST-Align questions' per skill."""
+        <stage>"), the held-out ST-Align questions' per skill, and the diagnostics of
+        that point (`diagnose`)."""
         p = self.progress
         p.evals[name] = self.trainer.evaluate(self.held_out)
         if self.align_held_out:
             p.align_evals[name] = self.align_metrics()
+        self.diagnose(name)
+
+    def diagnose(self, name: str) -> None:
+        """The token probe (`trainer.probe`) at a point of the run, and GRPO's held-out
+        objective (`trainer.objective_samples`) at the points just before and after GRPO."""
+        p, t, stages = self.progress, self.cfg.trainer, self.cfg.trainer.stages
+        if t.probe and name not in p.probes:
+            p.probes[name] = {"rationale": self.trainer.probe(self.held_out),
+                              "align": self.trainer.probe(self.align_held_out, align=True)}
+        if (t.objective_samples and self.held_out and "grpo" in stages
+                and name not in p.objective):
+            k = stages.index("grpo")
+            around = {"before" if k == 0 else f"after {stages[k - 1]}", "after grpo"}
+            if name in around:
+                p.objective[name] = self.trainer.objective(self.held_out)
 
     def align_metrics(self) -> dict[str, dict[str, Any]]:
         """The held-out ST-Align questions' metrics, per skill."""
@@ -271,6 +290,7 @@ class Run:
         last = f"after {self.cfg.trainer.stages[-1]}"
         if self.align_held_out and last not in self.progress.align_evals:
             self.progress.align_evals[last] = self.align_metrics()
+        self.diagnose(last)
         examples = example_section(self.held_out, texts, targets, EXAMPLES_PER_TASK)
         final = checkpoint.write_policy(self.handles.learners,
                                         self.run_dir / checkpoint.CHECKPOINTS / "final",
@@ -280,7 +300,8 @@ class Run:
             self.handles.start_s, wall_s=wall_s, checkpoint=str(final), **self.source.state(),
             skipped_grad_steps=counts["skipped_grad_steps"],
             actor_restarts=counts["restarts_rollout"] + counts["restarts_reward"])
-        suite = _eval_suite(self.cfg, self.trainer, self.card, self.run_dir / "eval")
+        suite, suite_result = _eval_suite(self.cfg, self.trainer, self.card,
+                                          self.run_dir / "eval")
         grpo = [m for m in read_metrics(self.run_dir / "metrics.jsonl")
                 if "reward/mean" in m]  # SFT rows carry sft_*/ keys only
         by_stage = dict(self.progress.evals)
@@ -288,17 +309,23 @@ class Run:
         report = write_report(self.run_dir, grpo, self.progress.evals["before"], after,
                               self.cfg.model_dump(mode="json"), extra,
                               sections=examples + suite, stages=by_stage,
-                              skills=self.progress.align_evals)
-        print(f"report: {report}")
+                              skills=self.progress.align_evals,
+                              probes=self.progress.probes, objective=self.progress.objective)
+        p = self.progress
+        path = write_summary(self.run_dir, summary(
+            self.run_dir.name, wall_s, self.cfg.data.env.n_options, by_stage, p.align_evals,
+            p.probes, p.objective, suite_result))
+        print(f"report: {report}\nsummary: {path}")
 
 
-def _eval_suite(cfg: Config, trainer: Trainer, card: Any, out: Path) -> list[str]:
+def _eval_suite(cfg: Config, trainer: Trainer, card: Any,
+                out: Path) -> tuple[list[str], dict[str, Any] | None]:
     """The `strl eval` suite on the final policy, on the run's own engines (they hold
     its weights): written to `out` (eval.json, eval.md, eval.png, samples.html); returns
-    the report's section."""
+    the report's section and the result."""
     k = cfg.trainer.suite_per_cell
     if not k:
-        return []
+        return [], None
     questions, info = suite_questions(k)
     sampling = cfg.eval_sampling(trainer.stop_ids)
     engines = RunEngines(trainer, cfg.rollout.context, card, sampling)
@@ -309,7 +336,7 @@ def _eval_suite(cfg: Config, trainer: Trainer, card: Any, out: Path) -> list[str
     print(f"eval suite: {paths['markdown']}, {paths['html']}")
     return [*evalreport.markdown(result, heading="##"),
             "Every answer, in the browser view: [eval/samples.html](eval/samples.html); "
-            "plot: ![eval suite](eval/eval.png)", ""]
+            "plot: ![eval suite](eval/eval.png)", ""], result
 
 
 def _progress(total: int, desc: str, initial: int = 0) -> tqdm:
@@ -319,15 +346,20 @@ def _progress(total: int, desc: str, initial: int = 0) -> tqdm:
 def _sft(r: Run, stage: str) -> None:
     """One supervised stage: `sft_align` (ST-Align questions, `trainer.align`),
     `sft_answer` (the tasks' answers only) or `sft_cot` (rationales too; both
-    `trainer.sft`)."""
+    `trainer.sft`, with `trainer.sft.align_share` of each batch from ST-Align)."""
     cfg, p = r.cfg, r.progress
     s = cfg.trainer.align if stage == "sft_align" else cfg.trainer.sft
     draw = r.source.align if stage == "sft_align" else r.source.sft
     bar = _progress(s.steps, stage, initial=p.step)
     warned = False
+    rehearse = 0 if stage == "sft_align" else round(s.align_share * s.batch_size)
     while p.step < s.steps:
-        prompts = draw(p.sft_position, s.batch_size)
+        prompts = draw(p.sft_position, s.batch_size - rehearse)
+        if rehearse:  # ST-Align questions rehearsed in the later supervised stages
+            prompts += r.source.align(p.sft_position, rehearse)
         m = r.trainer.sft_step(prompts, answer_only=stage == "sft_answer", lr=s.lr_at(p.step))
+        if rehearse:
+            m["rehearsed"] = float(rehearse)
         r.logger.log(p.step, {f"{stage}/{k}": v for k, v in m.items()})
         if m.get("truncated") and not warned:
             warned = True
@@ -338,6 +370,8 @@ def _sft(r: Run, stage: str) -> None:
         p.step += 1
         bar.set_postfix(loss=f"{m.get('sft_loss', float('nan')):.3f}")
         bar.update()
+        if s.save_every and p.step % s.save_every == 0 and p.step < s.steps:
+            r.save(stage)
         r.between_steps(stage)
     bar.close()
 

@@ -26,14 +26,17 @@ from ray.exceptions import RayActorError
 from actors.learner import MicroBatch, Sequence
 from actors.reward import RewardResult, merge, split_even
 from actors.rollout import Completion
+from envs.tasks.align import skill_label
 from rewards import Target, evaluate
 from rewards.spatial import spatial_bonus, spatial_bonus_group_mean
 from rlsys.config import Config
 from rlsys.dataio import fresh_dir
+from rlsys.evals.probe import probe as token_probe
 from rlsys.grpo import dynamic_sampling_mask, group_advantages, topup_needed
-from rlsys.model.chat import END_OF_TURN, stop_ids
+from rlsys.model.chat import stop_ids
 from rlsys.sampling import Sampling
-from rlsys.train.data import Prompt, PromptSource
+from rlsys.stats import standard_error
+from rlsys.train.data import Prompt, PromptSource, reference_ids
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -223,18 +226,29 @@ class Trainer:
         self.skipped_grad_steps += int(merged["skipped"])
         return merged
 
-    def sft_step(self, prompts: list[Prompt], answer_only: bool, lr: float) -> dict[str, float]:
+    def references(self, prompts: list[Prompt],
+                   answer_only: bool = False) -> tuple[list[Sequence], int]:
+        """Each prompt followed by its reference completion (or its answer alone), and how
+        many references were cut at `rollout.max_tokens` (`reference_ids`)."""
         seqs, cut = [], 0
         for p in prompts:
-            text = (f"<think></think><answer>{p.target['answer']}</answer>" if answer_only
-                    else p.completion)
-            ids = self.tok(text + END_OF_TURN, add_special_tokens=False)["input_ids"]
-            # the policy never writes more than max_tokens: longer references are cut (and
-            # counted, since a cut reference teaches completions that never finish)
-            cut += len(ids) > self.cfg.rollout.max_tokens
-            ids = ids[: self.cfg.rollout.max_tokens]
+            ids, was_cut = reference_ids(self.tok, p, self.cfg.rollout.max_tokens, answer_only)
+            cut += was_cut
             seqs.append(Sequence(p.ids + ids, len(p.ids), series=p.series))
+        return seqs, cut
+
+    def sft_step(self, prompts: list[Prompt], answer_only: bool, lr: float) -> dict[str, float]:
+        seqs, cut = self.references(prompts, answer_only)
         return {**self.train(seqs, sft=True, lr=lr), "truncated": float(cut)}
+
+    def probe(self, prompts: list[Prompt], align: bool = False) -> dict[str, dict[str, float]]:
+        """The token probe (`rlsys.evals.probe`) of the policy on `prompts`' references:
+        per kind of rationale token, or (`align`) per ST-Align skill."""
+        if not prompts:
+            return {}
+        seqs, _ = self.references(prompts)
+        guesses = ray.get(self.h.learners[0].teacher_forced.remote(seqs))
+        return token_probe(self.tok, prompts, guesses, align=align)
 
     def grpo_step(self, step: int) -> StepResult:
         """Generate, score (and with S-GRPO compare with the graph-free prompts), drop flat
@@ -392,6 +406,25 @@ class Trainer:
         """Metrics of the answers on held-out prompts, per task (TimeOmni-1's convention)."""
         return held_out_metrics(*self.answers(prompts)) if prompts else {}
 
+    def objective(self, prompts: list[Prompt]) -> dict[str, Any]:
+        """GRPO's objective on held-out prompts: `trainer.objective_samples` completions
+        each at the rollout's sampling settings, scored by the run's rewards. Returns the
+        mean reward, its standard error over prompts, each reward's mean, and the
+        per-prompt means (a later point's difference is paired on them)."""
+        sampling = self.cfg.objective_sampling(self.stop_ids)
+        groups = self.generate([p.ids for p in prompts], sampling, sampling.seed,
+                               [p.series for p in prompts])
+        res = self.score(prompts, groups)
+        per, k = [], 0
+        for g in groups:
+            per.append(float(np.mean(res.total[k:k + len(g)])))
+            k += len(g)
+        comps = {name: float(np.mean([v or 0.0 for v in vals]))
+                 for name, vals in res.components.items()}
+        return {"mean": float(np.mean(per)), "se": standard_error(per),
+                "n_prompts": len(per), "n_samples": sampling.n, "components": comps,
+                "per_prompt": per}
+
     def answers(self, prompts: list[Prompt]) -> tuple[list[str], list[Any]]:
         """The policy's answers to held-out prompts (greedy unless
         `trainer.eval_temperature` > 0), and their targets. Sampling is seeded the same way
@@ -409,9 +442,10 @@ def held_out_metrics(texts: list[str], targets: list[Any]) -> dict[str, dict[str
 
 def by_skill(prompts: list[Prompt], texts: list[str],
              targets: list[Any]) -> tuple[list[str], list[Any]]:
-    """Perception answers and their targets, each target named by its skill ("departure",
-    "lag", ...: the sample's `meta.skill`) so that `held_out_metrics` groups by skill."""
-    named = [replace(t, task=json.loads(p.target.get("meta") or "{}").get("skill", t.task))
+    """Perception answers and their targets, each target named by its skill label
+    ("departure (one node)", "lag", ...: `envs.tasks.align.skill_label` of the sample's
+    meta) so that `held_out_metrics` groups by skill."""
+    named = [replace(t, task=skill_label(json.loads(p.target.get("meta") or "{}")) or t.task)
              for p, t in zip(prompts, targets, strict=True)]
     return texts, named
 

@@ -9,6 +9,8 @@ import json
 import pytest
 
 from envs import evalsuite
+from envs.tasks.align import ONE_NODE
+from envs.tasks.align import SKILLS as ALIGN_SKILLS
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +32,8 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert any(k.startswith("acc/") for k in grpo[0])
     assert any("sft_cot/" in k for r in rows for k in r)
     assert any("sft_align/sft_loss" in r for r in rows)  # the seeds' first stage ran
+    # ST-Align rehearsed in chain-of-thought SFT (trainer.sft.align_share of 8: 2)
+    assert [r.get("sft_cot/rehearsed") for r in rows if "sft_cot/sft_loss" in r] == [2.0, 2.0]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert (run / "wandb").is_dir()
     assert (run / "samples.jsonl").read_text().strip()
@@ -43,9 +47,24 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert "## ST-Align skills after each stage" in report
     assert "| `mismatch/kl` |" in report  # the rollout/learner gap, per GRPO step
     skills = report.split("## ST-Align skills after each stage")[1].split("\n## ")[0]
-    for stage in ("before", "after sft_align", "after sft_cot", "after grpo"):
-        assert f"| {stage} | 11 |" in skills, (stage, skills)
+    assert "| skill | n | before | after sft_align | after sft_cot | after grpo |" in skills
+    assert "| all | 11 |" in skills, skills
     assert "## Example answers of the final policy" in report and "- gold " in report
+    # the token probe after every stage, and GRPO's held-out objective around GRPO
+    assert "## Token probe after each stage" in report and "| ST-Align decision |" in report
+    assert "## GRPO's objective on held-out questions" in report and "paired" in report
+    summary = json.loads((run / "summary.json").read_text())
+    assert list(summary["stages"]) == ["before", "after sft_align", "after sft_cot",
+                                       "after grpo"]
+    after = summary["stages"]["after grpo"]
+    assert after["n"] == 4 and set(after) >= {"accuracy", "ci95", "strict_format",
+                                              "claim_accuracy", "consistency", "tasks"}
+    assert set(summary["probe"]) == set(summary["stages"])
+    assert {k.removesuffix(ONE_NODE) for k in summary["probe"]["after grpo"]["align"]} <= set(
+        ALIGN_SKILLS)
+    assert set(summary["objective"]) == {"after sft_cot", "after grpo", "change"}
+    assert summary["objective"]["after grpo"]["n_prompts"] == 4
+    assert summary["suite"]["n"] > 0 and summary["wall_s"] > 0 and summary["chance"] > 0
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     ckpt = run / "checkpoints" / "final"
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -95,3 +114,21 @@ def test_the_intervention_family_trains_end_to_end(short_run) -> None:
     assert all("One link into Node" in s["prompt"] for s in samples)
     report = (done.run / "report.md").read_text()
     assert "| intervention |" in report and "| after grpo |" in report
+
+
+def test_strl_probe_reads_a_saved_policy(default_run, tmp_path) -> None:
+    """`strl probe CHECKPOINT`: the run's config found above the checkpoint, both tables
+    printed and written."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "probe.json"
+    proc = subprocess.run([sys.executable, "-m", "rlsys.cli", "probe",
+                           str(default_run.checkpoint), "--n", "3", "--n-align", "6",
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| rationale token | n | final |" in proc.stdout
+    assert "| ST-Align decision | n | final |" in proc.stdout
+    tables = json.loads(out.read_text())
+    assert tables["rationale"]["template"]["n"] > 0
+    assert sum(v["n"] for v in tables["align"].values()) == 6

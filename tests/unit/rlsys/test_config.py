@@ -19,6 +19,28 @@ def test_presets_exist_and_load() -> None:
         assert isinstance(load_config(p), Config)
 
 
+def test_make_learn_is_make_run_with_a_longer_budget() -> None:
+    """configs/tiny_learn.yaml differs from configs/tiny_cpu.yaml only in its budget and
+    its name: the same pipeline, so `make learn` measures what `make run` cannot reach."""
+    run = load_config(PRESETS[0].with_name("tiny_cpu.yaml")).model_dump(mode="json")
+    learn = load_config(PRESETS[0].with_name("tiny_learn.yaml")).model_dump(mode="json")
+    budget = {("trainer", "name"), ("trainer", "steps"), ("trainer", "save_every"),
+              ("trainer", "objective_samples"), ("trainer", "sft", "steps"),
+              ("trainer", "sft", "save_every"), ("trainer", "align", "steps"),
+              ("trainer", "align", "save_every")}
+
+    def flat(d: dict, at: tuple = ()) -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, (*at, k)) if isinstance(v, dict) else {(*at, k): v})
+        return out
+
+    a, b = flat(run), flat(learn)
+    assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == budget
+    assert learn["trainer"]["sft"]["steps"] > run["trainer"]["sft"]["steps"]
+    assert learn["trainer"]["align"]["save_every"] > 0 and learn["trainer"]["name"] == "learn"
+
+
 def test_dotted_overrides_are_typed_and_nested() -> None:
     cfg = load_config(PRESETS[0], ["trainer.steps=7", "rollout.n=4", "data.env.nodes=[3, 5]",
                                    "algorithm.spatial.enabled=true", "learner.lr=3e-5"])

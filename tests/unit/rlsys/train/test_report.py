@@ -141,17 +141,27 @@ def test_report_uses_a_given_all_row_and_handles_one_step(tmp_path: Path) -> Non
 
 def test_the_align_skills_are_shown_per_stage(tmp_path: Path) -> None:
     texts = ["<think>x</think><answer>15</answer>", "<answer>2</answer>",
-             "<think>x</think><answer>up</answer>"]
-    prompts = [Prompt(str(i), "align", [], {"meta": json.dumps({"skill": k})})
-               for i, k in enumerate(("departure", "lag", "direction"))]
+             "<think>x</think><answer>up</answer>", "<think>x</think><answer>up</answer>"]
+    metas = [{"skill": "departure", "alone": True}, {"skill": "lag"},
+             {"skill": "direction", "alone": False}, {"skill": "direction", "alone": True}]
+    prompts = [Prompt(str(i), "align", [], {"meta": json.dumps(m)})
+               for i, m in enumerate(metas)]
     targets = [Target("align", "value", "16", tolerance=1), Target("align", "value", "3"),
-               Target("align", "value", "down")]
+               Target("align", "value", "down"), Target("align", "value", "up")]
     after = held_out_metrics(*by_skill(prompts, texts, targets))
-    assert set(after) == {"departure", "lag", "direction", "all"}
+    assert set(after) == {"departure (one node)", "lag", "direction", "direction (one node)",
+                          "all"}
     md = write_report(tmp_path, [], {}, {}, CONFIG,
                       skills={"before": {}, "after sft_align": after}).read_text()
-    assert "## ST-Align skills after each stage" in md
-    assert ("| after sft_align | 3 | 0.667 | 0.333 | 1.000 | 0.000 | 0.000 |" in md), md
+    table = md.split("## ST-Align skills after each stage")[1].split("\n## ")[0]
+    rows = [r for r in table.splitlines() if r.startswith("| ")]
+    assert rows[0] == "| skill | n | before | after sft_align |"
+    # a skill's one-node row right before its full-prompt row, in SKILLS order
+    assert [r.split(" | ")[0][2:] for r in rows[1:]] == [
+        "all", "departure (one node)", "direction (one node)", "direction", "lag"]
+    assert "| all | 4 | - | 0.500 |" in rows
+    assert "| departure (one node) | 1 | - | 1.000 |" in rows
+    assert "| direction | 1 | - | 0.000 |" in rows
 
 
 def test_report_from_a_logged_run_without_time_or_reward(tmp_path: Path) -> None:

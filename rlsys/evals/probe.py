@@ -1,0 +1,172 @@
+"""The token probe: where a policy's reasoning breaks, read off its teacher-forced greedy
+predictions on held-out reference completions.
+
+Each reference rationale is cut into spans of one kind, by the phrases the simulator writes
+and the rationale checker reads:
+
+| kind | what the token is | e.g. |
+|---|---|---|
+| `step` | a step read off a series (a departure, an onset, a peak) | "departs at step **15**" |
+| `level` | a level or a move's size read off a series | "baseline of **52**", "peak **-42**%" |
+| `lag` | a lag copied from the graph clause | "Node 0->Node 3 (lag **5**)" |
+| `sum` | the result of an operation written with its operands | "22 + 5 = **27**" |
+| `verdict` | a comparison's conclusion | "**too late**", "**matches**", "**before** it" |
+| `answer` | the option letter, in the think block and the answer tag | "option **A**" |
+| `template` | everything else | "Node", " departs", "." |
+
+The model is fed the prompt and the reference up to each token (teacher forcing) and its
+argmax is compared with the reference's token there. A span is right when every one of its
+tokens is; the table gives the share of right spans per kind (of tokens, for `template`).
+For the ST-Align questions, the skill's decision (the first place the answer appears in the
+reference: "Node 0 departs at step **15**.") is read as the model's greedy guess and scored
+within the question's tolerance, per skill.
+
+`strl probe CHECKPOINT` runs it on a saved policy; a training run runs it on its learner
+after every stage and puts the table in `report.md` and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from envs.tasks.align import label_order, skill_label
+
+KINDS = ("step", "level", "lag", "sum", "verdict", "answer", "template")
+"""Kinds of rationale tokens, in table order."""
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("lag", re.compile(r"\(lag (\d+)\)")),
+    ("sum", re.compile(r"\d+ \+ \d+ = (\d+)")),
+    ("step", re.compile(r"\bstep (\d+)")),
+    ("level", re.compile(r"baseline(?: level)? of (-?\d+(?:\.\d+)?)")),
+    ("level", re.compile(r"(?:peak|moves (?:up|down),) ([+-]\d+)%")),
+    ("level", re.compile(r"of the first \d+ steps of Node \d+ is (-?\d+(?:\.\d+)?)")),
+    ("verdict", re.compile(r"\b(too late|too early|matches|no|before|after)\b")),
+    ("answer", re.compile(r"option ([A-Z])\b")),
+    ("answer", re.compile(r"<answer>(.*?)</answer>", re.S)),
+)
+
+
+def char_kinds(text: str) -> list[str]:
+    """The kind of every character of a reference completion (`template` by default;
+    the first pattern to claim a character keeps it)."""
+    kinds = ["template"] * len(text)
+    for kind, pat in _PATTERNS:
+        for m in pat.finditer(text):
+            lo, hi = m.span(1)
+            if all(k == "template" for k in kinds[lo:hi]):
+                kinds[lo:hi] = [kind] * (hi - lo)
+    return kinds
+
+
+@dataclass(frozen=True)
+class Span:
+    kind: str
+    tokens: tuple[int, ...]
+    """Indices into the completion's tokens."""
+
+
+def spans(text: str, offsets: list[tuple[int, int]]) -> list[Span]:
+    """The completion's tokens grouped into spans: consecutive tokens of one non-template
+    kind form one span (a number's digits); each template token is a span of its own. A
+    token's kind is that of its first non-space character."""
+    kinds = char_kinds(text)
+    out: list[Span] = []
+    last_end = -1
+    for i, (lo, hi) in enumerate(offsets):
+        first = next((c for c in range(lo, hi) if not text[c].isspace()), lo)
+        kind = kinds[first] if first < len(text) else "template"
+        joined = (out and kind != "template" and out[-1].kind == kind and lo <= last_end
+                  and all(kinds[c] == kind or text[c].isspace() for c in range(last_end, lo)))
+        if joined:
+            out[-1] = Span(kind, (*out[-1].tokens, i))
+        else:
+            out.append(Span(kind, (i,)))
+        last_end = hi
+    return out
+
+
+def completion_offsets(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """The completion's token ids and each token's character span in `text`."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def rationale_hits(text: str, offsets: list[tuple[int, int]], gold: list[int],
+                   guess: list[int]) -> dict[str, list[bool]]:
+    """Per kind, whether each span of a reference completion was predicted right."""
+    out: dict[str, list[bool]] = {}
+    for s in spans(text, offsets):
+        ok = all(i < len(guess) and guess[i] == gold[i] for i in s.tokens)
+        out.setdefault(s.kind, []).append(ok)
+    return out
+
+
+def decision(text: str, answer: str) -> tuple[int, int]:
+    """Character span of an ST-Align question's decision in its reference completion: the
+    answer's first appearance in the think block (else the answer tag's content)."""
+    think = text.split("</think>")[0]
+    k = think.find(answer) if answer else -1
+    if k < 0:
+        k = text.find("<answer>") + len("<answer>")
+    return k, k + len(answer)
+
+
+def decision_right(tokenizer: Any, text: str, offsets: list[tuple[int, int]],
+                   gold: list[int], guess: list[int], answer: str, tolerance: float) -> bool:
+    """Whether the greedy guess at an ST-Align decision's tokens is the answer (a number
+    within `tolerance`, a word exactly)."""
+    lo, hi = decision(text, answer)
+    idx = [i for i, (a, b) in enumerate(offsets) if a < hi and b > lo]
+    if not idx:
+        return False
+    want = tokenizer.decode([gold[i] for i in idx]).strip()
+    got = tokenizer.decode([guess[i] for i in idx if i < len(guess)]).strip()
+    try:
+        return abs(float(got) - float(want)) <= tolerance + 1e-9
+    except ValueError:
+        return got == want
+
+
+def summarise(hits: dict[str, list[bool]]) -> dict[str, dict[str, float]]:
+    """`{kind: {"share": right / all, "n": all}}` in `KINDS` order (then any other)."""
+    order = [k for k in KINDS if k in hits] + label_order([k for k in hits if k not in KINDS])
+    return {k: {"share": sum(hits[k]) / len(hits[k]), "n": len(hits[k])} for k in order}
+
+
+def probe(tokenizer: Any, prompts: list[Any], guesses: list[list[int]],
+          align: bool = False) -> dict[str, dict[str, float]]:
+    """The probe's table for `prompts` (each with `.completion`, `.target`) and the model's
+    teacher-forced argmax tokens over each completion (`guesses[k][i]`: its guess for the
+    completion's token i). `align`: per ST-Align skill (the decision), else per kind."""
+    hits: dict[str, list[bool]] = {}
+    for p, guess in zip(prompts, guesses, strict=True):
+        gold, offsets = completion_offsets(tokenizer, p.completion)
+        if align:
+            skill = skill_label(json.loads(p.target.get("meta") or "{}")) or p.task
+            ok = decision_right(tokenizer, p.completion, offsets, gold, guess,
+                                str(p.target["answer"]), float(p.target.get("tolerance") or 0))
+            hits.setdefault(skill, []).append(ok)
+        else:
+            for kind, oks in rationale_hits(p.completion, offsets, gold, guess).items():
+                hits.setdefault(kind, []).extend(oks)
+    return summarise(hits)
+
+
+def markdown(table: dict[str, dict[str, dict[str, float]]], what: str) -> list[str]:
+    """`table[point][kind] = {"share", "n"}` as a markdown table, one row per kind, one
+    column per point of the run ("after sft_align", ...)."""
+    points = list(table)
+    kinds = list(dict.fromkeys(k for t in table.values() for k in t))
+    if not kinds:
+        return []
+    rows = [f"| {what} | n | " + " | ".join(points) + " |",
+            "|---|---:|" + "---:|" * len(points)]
+    for k in kinds:
+        n = next(int(t[k]["n"]) for t in table.values() if k in t)
+        rows.append(f"| {k} | {n} | " + " | ".join(
+            f"{table[p][k]['share']:.3f}" if k in table[p] else "-" for p in points) + " |")
+    return rows
