@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from envs.tasks.align import label_order, skill_label
+from envs.values import same_value
 
 KINDS = ("step", "level", "lag", "sum", "verdict", "answer", "template")
 """Kinds of rationale tokens, in table order."""
@@ -117,18 +118,15 @@ def decision(text: str, answer: str) -> tuple[int, int]:
 
 def decision_right(tokenizer: Any, text: str, offsets: list[tuple[int, int]],
                    gold: list[int], guess: list[int], answer: str, tolerance: float) -> bool:
-    """Whether the greedy guess at an ST-Align decision's tokens is the answer (a number
-    within `tolerance`, a word exactly)."""
+    """Whether the greedy guess at an ST-Align decision's tokens says the answer, as the
+    `value` answers are scored (`envs.values.same_value`: a number within `tolerance`)."""
     lo, hi = decision(text, answer)
     idx = [i for i, (a, b) in enumerate(offsets) if a < hi and b > lo]
     if not idx:
         return False
-    want = tokenizer.decode([gold[i] for i in idx]).strip()
-    got = tokenizer.decode([guess[i] for i in idx if i < len(guess)]).strip()
-    try:
-        return abs(float(got) - float(want)) <= tolerance + 1e-9
-    except ValueError:
-        return got == want
+    want = tokenizer.decode([gold[i] for i in idx])
+    got = tokenizer.decode([guess[i] for i in idx if i < len(guess)])
+    return same_value(got, want, tolerance)
 
 
 def summarise(hits: dict[str, list[bool]]) -> dict[str, dict[str, float]]:
