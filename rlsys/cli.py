@@ -245,15 +245,20 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.command == "sft":
         overrides.append("trainer.stages=[sft_align, sft_cot]")
     config = a.config
-    if a.resume:
+    if a.resume and a.start:
+        raise ValueError("--resume continues a run, --from begins a new one: give one")
+    if a.resume or a.start:
+        flag, run_dir = ("--resume", Path(a.resume)) if a.resume else \
+            ("--from", Path(a.start).resolve().parents[1])
         if a.config:
-            raise ValueError("--resume reads the run's own config.yaml; pass changes as "
+            raise ValueError(f"{flag} reads the run's own config.yaml; pass changes as "
                              "overrides (e.g. trainer.steps=80), not --config")
-        config = Path(a.resume) / "config.yaml"
+        config = run_dir / "config.yaml"
         if not config.is_file():
-            raise FileNotFoundError(f"{a.resume} is not a run directory (no config.yaml)")
+            raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
     try:
-        run(load_config(config, overrides), resume=Path(a.resume) if a.resume else None)
+        run(load_config(config, overrides), resume=Path(a.resume) if a.resume else None,
+            start=Path(a.start) if a.start else None)
     except Interrupted as e:
         print(f"strl: {e}", file=sys.stderr)
         return 128 + e.signum
@@ -473,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--config", help="YAML preset, e.g. configs/tiny_cpu.yaml")
         t.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the run in RUN_DIR from its newest checkpoint")
+        t.add_argument("--from", dest="start", metavar="CHECKPOINT",
+                       help="a new run that begins at another run's full checkpoint (e.g. "
+                            "runs/tiny/checkpoints/sft_cot-step-400) with that run's "
+                            "config and the overrides: variants of one warm start")
         t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.steps=40")
         t.set_defaults(fn=cmd_train)
 

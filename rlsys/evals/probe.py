@@ -11,7 +11,8 @@ and the rationale checker reads:
 | `lag` | a lag copied from the graph clause | "Node 0->Node 3 (lag **5**)" |
 | `sum` | the result of an operation written with its operands | "22 + 5 = **27**" |
 | `verdict` | a comparison's conclusion | "**too late**", "**matches**", "**before** it" |
-| `answer` | the option letter, in the think block and the answer tag | "option **A**" |
+| `option` | the option the think block concludes with | "option **A**" |
+| `answer` | the answer tag's content: a copy of that option | "<answer>**A**</answer>" |
 | `template` | everything else | "Node", " departs", "." |
 
 The model is fed the prompt and the reference up to each token (teacher forcing) and its
@@ -35,7 +36,7 @@ from typing import Any
 from envs.tasks.align import label_order, skill_label
 from envs.values import same_value
 
-KINDS = ("step", "level", "lag", "sum", "verdict", "answer", "template")
+KINDS = ("step", "level", "lag", "sum", "verdict", "option", "answer", "template")
 """Kinds of rationale tokens, in table order."""
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -46,7 +47,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("level", re.compile(r"(?:peak|moves (?:up|down),) ([+-]\d+)%")),
     ("level", re.compile(r"of the first \d+ steps of Node \d+ is (-?\d+(?:\.\d+)?)")),
     ("verdict", re.compile(r"\b(too late|too early|matches|no|before|after)\b")),
-    ("answer", re.compile(r"option ([A-Z])\b")),
+    ("option", re.compile(r"option ([A-Z])\b")),
     ("answer", re.compile(r"<answer>(.*?)</answer>", re.S)),
 )
 

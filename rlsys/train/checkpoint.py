@@ -88,6 +88,14 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be written or read; the message says which and why."""
 
 
+def due(step: int, every: int, last: int) -> bool:
+    """Whether a stage writes a full checkpoint after its step `step` (1-based): every
+    `every` steps and after its last one (`last`); never when `every` is 0. The last one
+    lets `--resume ... trainer.steps=<more>` extend GRPO, and GRPO variants branch off
+    the same supervised warm start."""
+    return every > 0 and (step % every == 0 or step == last)
+
+
 def name_of(stage: str, step: int) -> str:
     return f"{stage}-step-{step}"
 
@@ -147,6 +155,19 @@ def save(run_dir: Path, stage: str, progress: Progress, learners: list,
     publish(tmp, final)
     prune(run_dir, keep)
     return final
+
+
+def branch_point(ckpt: Path) -> Progress:
+    """Where the full checkpoint `ckpt` of some run stands, for a new run that starts there
+    (`strl train --from`): CheckpointError when it is not one, or fails verification."""
+    ckpt = Path(ckpt)
+    if not (ckpt / STATE_FILE).is_file():
+        raise CheckpointError(f"{ckpt} is not a full checkpoint (no {STATE_FILE}); give one "
+                              f"of <run>/{CHECKPOINTS}/<stage>-step-<n>")
+    why = verify(ckpt)
+    if why is not None:
+        raise CheckpointError(f"{ckpt} fails verification: {why}")
+    return Progress.from_json((ckpt / STATE_FILE).read_text(encoding="utf-8"))
 
 
 def complete(run_dir: Path) -> list[tuple[Progress, Path]]:

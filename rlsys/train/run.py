@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -83,12 +84,13 @@ class StopRequest:
             signal.signal(sig, old)
 
 
-def run(cfg: Config, resume: Path | None = None) -> Path:
-    """Train as configured, or continue the run in `resume`; returns the run directory."""
+def run(cfg: Config, resume: Path | None = None, start: Path | None = None) -> Path:
+    """Train as configured, continue the run in `resume`, or (`start`) begin a new run from
+    another run's full checkpoint; returns the run directory."""
     t_start = time.perf_counter()
     plugins.check(cfg)  # a broken plug-in stops the run here, before anything is written
     model_path = resolve_model(cfg)
-    run_dir, progress, ckpt = open_run_dir(cfg, resume)
+    run_dir, progress, ckpt = open_run_dir(cfg, resume, start)
     tok = AutoTokenizer.from_pretrained(model_path)
     source = PromptSource(cfg, tok, position=progress.position)
     start_ray(cfg)
@@ -122,9 +124,15 @@ def resolve_model(cfg: Config) -> str:
     return str(cfg.model.path)
 
 
-def open_run_dir(cfg: Config, resume: Path | None) -> tuple[Path, Progress, Path | None]:
+def open_run_dir(cfg: Config, resume: Path | None,
+                 start: Path | None = None) -> tuple[Path, Progress, Path | None]:
     """The run directory (a new one, or `resume`), where the run is, and the checkpoint to
-    load (None for a new run); the resolved config is written into it."""
+    load (None for a new run from scratch); the resolved config is written into it.
+
+    `start`: a full checkpoint of another run, where this new run begins (the same state:
+    weights, optimizer, stream positions, the evaluations so far), e.g. GRPO variants
+    branched off one supervised warm start. Its run's frozen KL reference comes along when
+    the checkpoint is inside GRPO."""
     progress, ckpt = Progress(), None
     if resume is not None:
         run_dir = Path(resume)
@@ -135,8 +143,15 @@ def open_run_dir(cfg: Config, resume: Path | None) -> tuple[Path, Progress, Path
         progress, ckpt = found
         print(f"resuming {run_dir} from {ckpt.name}")
     else:
+        if start is not None:
+            progress, ckpt = checkpoint.branch_point(start), Path(start)
         run_dir = unique_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt is not None and resume is None:
+        frozen = ckpt.parents[1] / REFERENCE
+        if ckpt.name.startswith("grpo-") and frozen.is_dir():
+            shutil.copytree(frozen, run_dir / REFERENCE)
+        print(f"starting {run_dir} from {ckpt}")
     dump_config(cfg, run_dir / "config.yaml")
     print(f"run directory: {run_dir}")
     return run_dir, progress, ckpt
@@ -370,7 +385,7 @@ def _sft(r: Run, stage: str) -> None:
         p.step += 1
         bar.set_postfix(loss=f"{m.get('sft_loss', float('nan')):.3f}")
         bar.update()
-        if s.save_every and p.step % s.save_every == 0 and p.step < s.steps:
+        if checkpoint.due(p.step, s.save_every, s.steps):
             r.save(stage)
         r.between_steps(stage)
     bar.close()
@@ -408,8 +423,7 @@ def _grpo(r: Run) -> None:
         if failing:
             resume = r.save("grpo").parents[1]
             raise RuntimeError(f"{failing} with `strl train --resume {resume}`")
-        k = cfg.trainer.save_every
-        if k and (p.step % k == 0 or p.step == steps):
-            r.save("grpo")  # the last step too: `--resume ... trainer.steps=<more>` extends
+        if checkpoint.due(p.step, cfg.trainer.save_every, steps):
+            r.save("grpo")
         r.between_steps("grpo")
     bar.close()

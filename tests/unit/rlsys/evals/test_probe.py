@@ -40,7 +40,7 @@ def _spans(tok, text):
 def test_every_kind_is_found_where_the_rationale_writes_it(tok) -> None:
     _, _, found = _spans(tok, ROOT)
     assert found == [("step", "22"), ("lag", "5"), ("sum", "27"), ("verdict", "too late"),
-                     ("level", "52"), ("step", "15"), ("level", "-42"), ("answer", "A"),
+                     ("level", "52"), ("step", "15"), ("level", "-42"), ("option", "A"),
                      ("answer", "A")]
 
 

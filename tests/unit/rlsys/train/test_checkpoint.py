@@ -89,6 +89,33 @@ def test_resume_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "not a run directory (no config.yaml)" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path), "--config", "configs/tiny_cpu.yaml"]) == 2
     assert "reads the run's own config.yaml" in capsys.readouterr().err
+    ckpt = _fake(tmp_path / "src", 1, "sft_cot", 4)
+    assert main(["train", "--from", str(ckpt), "--resume", str(tmp_path)]) == 2
+    assert "give one" in capsys.readouterr().err
+    assert main(["train", "--from", str(ckpt)]) == 2  # its run has no config.yaml
+    assert "src is not a run directory" in capsys.readouterr().err
+
+
+def test_a_new_run_starts_at_another_runs_verified_checkpoint(tmp_path: Path) -> None:
+    from rlsys.config import load_config
+    from rlsys.train.run import REFERENCE, open_run_dir
+
+    src = tmp_path / "src"
+    sft, grpo = _fake(src, 1, "sft_cot", 4), _fake(src, 2, "grpo", 6)
+    (src / REFERENCE).mkdir()
+    (src / REFERENCE / "config.json").write_text("{}")  # frozen when GRPO began
+    cfg = load_config(None, [f"trainer.out_dir={tmp_path}", "trainer.name=variant"])
+    run_dir, progress, ckpt = open_run_dir(cfg, None, sft)
+    assert (run_dir.name, ckpt, progress.stage, progress.step) == ("variant", sft, 1, 4)
+    assert not (run_dir / REFERENCE).exists()  # GRPO of this run freezes its own
+    run_dir, progress, ckpt = open_run_dir(cfg, None, grpo)
+    assert run_dir.name == "variant-2" and progress.position == 60
+    assert (run_dir / REFERENCE / "config.json").is_file()  # inside GRPO: the KL reference
+    with pytest.raises(checkpoint.CheckpointError, match="not a full checkpoint"):
+        checkpoint.branch_point(src)
+    _scribble(grpo / OPTIM)
+    with pytest.raises(checkpoint.CheckpointError, match="fails verification"):
+        checkpoint.branch_point(grpo)
 
 
 OPTIM = "learner/learner/optim_states.pt"
@@ -151,3 +178,9 @@ def test_publish_replaces_a_same_step_checkpoint_that_fails_verification(
     (again / checkpoint.MANIFEST).write_text(json.dumps(checkpoint.manifest(again)))
     checkpoint.publish(again, done)
     assert (done / OPTIM).read_bytes() == b"fresh" and checkpoint.verify(done) is None
+
+
+def test_a_stage_saves_every_k_steps_and_after_its_last() -> None:
+    assert [s for s in range(1, 11) if checkpoint.due(s, 4, 10)] == [4, 8, 10]
+    assert [s for s in range(1, 9) if checkpoint.due(s, 4, 8)] == [4, 8]
+    assert not any(checkpoint.due(s, 0, 10) for s in range(1, 11))  # 0: no periodic saves
