@@ -76,7 +76,9 @@ class Progress:
     """Run-wide counters (skipped gradient steps, actor restarts, ...)."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        """Keys in insertion order: the points of a run ("before", "after sft_align", ...)
+        come back in run order, and a resumed run's report lists them so."""
+        return json.dumps(asdict(self), indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Progress:

@@ -35,6 +35,8 @@ def test_progress_round_trips_through_json() -> None:
     p = Progress(stage=1, step=7, position=42, sft_position=96,
                  evals={"before": {"entity": {"n": 3}}}, counters={"skipped_grad_steps": 1})
     assert Progress.from_json(p.to_json()) == p
+    points = {"before": {}, "after sft_align": {}, "after sft_cot": {}}  # run order
+    assert list(Progress.from_json(Progress(evals=points).to_json()).evals) == list(points)
 
 
 def test_latest_is_the_newest_complete_checkpoint_by_stage_then_step(tmp_path: Path) -> None:
