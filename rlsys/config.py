@@ -327,6 +327,10 @@ class SFTConfig(_Section):
     """Share of each batch of the `sft_answer` / `sft_cot` stages drawn from the ST-Align
     questions, so that the perception skills are rehearsed, not forgotten (ignored by
     `sft_align` itself)."""
+    copy_drill: int = Field(0, ge=0)
+    """Copy drills added to each batch of the stage: ~10-token sequences cut from the
+    batch's own references, ending in the answer tag, so that the attention head copying
+    the concluded option into `<answer>` forms (experimental; see docs/results.md)."""
 
     def lr_at(self, step: int) -> float:
         """The learning rate of supervised step `step` (0-based) of a stage."""

@@ -52,6 +52,20 @@ def reference_ids(tokenizer: Any, p: Prompt, max_tokens: int,
     return ids[:max_tokens], len(ids) > max_tokens
 
 
+
+def copy_drill(tokenizer: Any, p: Prompt, ids: list[int], keep: int = 6) -> list[int] | None:
+    """A drill for the answer tag's copy of the option its think concludes with: the
+    prompt's first token, then `<think>` and the reference's first token, its last `keep`
+    tokens before `<answer>`, and the tag (None when the reference has no tag). The full
+    sequences never form the attention head that copies (a 1000-token prompt leaves it
+    ~1/1000 of the gradient); on ~10 tokens it forms (docs/results.md, 2026-12-05 evening)."""
+    start = tokenizer.convert_tokens_to_ids("<answer>")
+    if start not in ids:
+        return None
+    i = ids.index(start)
+    return p.ids[:1] + ids[:2] + ids[max(2, i - keep):]
+
+
 def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False,
                    patch: int | None = None) -> Prompt:
     """A sample record as the policy sees it: inline numbers, or (`patch`: series through

@@ -372,7 +372,8 @@ def _sft(r: Run, stage: str) -> None:
         prompts = draw(p.sft_position, s.batch_size - rehearse)
         if rehearse:  # ST-Align questions rehearsed in the later supervised stages
             prompts += r.source.align(p.sft_position, rehearse)
-        m = r.trainer.sft_step(prompts, answer_only=stage == "sft_answer", lr=s.lr_at(p.step))
+        m = r.trainer.sft_step(prompts, answer_only=stage == "sft_answer", lr=s.lr_at(p.step),
+                               drills=s.copy_drill)
         if rehearse:
             m["rehearsed"] = float(rehearse)
         r.logger.log(p.step, {f"{stage}/{k}": v for k, v in m.items()})

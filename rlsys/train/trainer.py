@@ -36,7 +36,7 @@ from rlsys.grpo import dynamic_sampling_mask, group_advantages, topup_needed
 from rlsys.model.chat import stop_ids
 from rlsys.sampling import Sampling
 from rlsys.stats import standard_error
-from rlsys.train.data import Prompt, PromptSource, reference_ids
+from rlsys.train.data import Prompt, PromptSource, copy_drill, reference_ids
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -237,8 +237,16 @@ class Trainer:
             seqs.append(Sequence(p.ids + ids, len(p.ids), series=p.series))
         return seqs, cut
 
-    def sft_step(self, prompts: list[Prompt], answer_only: bool, lr: float) -> dict[str, float]:
+    def sft_step(self, prompts: list[Prompt], answer_only: bool, lr: float,
+                 drills: int = 0) -> dict[str, float]:
+        """One supervised step on `prompts`' references, plus `drills` copy drills cut from
+        them (`copy_drill`)."""
         seqs, cut = self.references(prompts, answer_only)
+        for p, s in zip(prompts, list(seqs), strict=True):
+            d = copy_drill(self.tok, p, s.input_ids[s.prompt_len:]) if drills else None
+            if d is not None:
+                seqs.append(Sequence(d, 1))
+                drills -= 1
         return {**self.train(seqs, sft=True, lr=lr), "truncated": float(cut)}
 
     def probe(self, prompts: list[Prompt], align: bool = False) -> dict[str, dict[str, float]]:

@@ -52,3 +52,15 @@ def test_counters_round_trip_through_state(tmp_path: Path) -> None:
     assert src.state() == {"skipped_long_prompts": 7, "redrawn_samples": 3}
     src.restore({})  # a checkpoint from before the counters: zeros
     assert src.state() == {"skipped_long_prompts": 0, "redrawn_samples": 0}
+
+
+def test_a_copy_drill_is_the_references_tail_before_its_answer_tag() -> None:
+    from rlsys.train.data import Prompt, copy_drill
+
+    names = {"<answer>": 1}
+    tok = SimpleNamespace(convert_tokens_to_ids=lambda name: names[name])
+    p = Prompt("q", "entity", ids=[90, 91, 92], target={})
+    ref = [5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 1, 40, 2, 3]  # <think>, ..., <answer> C </answer>
+    assert copy_drill(tok, p, ref, keep=3) == [90, 5, 6, 15, 16, 17, 1, 40, 2, 3]
+    assert copy_drill(tok, p, [5, 6, 7, 1, 40, 2], keep=6) == [90, 5, 6, 7, 1, 40, 2]
+    assert copy_drill(tok, p, [5, 6, 7], keep=3) is None  # cut before its tag: no drill
