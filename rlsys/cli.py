@@ -239,6 +239,7 @@ def cmd_init_model(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from rlsys.config import load_config
+    from rlsys.train import checkpoint
     from rlsys.train.run import Interrupted, run
 
     overrides = list(a.overrides)
@@ -249,7 +250,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise ValueError("--resume continues a run, --from begins a new one: give one")
     if a.resume or a.start:
         flag, run_dir = ("--resume", Path(a.resume)) if a.resume else \
-            ("--from", Path(a.start).resolve().parents[1])
+            ("--from", checkpoint.run_of(Path(a.start)))
         if a.config:
             raise ValueError(f"{flag} reads the run's own config.yaml; pass changes as "
                              "overrides (e.g. trainer.steps=80), not --config")

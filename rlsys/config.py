@@ -322,7 +322,7 @@ class SFTConfig(_Section):
     save_every: int = Field(0, ge=0)
     """A full checkpoint every this many steps of the stage and after its last one (0:
     only when a stop is requested), for long supervised stages (`make learn`) and for
-    branching GRPO variants off the same warm start (`strl train --resume`)."""
+    branching GRPO variants off the same warm start (`strl train --from`)."""
     align_share: float = Field(0.0, ge=0, lt=1)
     """Share of each batch of the `sft_answer` / `sft_cot` stages drawn from the ST-Align
     questions, so that the perception skills are rehearsed, not forgotten (ignored by

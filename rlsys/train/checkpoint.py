@@ -159,6 +159,11 @@ def save(run_dir: Path, stage: str, progress: Progress, learners: list,
     return final
 
 
+def run_of(ckpt: Path) -> Path:
+    """The run directory a full checkpoint belongs to (`<run>/checkpoints/<name>`)."""
+    return Path(ckpt).resolve().parents[1]
+
+
 def branch_point(ckpt: Path) -> Progress:
     """Where the full checkpoint `ckpt` of some run stands, for a new run that starts there
     (`strl train --from`): CheckpointError when it is not one, or fails verification."""

@@ -52,7 +52,6 @@ def reference_ids(tokenizer: Any, p: Prompt, max_tokens: int,
     return ids[:max_tokens], len(ids) > max_tokens
 
 
-
 def copy_drill(tokenizer: Any, p: Prompt, ids: list[int], keep: int = 6) -> list[int] | None:
     """A drill for the answer tag's copy of the option its think concludes with: the
     prompt's first token, then `<think>` and the reference's first token, its last `keep`

@@ -143,12 +143,12 @@ def open_run_dir(cfg: Config, resume: Path | None,
         progress, ckpt = found
         print(f"resuming {run_dir} from {ckpt.name}")
     else:
-        if start is not None:
+        if start is not None:  # verified before anything is written
             progress, ckpt = checkpoint.branch_point(start), Path(start)
         run_dir = unique_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if ckpt is not None and resume is None:
-        frozen = ckpt.parents[1] / REFERENCE
+    if start is not None:
+        frozen = checkpoint.run_of(ckpt) / REFERENCE
         if ckpt.name.startswith("grpo-") and frozen.is_dir():
             shutil.copytree(frozen, run_dir / REFERENCE)
         print(f"starting {run_dir} from {ckpt}")

@@ -242,11 +242,10 @@ class Trainer:
         """One supervised step on `prompts`' references, plus `drills` copy drills cut from
         them (`copy_drill`)."""
         seqs, cut = self.references(prompts, answer_only)
-        for p, s in zip(prompts, list(seqs), strict=True):
-            d = copy_drill(self.tok, p, s.input_ids[s.prompt_len:]) if drills else None
-            if d is not None:
-                seqs.append(Sequence(d, 1))
-                drills -= 1
+        if drills:
+            cut_from = [copy_drill(self.tok, p, s.input_ids[s.prompt_len:])
+                        for p, s in zip(prompts, seqs, strict=True)]
+            seqs += [Sequence(d, 1) for d in cut_from if d is not None][:drills]
         return {**self.train(seqs, sft=True, lr=lr), "truncated": float(cut)}
 
     def probe(self, prompts: list[Prompt], align: bool = False) -> dict[str, dict[str, float]]:
