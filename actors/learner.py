@@ -20,8 +20,8 @@ import ray
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from rlsys.algorithms import Correction, policy_loss
 from rlsys.config import AlgorithmConfig, Config, LearnerConfig, ModelConfig
-from rlsys.grpo import policy_loss
 from rlsys.model.series import (
     SYNC_PREFIX,
     SeriesLM,
@@ -76,6 +76,12 @@ class LearnerSettings:
                     backend: str) -> LearnerSettings:
         return cls(model_path, device, dtype, backend, cfg.trainer.seed, cfg.model,
                    cfg.learner, cfg.algorithm)
+
+    @property
+    def correction(self) -> Correction:
+        """The rollout correction the loss applies (`algorithm.correction*`)."""
+        a = self.algorithm
+        return Correction(a.correction, a.correction_cap, *a.correction_bounds)
 
     @property
     def encoder_lr(self) -> float:
@@ -245,7 +251,8 @@ class LearnerWorker:
                         ref = self._token_logprobs(self.ref, ids, attn, series)
                     ref_s += time.perf_counter() - t_ref
                 a = self.s.algorithm
-                out = policy_loss(logp, old, adv, mask, clip_low=a.clip_low,
+                out = policy_loss(logp, old, adv, mask, loss=a.loss,
+                                  correction=self.s.correction, clip_low=a.clip_low,
                                   clip_high=a.clip_high, ref_logp=ref, kl_coef=a.kl_coef,
                                   kl_kind=a.kl_kind,
                                   **self._aggregation(num_tokens_total, num_seqs_total))

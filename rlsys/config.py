@@ -248,8 +248,23 @@ class JudgeServerConfig(_Section):
 
 
 class AlgorithmConfig(_Section):
-    advantage: Literal["grpo", "dr_grpo"] = "grpo"
-    """grpo: (r - mean) / (std + eps) per group; dr_grpo: r - mean (no std scaling)."""
+    advantage: str = "grpo"
+    """Advantage estimator, by its registered name (rlsys/algorithms/): grpo,
+    (r - mean) / (std + eps) per group; dr_grpo, r - mean; rloo, r minus the mean of the
+    group's other rollouts. Checked when the run starts."""
+    loss: str = "ppo_clip"
+    """Policy loss, by its registered name (rlsys/algorithms/): ppo_clip (GRPO's clipped
+    token ratio), gspo (the ratio and clip per sequence), cispo (a clipped, stop-gradient
+    importance weight on every token's log-prob). Checked when the run starts."""
+    correction: Literal["none", "tis", "mis"] = "none"
+    """Rollout correction: none uses the engine's log-probs as PPO's old policy; tis weights
+    each token by min(pi_learner / pi_rollout, correction_cap); mis drops sequences whose
+    geometric-mean ratio pi_learner / pi_rollout leaves correction_bounds
+    (rlsys/algorithms/correction.py)."""
+    correction_cap: float = Field(2.0, gt=0)
+    """tis: the largest importance weight of a token."""
+    correction_bounds: tuple[float, float] = (0.8, 1.25)
+    """mis: the sequence ratios kept, [lo, hi] with lo <= 1 <= hi."""
     clip_low: float = Field(0.2, ge=0)
     """PPO ratio clip below 1 (1 - clip_low)."""
     clip_high: float = Field(0.28, ge=0)
@@ -269,6 +284,14 @@ class AlgorithmConfig(_Section):
     supervised stages' (on the tiny preset it made no measured difference: results.md)."""
     spatial: SpatialConfig = SpatialConfig()
     """S-GRPO settings."""
+
+    @model_validator(mode="after")
+    def _bounds_hold_one(self) -> AlgorithmConfig:
+        lo, hi = self.correction_bounds
+        if not 0 < lo <= 1 <= hi:
+            raise ValueError(f"algorithm.correction_bounds must satisfy 0 < lo <= 1 <= hi, "
+                             f"got [{lo}, {hi}]")
+        return self
 
 
 class LearnerConfig(_Section):

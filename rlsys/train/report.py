@@ -333,7 +333,8 @@ def _reward_section(rows: list[dict[str, Any]]) -> list[str]:
     return lines + md_table(["metric", "first fifth", "last fifth", "difference"], table) + [""]
 
 
-UPDATE_KEYS = ("mismatch/kl", "mismatch/abs_logp", "ratio_mean", "clip_frac", "kl")
+UPDATE_KEYS = ("mismatch/kl", "mismatch/abs_logp", "ratio_mean", "clip_frac", "kl",
+               "correction/weight", "correction/truncated", "correction/rejected")
 """What the learner logs about its GRPO update: the rollout/learner gap and the clip."""
 
 
@@ -354,7 +355,9 @@ def _update_section(rows: list[dict[str, Any]]) -> list[str]:
             *md_table(["metric (per GRPO step)", "mean", "min", "max"], table), "",
             "`mismatch/kl`: k3 estimate of KL(rollout || learner) on the sampled tokens; "
             "`mismatch/abs_logp`: mean |learner - vLLM| log-prob of those tokens, both before "
-            "the update (`rlsys.grpo.policy_loss`).", ""]
+            "the update (`rlsys.algorithms.policy_loss`). `correction/*` (with "
+            "`algorithm.correction` tis or mis): the mean importance weight, the share of "
+            "tokens whose weight hit the cap, the share in rejected sequences.", ""]
 
 
 def _time_section(rows: list[dict[str, Any]]) -> list[str]:

@@ -30,6 +30,7 @@ import ray
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
+from rlsys.algorithms import advantage_fn, loss_fn
 from rlsys.config import Config, dump_config
 from rlsys.evals import report as evalreport
 from rlsys.evals.evaluate import RunEngines, run_eval, suite_questions
@@ -89,6 +90,7 @@ def run(cfg: Config, resume: Path | None = None, start: Path | None = None) -> P
     another run's full checkpoint; returns the run directory."""
     t_start = time.perf_counter()
     plugins.check(cfg)  # a broken plug-in stops the run here, before anything is written
+    advantage_fn(cfg.algorithm.advantage), loss_fn(cfg.algorithm.loss)  # so do unknown names
     model_path = resolve_model(cfg)
     run_dir, progress, ckpt = open_run_dir(cfg, resume, start)
     tok = AutoTokenizer.from_pretrained(model_path)

@@ -29,10 +29,10 @@ from actors.rollout import Completion
 from envs.tasks.align import skill_label
 from rewards import Target, evaluate
 from rewards.spatial import spatial_bonus, spatial_bonus_group_mean
+from rlsys.algorithms import advantage_fn, dynamic_sampling_mask, topup_needed
 from rlsys.config import Config
 from rlsys.dataio import fresh_dir
 from rlsys.evals.probe import probe as token_probe
-from rlsys.grpo import dynamic_sampling_mask, group_advantages, topup_needed
 from rlsys.model.chat import stop_ids
 from rlsys.sampling import Sampling
 from rlsys.stats import standard_error
@@ -349,10 +349,10 @@ class Trainer:
     def _sequences(self, kept: list[Group]) -> list[Sequence]:
         """The training sequences of the kept groups, each with its group-relative advantage
         (empty completions carry no tokens to train on)."""
-        a, n = self.cfg.algorithm, self.cfg.rollout.n
+        estimate, n = advantage_fn(self.cfg.algorithm.advantage), self.cfg.rollout.n
         seqs = []
         for g in kept:
-            adv = group_advantages(g.rewards, n, scale_by_std=a.advantage == "grpo").tolist()
+            adv = estimate(g.rewards, n).tolist()
             seqs += [Sequence(g.prompt.ids + c.token_ids, len(g.prompt.ids), c.logprobs, av,
                               series=g.prompt.series)
                      for c, av in zip(g.completions, adv, strict=True) if c.token_ids]

@@ -98,13 +98,17 @@ def test_the_run_ends_with_the_eval_suite_in_its_report(default_run) -> None:
 def test_the_intervention_family_trains_end_to_end(short_run) -> None:
     """The decision-making family through the same pipeline: its questions are generated,
     warm-started on their rationales, rolled out, scored (exact match, format, the
-    rationale checker) and trained on, and the held-out evaluation reports it."""
+    rationale checker) and trained on, and the held-out evaluation reports it. The update
+    here is another registered algorithm: RLOO advantages, the CISPO loss and truncated
+    importance weights against the engine's log-probs."""
     done = short_run("intervention", "data.tasks={intervention: 1}", "trainer.steps=2",
-                     "trainer.suite_per_cell=0")
+                     "trainer.suite_per_cell=0", "algorithm.advantage=rloo",
+                     "algorithm.loss=cispo", "algorithm.correction=tis")
     rows = [json.loads(x) for x in (done.run / "metrics.jsonl").read_text().splitlines()]
     grpo = [r for r in rows if "reward/mean" in r]
     assert [r["step"] for r in grpo] == [0, 1]
     assert all("acc/intervention" in r and "reward/rationale" in r for r in grpo)
+    assert all(0 < r["correction/weight"] <= 2 and r["mismatch/kl"] >= 0 for r in grpo)
     # rollout.max_tokens=16 here: the references are cut, counted and warned about
     sft = [r for r in rows if "sft_cot/truncated" in r]
     assert sft and all(r["sft_cot/truncated"] > 0 for r in sft)
@@ -114,6 +118,7 @@ def test_the_intervention_family_trains_end_to_end(short_run) -> None:
     assert all("One link into Node" in s["prompt"] for s in samples)
     report = (done.run / "report.md").read_text()
     assert "| intervention |" in report and "| after grpo |" in report
+    assert "`correction/weight`" in report
 
 
 def test_strl_probe_reads_a_saved_policy(default_run, tmp_path) -> None:

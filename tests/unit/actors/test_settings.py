@@ -7,9 +7,12 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+import pytest
+
 from actors.judge_server import JudgeServerSettings
 from actors.learner import LearnerSettings
 from actors.rollout import EngineSettings
+from rlsys.algorithms import Correction
 from rlsys.config import Config, JudgeServerConfig, load_config
 from rlsys.sampling import Sampling
 
@@ -79,3 +82,12 @@ def test_to_vllm_is_the_one_translation() -> None:
     assert q.seed is None and q.logprobs == 0 and q.structured_outputs is None
     assert q.output_kind.name == "DELTA"
     assert s.to_vllm(stream=False).output_kind.name == "FINAL_ONLY"
+
+
+def test_the_config_builds_the_learners_correction() -> None:
+    cfg = load_config(CONFIGS / "tiny_cpu.yaml", ["algorithm.correction=mis",
+                                                "algorithm.correction_bounds=[0.5, 2.0]"])
+    s = LearnerSettings.from_config(cfg, "m", "cpu", "float32", "gloo")
+    assert s.correction == Correction("mis", 2.0, 0.5, 2.0)
+    with pytest.raises(ValueError, match="correction_bounds"):
+        load_config(CONFIGS / "tiny_cpu.yaml", ["algorithm.correction_bounds=[1.2, 2.0]"])

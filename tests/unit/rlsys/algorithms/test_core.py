@@ -11,21 +11,21 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlsys import grpo
-from rlsys.grpo import (
+from rlsys.algorithms import core, correction, grpo
+from rlsys.algorithms.core import (
     dynamic_sampling_mask,
-    group_advantages,
     kl_penalty,
     masked_mean,
     policy_loss,
     topup_needed,
 )
+from rlsys.algorithms.grpo import group_advantages
 
 REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.5, 0.5, 0.5, 0.5]])
 LOG2 = math.log(2.0)
 
 
-def one_token(logp: float, old_logp: float, adv: float, **kw) -> tuple[grpo.LossOutput, float]:
+def one_token(logp: float, old_logp: float, adv: float, **kw) -> tuple[core.LossOutput, float]:
     """Loss of a single response token, and d loss / d logp."""
     lp = torch.tensor([[logp]], requires_grad=True)
     out = policy_loss(lp, torch.tensor([[old_logp]]), torch.tensor([adv]),
@@ -34,8 +34,9 @@ def one_token(logp: float, old_logp: float, adv: float, **kw) -> tuple[grpo.Loss
     return out, lp.grad.item()
 
 
-def test_module_doctests_pass() -> None:
-    assert doctest.testmod(grpo).failed == 0
+@pytest.mark.parametrize("module", [core, correction, grpo])
+def test_module_doctests_pass(module) -> None:
+    assert doctest.testmod(module).failed == 0
 
 
 # --- advantages --------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""GRPO math: group-relative advantages, dynamic sampling, KL estimators and the clipped loss.
+"""What every RL algorithm shares: dynamic sampling, KL estimators, aggregation and
+`policy_loss`, which wraps a registered loss with the rollout correction and the KL term.
 
 Pure functions on torch tensors (rewards may also come as numpy arrays). Nothing here knows
-about Ray, DeepSpeed or a model: the trainer computes advantages with these functions and
-the learner calls `policy_loss` on each micro-batch, so both sides can be tested on a CPU.
+about Ray, DeepSpeed or a model: the trainer computes advantages with the registered
+estimators and the learner calls `policy_loss` on each micro-batch, so both sides can be
+tested on a CPU.
 
 Conventions
 - Rollouts of one prompt are consecutive: rewards of G prompts with n rollouts each are a
@@ -21,6 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlsys.algorithms.correction import Correction, Weights, importance_weights
+from rlsys.algorithms.registry import loss_fn
+
 KLKind = Literal["k1", "k2", "k3"]
 Aggregation = Literal["token_mean", "seq_mean_token_mean"]
 
@@ -30,6 +35,7 @@ AGGREGATIONS: tuple[str, ...] = ("token_mean", "seq_mean_token_mean")
 # exp() of a log-ratio beyond +-20 is a probability ratio of ~5e8: no meaningful update is
 # that large, and e^20 still fits in float32/bfloat16 (e^89 would not). veRL clamps there too.
 LOG_RATIO_CLAMP = 20.0
+NO_CORRECTION = Correction()
 
 
 # ---------------------------------------------------------------------------------------
@@ -37,7 +43,7 @@ LOG_RATIO_CLAMP = 20.0
 # ---------------------------------------------------------------------------------------
 
 
-def _as_groups(rewards: Tensor | np.ndarray, n: int) -> Tensor:
+def as_groups(rewards: Tensor | np.ndarray, n: int) -> Tensor:
     """Rewards as a float `(G, n)` tensor; raises if they do not split into groups of n."""
     if n < 1:
         raise ValueError(f"group size n must be >= 1, got {n}")
@@ -57,38 +63,6 @@ def _as_groups(rewards: Tensor | np.ndarray, n: int) -> Tensor:
     return r.view(-1, n)
 
 
-def group_advantages(
-    rewards: Tensor | np.ndarray,
-    n: int,
-    *,
-    scale_by_std: bool = True,
-    eps: float = 1e-6,
-) -> Tensor:
-    """GRPO advantages `(r - mean_group) / (std_group + eps)`, in the shape of `rewards`.
-
-    `std_group` is the *sample* standard deviation (Bessel's correction, divisor n - 1), as
-    in veRL's `compute_grpo_outcome_advantage` and TRL's `GRPOTrainer` (both call
-    `torch.std`, unbiased by default), so runs compare with theirs at equal n. Population
-    std would scale every advantage up by sqrt(n / (n - 1)) (1.15 at n = 4, 1.07 at n = 8).
-    A group whose rewards are all equal gets advantage 0, not NaN.
-
-    With `scale_by_std=False` this is Dr. GRPO's `r - mean_group`: no division, so groups
-    with a small spread are not up-weighted. `n = 1` is refused: a group of one has no
-    baseline and an undefined sample std.
-
-    >>> group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), n=4, scale_by_std=False)
-    tensor([ 0.5000, -0.5000, -0.5000,  0.5000])
-    """
-    if n < 2:
-        raise ValueError(f"GRPO needs n >= 2 rollouts per prompt to form a baseline, got {n}")
-    shape = torch.as_tensor(rewards).shape
-    r = _as_groups(rewards, n)
-    centred = r - r.mean(dim=1, keepdim=True)
-    if scale_by_std:
-        centred = centred / (r.std(dim=1, keepdim=True, correction=1) + eps)
-    return centred.reshape(shape)
-
-
 def dynamic_sampling_mask(rewards: Tensor | np.ndarray, n: int, tol: float = 1e-9) -> Tensor:
     """Bool `(G,)`: True for groups to keep, i.e. whose rewards are not all equal (DAPO).
 
@@ -98,7 +72,7 @@ def dynamic_sampling_mask(rewards: Tensor | np.ndarray, n: int, tol: float = 1e-
     >>> dynamic_sampling_mask(torch.tensor([1.0, 0.0, 0.5, 0.5]), n=2)
     tensor([ True, False])
     """
-    r = _as_groups(rewards, n)
+    r = as_groups(rewards, n)
     spread = r.max(dim=1).values - r.min(dim=1).values
     return spread > tol
 
@@ -170,27 +144,31 @@ class LossOutput:
     """
 
     loss: Tensor  # scalar with grad: pg + kl_coef * kl, aggregated as requested
-    pg_loss: Tensor  # token mean of the clipped surrogate loss alone
+    pg_loss: Tensor  # token mean of the (weighted) surrogate loss alone
     kl: Tensor | None  # token mean of the KL estimate; None when no ref_logp was given
     clip_frac: Tensor  # fraction of tokens whose gradient the clip removed
-    ratio_mean: Tensor  # token mean of pi / pi_old
+    ratio_mean: Tensor  # token mean of pi_theta / pi_old
     num_tokens: int  # masked (response) tokens in this call
+    mismatch_abs: Tensor  # token mean of |log pi_learner - log pi_rollout|
+    mismatch_kl: Tensor  # token mean of the k3 estimate of KL(pi_rollout || pi_learner)
+    correction: Weights | None = None  # the importance weights, unless correction is none
     entropy: Tensor | None = None  # token mean of the entropy passed in, if any
-    mismatch_abs: Tensor | None = None  # token mean of |logp - old_logp|
-    mismatch_kl: Tensor | None = None  # token mean of the k3 estimate of KL(pi_old || pi)
 
     def as_dict(self) -> dict[str, float]:
         """Plain floats for a logger; metrics that were not computed are left out."""
         out = {"loss": float(self.loss.detach()), "pg_loss": float(self.pg_loss),
                "clip_frac": float(self.clip_frac), "ratio_mean": float(self.ratio_mean),
-               "num_tokens": float(self.num_tokens)}
+               "num_tokens": float(self.num_tokens),
+               "mismatch/abs_logp": float(self.mismatch_abs),
+               "mismatch/kl": float(self.mismatch_kl)}
         if self.kl is not None:
             out["kl"] = float(self.kl)
         if self.entropy is not None:
             out["entropy"] = float(self.entropy)
-        if self.mismatch_abs is not None and self.mismatch_kl is not None:
-            out["mismatch/abs_logp"] = float(self.mismatch_abs)
-            out["mismatch/kl"] = float(self.mismatch_kl)
+        if self.correction is not None:
+            out["correction/weight"] = float(self.correction.mean)
+            out["correction/truncated"] = float(self.correction.truncated)
+            out["correction/rejected"] = float(self.correction.rejected)
         return out
 
 
@@ -229,10 +207,12 @@ def _aggregate(
 
 def policy_loss(
     logp: Tensor,
-    old_logp: Tensor,
+    rollout_logp: Tensor,
     advantages: Tensor,
     mask: Tensor,
     *,
+    loss: str = "ppo_clip",
+    correction: Correction = NO_CORRECTION,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
     ref_logp: Tensor | None = None,
@@ -243,35 +223,40 @@ def policy_loss(
     num_seqs_total: int | None = None,
     entropy: Tensor | None = None,
 ) -> LossOutput:
-    """PPO-clipped token-level surrogate of GRPO, plus `kl_coef` times a KL estimate.
+    """The registered policy loss `loss`, importance-weighted, plus `kl_coef` times a KL
+    estimate, aggregated over the batch.
 
-    Per response token, with `ratio = exp(logp - old_logp)` and advantage A:
-        loss_t = -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)
-                 + kl_coef * kl_penalty(logp, ref_logp, kl_kind)
-    The min is the pessimistic bound: for A > 0 the objective stops growing once ratio
-    passes 1 + clip_high, for A < 0 once it falls below 1 - clip_low; past those points the
-    token has no gradient (that is what `clip_frac` counts). `clip_high > clip_low` is
-    DAPO's clip-higher (e.g. 0.28), which leaves room to raise unlikely good tokens.
+    Per response token t, with advantage A and the loss's surrogate l_t (for "ppo_clip",
+    GRPO's: l_t = -min(r_t A, clip(r_t, 1 - clip_low, 1 + clip_high) A), r_t = pi_theta /
+    pi_old; see each loss's docstring):
+        loss_t = w_t * l_t + kl_coef * kl_penalty(logp, ref_logp, kl_kind)
+    - `correction.kind == "none"`: pi_old = pi_rollout (`rollout_logp`, the engine's log-probs)
+      and w_t = 1: the loss strl always had.
+    - "tis" / "mis": pi_old = pi_theta detached (the learner before its one update of this
+      batch) and w_t the truncated or masked importance weight of pi_old against pi_rollout
+      (`rlsys.algorithms.correction`).
 
-    Only `logp` carries gradient: `old_logp`, `ref_logp` and `advantages` are detached.
-
-    The rollout/learner mismatch, measured on the same tokens (exact when `logp` comes from
-    the weights that generated them, as in the one optimizer step of a GRPO step):
-    `mismatch_abs` = mean |logp - old_logp| and `mismatch_kl` = mean of the k3 estimate
-    `r - 1 - log r`, `r = exp(logp - old_logp)`, of KL(pi_old || pi) on tokens sampled from
-    pi_old (prime-rl's `mismatch_kl`).
+    Only `logp` carries gradient: `rollout_logp`, `ref_logp` and `advantages` are detached.
     `advantages` are per sequence `(B,)` (broadcast over tokens) or per token `(B, T)`.
+
+    The rollout/learner mismatch is measured on the same tokens (exact when `logp` comes from
+    the weights that generated them, as in a synchronous GRPO step):
+    `mismatch_abs` = mean |logp - rollout_logp| and `mismatch_kl` = mean of the k3 estimate
+    `r - 1 - log r`, `r = exp(logp - rollout_logp)`, of KL(pi_rollout || pi_learner) on
+    tokens sampled from pi_rollout (prime-rl's `mismatch_kl`).
 
     Aggregation:
     - "token_mean" (DAPO, Dr. GRPO): sum over every masked token of the batch / number of
       masked tokens, so long answers are not down-weighted per token.
-    - "seq_mean_token_mean" (original GRPO): mean over sequences of per-sequence token means.
+    - "seq_mean_token_mean" (original GRPO, GSPO): mean over sequences of per-sequence token
+      means.
 
     Gradient accumulation: when a batch is split into micro-batches, pass the whole batch's
     masked-token count as `num_tokens_total` (or its sequence count as `num_seqs_total` for
     "seq_mean_token_mean") to every micro-batch; each loss is then a share of the full-batch
     mean and the accumulated gradient equals the full-batch gradient exactly.
     """
+    surrogate = loss_fn(loss)
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {AGGREGATIONS}")
     if not (0.0 <= clip_low < 1.0 and clip_high >= 0.0):
@@ -282,7 +267,7 @@ def policy_loss(
                         ("num_seqs_total", num_seqs_total)):
         if total is not None and total < 1:
             raise ValueError(f"{name} must be >= 1, got {total}")
-    _check_shapes(logp, old_logp, advantages, mask)
+    _check_shapes(logp, rollout_logp, advantages, mask)
 
     m = mask.bool()
     dtype = torch.promote_types(logp.dtype, torch.float32)
@@ -290,17 +275,20 @@ def policy_loss(
     # Sanitise padded positions *before* any arithmetic: a NaN or -inf there would otherwise
     # come back as a NaN gradient through exp, even though the forward value is masked out.
     logp_ = torch.where(m, logp.to(dtype), zero)
-    old_ = torch.where(m, old_logp.detach().to(dtype), zero)
+    rollout_ = torch.where(m, rollout_logp.detach().to(dtype), zero)
     adv = advantages.detach().to(dtype)
     adv = torch.where(m, adv if adv.dim() == 2 else adv[:, None], zero)
 
-    ratio = torch.exp((logp_ - old_).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
-    surr = ratio * adv
-    surr_clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
-    pg_per_token = -torch.minimum(surr, surr_clipped)
-    # Clipping is "active" where the clipped branch is strictly the smaller one: there the
-    # gradient through ratio is zero. Ties (ratio inside the range, or A = 0) do not count.
-    clipped = (surr_clipped < surr) & m
+    weights = None
+    old_ = rollout_
+    if correction.kind != "none":
+        old_ = logp_.detach()
+        weights = importance_weights(old_, rollout_, m, correction)
+    pg_per_token, clipped = surrogate(logp_, old_, adv, m, clip_low=clip_low,
+                                      clip_high=clip_high)
+    pg_per_token = torch.where(m, pg_per_token, zero)
+    if weights is not None:
+        pg_per_token = pg_per_token * weights.w
 
     per_token = pg_per_token
     kl_metric = None
@@ -311,15 +299,16 @@ def policy_loss(
         kl_metric = masked_mean(kl_per_token.detach(), m)
     per_token = torch.where(m, per_token, zero)
 
-    loss = _aggregate(per_token, m, aggregation, num_tokens_total, num_seqs_total)
+    ratio = torch.exp((logp_.detach() - old_).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     return LossOutput(
-        loss=loss,
+        loss=_aggregate(per_token, m, aggregation, num_tokens_total, num_seqs_total),
         pg_loss=masked_mean(pg_per_token.detach(), m),
         kl=kl_metric,
-        clip_frac=masked_mean(clipped.to(dtype), m),
-        ratio_mean=masked_mean(ratio.detach(), m),
+        clip_frac=masked_mean((clipped & m).to(dtype), m),
+        ratio_mean=masked_mean(ratio, m),
         num_tokens=int(m.sum()),
+        mismatch_abs=masked_mean((logp_ - rollout_).detach().abs(), m),
+        mismatch_kl=masked_mean(kl_penalty(rollout_, logp_.detach(), "k3"), m),
+        correction=weights,
         entropy=None if entropy is None else masked_mean(entropy.detach().to(dtype), m),
-        mismatch_abs=masked_mean((logp_ - old_).detach().abs(), m),
-        mismatch_kl=masked_mean(kl_penalty(old_, logp_.detach(), "k3"), m),
     )
