@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 CHECKPOINT ?= runs/tiny/checkpoints/final
 
-.PHONY: venv run learn demo test test-fast lint quality bench bench-sync bench-ckpt bench-rollout bench-series serve eval \
+.PHONY: venv run learn demo test test-fast lint quality bench bench-sync bench-ckpt bench-rollout bench-series bench-async serve eval \
 	bench-serve bench-shed clean
 
 $(STAMP): pyproject.toml
@@ -73,6 +73,11 @@ bench-ckpt: $(STAMP)
 
 bench-series: $(STAMP)
 	$(BIN)/python benchmarks/series_encoder.py
+
+# sync vs asynchronous GRPO (max_staleness 1, 2) on identical work; FROM=<full checkpoint>
+# starts every arm from a warm start (e.g. runs/tiny/checkpoints/sft_cot-step-400)
+bench-async: $(STAMP)
+	$(BIN)/python benchmarks/async_grpo.py $(if $(FROM),--from $(FROM))
 
 bench-rollout: $(STAMP)
 	$(BIN)/python benchmarks/rollout_throughput.py --config configs/tiny_cpu.yaml

@@ -56,6 +56,7 @@ class Completion:
 class RolloutWorker:
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
+        self.busy_s = 0.0
         self.llm = None
         self.encoder = None  # the engine's copy of the time-series encoder (series: encoder)
         self.placeholder_id = -1
@@ -115,6 +116,7 @@ class RolloutWorker:
         not sent). `series[k]`: the series prompt k's placeholders stand for (an engine with
         the encoder)."""
         llm = self._require()
+        t0 = time.perf_counter()
         if reseed is not None:
             llm.collective_rpc("strl_reseed", args=(int(reseed),))
         params = sampling.to_vllm(per_request_seed=False, logprobs=True)
@@ -127,7 +129,12 @@ class RolloutWorker:
                 ids = list(c.token_ids)
                 lps = [step[tok].logprob for step, tok in zip(c.logprobs or [], ids, strict=False)]
                 result.append(Completion(i, ids, lps, c.text, c.finish_reason or "length"))
+        self.busy_s += time.perf_counter() - t0
         return result
+
+    def busy(self) -> float:
+        """Seconds spent generating since this engine started (its idle share per step)."""
+        return self.busy_s
 
     def sync_init(self, host: str, port: int, rank_offset: int, world: int, backend: str,
                   timeout_s: float) -> list[int]:

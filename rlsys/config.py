@@ -279,6 +279,11 @@ class AlgorithmConfig(_Section):
     """Drop groups whose rewards are all equal and top the batch up with fresh prompts."""
     max_topups: int = Field(2, ge=0)
     """Extra generation rounds per step to refill dropped groups."""
+    max_staleness: int = Field(0, ge=0)
+    """Asynchronous GRPO: the engines sample the batches of up to this many steps ahead
+    while the learners train, each sample tagged with the policy version that drew it and
+    trained at most this many versions later. 0: the synchronous loop (train, sync, then
+    generate), exactly as before. Pair k >= 1 with a correction (tis or mis)."""
     fresh_optimizer: bool = False
     """Start GRPO with fresh AdamW moments, as a separate RL job would, instead of the
     supervised stages' (on the tiny preset it made no measured difference: results.md)."""

@@ -138,8 +138,10 @@ def publish(tmp: Path, final: Path) -> Path:
 
 
 def save(run_dir: Path, stage: str, progress: Progress, learners: list,
-         model_path: str | Path, keep: int, card: PromptCard | None = None) -> Path:
+         model_path: str | Path, keep: int, card: PromptCard | None = None,
+         extra: dict[str, str] | None = None) -> Path:
     """Write a full checkpoint of the run at `progress`, then drop all but the newest `keep`.
+    `extra`: more files of the run's state, by name (asynchronous GRPO's rounds in flight).
 
     The learner ranks write their state into the checkpoint directory, so with several
     nodes `run_dir` must be on a filesystem every learner node sees (as for Ray Train)."""
@@ -151,6 +153,8 @@ def save(run_dir: Path, stage: str, progress: Progress, learners: list,
     tmp.mkdir()
     save_policy(learners, tmp / POLICY, model_path, card)
     ray.get([ln.save_state.remote(str(tmp / "learner")) for ln in learners])
+    for name, text in (extra or {}).items():
+        write_atomic(tmp / name, text, fsync=True)
     write_atomic(tmp / STATE_FILE, progress.to_json(), fsync=True)
     write_atomic(tmp / MANIFEST, json.dumps(manifest(tmp), indent=1, sort_keys=True),
                  fsync=True)  # last: it vouches for everything above

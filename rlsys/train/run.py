@@ -36,7 +36,7 @@ from rlsys.evals import report as evalreport
 from rlsys.evals.evaluate import RunEngines, run_eval, suite_questions
 from rlsys.model.build import ensure_model, validate_model
 from rlsys.model.card import card_of
-from rlsys.train import checkpoint, plugins
+from rlsys.train import checkpoint, plugins, rounds
 from rlsys.train.checkpoint import Progress
 from rlsys.train.cluster import Handles, build, cluster_gpus
 from rlsys.train.data import PromptSource
@@ -232,6 +232,9 @@ class Run:
             raise
         self.reference.restore()
         self.trainer.sync()
+        if (ckpt / rounds.ROUNDS_FILE).is_file():  # asynchronous GRPO's rounds in flight
+            self.trainer.restore_rounds(rounds.loads((ckpt / rounds.ROUNDS_FILE).read_text()),
+                                        self.progress.step)
 
     def save(self, stage: str) -> Path:
         """A full checkpoint of where the run is (once per step: a stop requested on a
@@ -239,10 +242,12 @@ class Run:
         p = self.progress
         if (p.stage, p.step) not in self.saved:
             p.position = self.source.position
+            ahead = self.trainer.rounds() if stage == "grpo" else []
             p.counters.update(**self.trainer.state(), **self.source.state())
             self.saved[(p.stage, p.step)] = checkpoint.save(
                 self.run_dir, stage, p, self.handles.learners, self.model_path,
-                self.cfg.trainer.keep_checkpoints, self.card)
+                self.cfg.trainer.keep_checkpoints, self.card,
+                {rounds.ROUNDS_FILE: rounds.dumps(ahead)} if ahead else None)
         return self.saved[(p.stage, p.step)]
 
     def between_steps(self, stage: str) -> None:

@@ -37,26 +37,17 @@ from rlsys.model.chat import stop_ids
 from rlsys.sampling import Sampling
 from rlsys.stats import standard_error
 from rlsys.train.data import Prompt, PromptSource, copy_drill, reference_ids
+from rlsys.train.rounds import (
+    Group,
+    Round,
+    compared,
+    generation_seed,
+    rollout_metrics,
+    staleness_metrics,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-def generation_seed(seed: int, step: int, round_: int) -> int:
-    """The sampler seed of one generation call of a GRPO step (engine i adds i): a pure
-    function of where the call is in the run, so a resumed run draws the same tokens."""
-    return (seed * 1_000_003 + step * 1_009 + round_ * 31) % (2**31 - 1024)
-
-
-@dataclass
-class Group:
-    """One prompt's n completions in a GRPO step, as scored."""
-
-    prompt: Prompt
-    completions: list[Completion]
-    result: RewardResult  # the scoring call that scored them (shared by a round's groups)
-    rows: slice  # their rows in `result`
-    rewards: np.ndarray  # what the advantages use: the totals, plus S-GRPO's bonus
-
 
 @dataclass
 class StepResult:
@@ -71,6 +62,10 @@ class ActorFailure(RuntimeError):
     """Actors kept dying past `trainer.max_actor_restarts`: the run stops."""
 
 
+class SyncFailure(RuntimeError):
+    """A weight sync failed or did not finish within `sync.timeout_s`; names the actor."""
+
+
 class Trainer:
     def __init__(self, cfg: Config, handles: Any, tokenizer: Any, source: PromptSource) -> None:
         self.cfg, self.h, self.tok, self.source = cfg, handles, tokenizer, source
@@ -81,6 +76,10 @@ class Trainer:
         self.recover_s = 0.0  # time spent rebuilding actors in the current step
         # (calls, failures) of the AI judge over the last judge_server.window_steps steps
         self.judge_window: deque[tuple[float, float]] = deque(maxlen=cfg.judge_server.window_steps)
+        self.version = 0  # GRPO updates applied to the policy (the engines get it at sync)
+        self.flights: deque[Round] = deque()  # rounds of later steps, launched or gathered
+        self.launched = 0  # the first step whose round is not launched yet
+        self.engine_busy: list[float] = []  # each engine's busy seconds at the last look
 
     # ---- resume ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -90,7 +89,8 @@ class Trainer:
         return {"skipped_grad_steps": self.skipped_grad_steps,
                 "restarts_rollout": self.restarts["rollout"],
                 "restarts_reward": self.restarts["reward"],
-                "judge_window": [list(x) for x in self.judge_window]}
+                "judge_window": [list(x) for x in self.judge_window],
+                "policy_version": self.version}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from `state()` (missing keys: a fresh run's values)."""
@@ -99,6 +99,16 @@ class Trainer:
                          "reward": int(state.get("restarts_reward", 0))}
         self.judge_window.clear()
         self.judge_window.extend(tuple(x) for x in state.get("judge_window", []))
+        self.version = int(state.get("policy_version", 0))
+
+    def rounds(self) -> list[Round]:
+        """The rounds of later steps, gathered (a checkpoint keeps them: `rounds.py`)."""
+        return [self.gather(r) for r in self.flights]
+
+    def restore_rounds(self, rounds: list[Round], step: int) -> None:
+        """Continue with a checkpoint's rounds; `step` is the next GRPO step."""
+        self.flights = deque(rounds)
+        self.launched = max([step] + [r.step + 1 for r in rounds])
 
     # ---- surviving dead actors ----------------------------------------------------
     def _retrying(self, role: str, call: Callable[[], T]) -> T:
@@ -132,8 +142,12 @@ class Trainer:
         # so a flapping actor cannot keep a step retrying forever.
         self.restarts[role] += max(1, len(dead))
         if role == "rollout" and dead:
+            self._settle()  # the live engines finish the rounds queued on them first
             self.sync_init()  # a new group with every engine, then the current weights
             self.sync()
+            for rnd in self.flights:  # rounds ahead that the dead engines held: again
+                if any(i in dead for i, *_ in rnd.calls + rnd.free_calls):
+                    self._relaunch(rnd)
         self.recover_s += time.perf_counter() - t0
         log.warning("rebuilt %d %s actor(s) in %.1fs; retrying", len(dead), role,
                     time.perf_counter() - t0)
@@ -156,13 +170,34 @@ class Trainer:
             self.wire = plans[0]
 
     def sync(self) -> dict[str, float]:
-        """Push the learner's weights to every engine (timeout: an error, not a hang)."""
+        """Push the learner's weights to every engine. One that has not finished within
+        `sync.timeout_s` (plus a margin for the call itself) or fails is a `SyncFailure`
+        naming it, never a hang; a dead engine is left to the caller's `_retrying`."""
         t0 = time.perf_counter()
         c = self.cfg.sync
-        refs = [ln.sync_send.remote(self.wire) for ln in self.h.learners]
-        refs += [e.sync_receive.remote(self.wire, c.timeout_s) for e in self.h.engines]
-        out = ray.get(refs, timeout=c.timeout_s + 30)
-        return {"time/sync": time.perf_counter() - t0, "sync_bytes": out[0]["bytes"]}
+        sent = [ln.sync_send.remote(self.wire) for ln in self.h.learners]
+        got = [e.sync_receive.remote(self.wire, c.timeout_s) for e in self.h.engines]
+        # engines first: a dead engine's RayActorError reaches `_retrying` (which rebuilds
+        # it) before a learner's error about the broadcast the engine left
+        names = [f"rollout engine {i}" for i in range(len(got))] + \
+            [f"learner rank {r}" for r in range(len(sent))]
+        refs = got + sent
+        # the collectives time out after sync.timeout_s on their own; the margin is for
+        # the calls around them
+        limit = c.timeout_s + min(30.0, c.timeout_s)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=limit)
+        late = [n for n, ref in zip(names, refs, strict=True) if ref not in ready]
+        if late:
+            raise SyncFailure(f"weight sync did not finish within {limit:g}s "
+                              f"(sync.timeout_s={c.timeout_s:g}): {', '.join(late)} did not "
+                              "answer; check that actor's log, or raise sync.timeout_s")
+        out = []
+        for n, ref in zip(names, refs, strict=True):
+            try:
+                out.append(ray.get(ref))
+            except ray.exceptions.RayTaskError as e:
+                raise SyncFailure(f"weight sync failed on {n}: {e.cause!r}") from e
+        return {"time/sync": time.perf_counter() - t0, "sync_bytes": out[len(got)]["bytes"]}
 
     # ---- generation and scoring ---------------------------------------------------
     def generate(self, ids: list[list[int]], sampling: Sampling,
@@ -170,21 +205,97 @@ class Trainer:
         """n completions per prompt (token ids; `series[k]`: what prompt k's placeholders
         stand for, with the encoder), prompts split evenly across the engines; engine i
         samples with seed `seed + i`."""
-        def call() -> list[list[Completion]]:
-            chunks = split_even(len(ids), len(self.h.engines))
-            live = [(i, e, sl) for i, (e, sl) in enumerate(zip(self.h.engines, chunks,
-                                                                 strict=True))
-                    if sl.stop > sl.start]
-            refs = [e.generate.remote(ids[sl], sampling, seed + i, *(
-                [series[sl]] if series is not None and any(series[sl]) else []))
-                for i, e, sl in live]
-            groups: list[list[Completion]] = [[] for _ in ids]
-            for (_, _, sl), comps in zip(live, _get_all(refs), strict=True):
-                for c in comps:
-                    groups[sl.start + c.prompt_index].append(c)
-            return groups
+        return self._retrying("rollout", lambda: self._gather_calls(
+            self._engine_calls(ids, sampling, seed, series), len(ids)))
 
-        return self._retrying("rollout", call)
+    def _engine_calls(self, ids: list[list[int]], sampling: Sampling, seed: int,
+                      series: list | None) -> list[tuple[int, slice, Any]]:
+        """Send the prompts, split evenly, to the engines; each call's engine, the slice of
+        prompts it got, and its Ray ref."""
+        chunks = split_even(len(ids), len(self.h.engines))
+        return [(i, sl, e.generate.remote(ids[sl], sampling, seed + i, *(
+                    [series[sl]] if series is not None and any(series[sl]) else [])))
+                for i, (e, sl) in enumerate(zip(self.h.engines, chunks, strict=True))
+                if sl.stop > sl.start]
+
+    @staticmethod
+    def _gather_calls(calls: list[tuple[int, slice, Any]], n: int) -> list[list[Completion]]:
+        groups: list[list[Completion]] = [[] for _ in range(n)]
+        for (_, sl, _), comps in zip(calls, _get_all([ref for *_, ref in calls]), strict=True):
+            for c in comps:
+                groups[sl.start + c.prompt_index].append(c)
+        return groups
+
+    def launch(self, prompts: list[Prompt], step: int, index: int) -> Round:
+        """Send a round of a GRPO step to the engines (and under S-GRPO the same prompts
+        without their graph), tagged with the policy version that will sample it."""
+        r, sp = self.cfg.rollout, self.cfg.algorithm.spatial
+        sampling, seed = r.sampling(self.stop_ids), self.cfg.trainer.seed
+        series = [p.series for p in prompts]
+        rnd = Round(step, index, self.version, prompts)
+        rnd.calls = self._engine_calls([p.ids for p in prompts], sampling,
+                                       generation_seed(seed, step, 2 * index), series)
+        if sp.enabled:
+            rnd.free_calls = self._engine_calls([p.ids_no_graph for p in prompts], sampling,
+                                                generation_seed(seed, step, 2 * index + 1),
+                                                series)
+        return rnd
+
+    def gather(self, rnd: Round, t: dict[str, float] | None = None) -> Round:
+        """Wait for a round's completions. An engine that died with the round in flight is
+        rebuilt (`_retrying`) and the round is sampled again, by the current weights and
+        tagged with their version: no round is lost."""
+        t = defaultdict(float) if t is None else t
+        tries = 0
+
+        def call() -> tuple[list[list[Completion]], list[list[Completion]] | None]:
+            nonlocal tries
+            if tries:
+                self._relaunch(rnd)
+            tries += 1
+            t0 = time.perf_counter()
+            groups = self._gather_calls(rnd.calls, len(rnd.prompts))
+            t["time/generate"] += time.perf_counter() - t0
+            if not rnd.free_calls:
+                return groups, None
+            t0 = time.perf_counter()
+            free = self._gather_calls(rnd.free_calls, len(rnd.prompts))
+            t["time/generate_no_graph"] += time.perf_counter() - t0
+            return groups, free
+
+        if not rnd.gathered:
+            rnd.groups, rnd.free = self._retrying("rollout", call)
+            rnd.calls, rnd.free_calls = [], []
+        return rnd
+
+    def _relaunch(self, rnd: Round) -> None:
+        """Sample a round again (its engine died), by the current weights."""
+        again = self.launch(rnd.prompts, rnd.step, rnd.index)
+        rnd.calls, rnd.free_calls, rnd.version = again.calls, again.free_calls, again.version
+
+    def fill(self, step: int) -> None:
+        """Launch the rounds of steps up to `step + algorithm.max_staleness` (within
+        `trainer.steps`) that are not launched yet."""
+        upto = min(step + self.cfg.algorithm.max_staleness, self.cfg.trainer.steps - 1)
+        self.launched = max(self.launched, step)
+        while self.launched <= upto:
+            want = self.cfg.rollout.prompts_per_step
+            self.flights.append(self.launch(self.source.next(want), self.launched, 0))
+            self.launched += 1
+
+    def _settle(self) -> None:
+        """Wait until the engines have run every call in flight (not fetching results): a
+        weight sync queued behind a long generation must not spend its timeout there."""
+        refs = [ref for r in self.flights for *_, ref in r.calls + r.free_calls]
+        if refs:
+            ray.wait(refs, num_returns=len(refs), fetch_local=False)
+
+    def _busy_delta(self) -> list[float]:
+        """Each engine's busy seconds since the last look (a rebuilt engine starts at 0)."""
+        now = ray.get([e.busy.remote() for e in self.h.engines])
+        last = self.engine_busy if len(self.engine_busy) == len(now) else [0.0] * len(now)
+        self.engine_busy = now
+        return [b - a if b >= a else b for a, b in zip(last, now, strict=True)]
 
     def score(self, prompts: list[Prompt], groups: list[list[Completion]]) -> RewardResult:
         texts = [c.text for g in groups for c in g]
@@ -259,34 +370,52 @@ class Trainer:
 
     def grpo_step(self, step: int) -> StepResult:
         """Generate, score (and with S-GRPO compare with the graph-free prompts), drop flat
-        groups and top up with fresh prompts (dynamic sampling), train, sync."""
+        groups and top up with fresh prompts (dynamic sampling), train, sync.
+
+        With `algorithm.max_staleness` k >= 1 the step's first round was launched k steps
+        earlier (`fill`, after that step's weight sync), so the engines sample it while the
+        learners train the steps between; groups more than k versions old are dropped
+        (`stale_dropped`: only when k was lowered on a resume). Top-ups are sampled by the
+        current weights, once the engines have finished the rounds ahead of them."""
         a, r = self.cfg.algorithm, self.cfg.rollout
-        want = r.prompts_per_step
+        want, k = r.prompts_per_step, a.max_staleness
+        t_start = time.perf_counter()
         self.recover_s = 0.0
         t: dict[str, float] = defaultdict(float)
         seen: list[Group] = []
         free_results: list[RewardResult] = []  # S-GRPO's graph-free scoring (no gradient)
         helped: dict[str, list[float]] = defaultdict(list)
         kept: list[Group] = []
-        topups, prompts = 0, self.source.next(want)
+        self.fill(step)
+        rnd = self.flights.popleft()
+        if rnd.step != step:  # the loop and the rounds went out of step: a bug, say so
+            raise RuntimeError(f"GRPO step {step} found the round of step {rnd.step}")
+        topups = 0
         while True:
-            groups = self._rollout(prompts, step, topups, t, free_results, helped)
+            groups = self._score_round(self.gather(rnd, t), t, free_results, helped)
             seen += groups
             if a.dynamic_sampling:
                 keep = dynamic_sampling_mask(
                     np.concatenate([g.rewards for g in groups]), r.n).tolist()
-                kept += [g for g, k in zip(groups, keep, strict=True) if k]
+                kept += [g for g, k_ in zip(groups, keep, strict=True) if k_]
             else:
                 kept += groups
             more = topup_needed(len(kept), want)
             if not more or not a.dynamic_sampling or topups >= a.max_topups:
                 break
             topups += 1
-            prompts = self.source.next(more)
+            rnd = self.launch(self.source.next(more), step, topups)
         kept = kept[:want]
-        metrics = self._rollout_metrics(seen, free_results)
+        fresh = [g for g in kept if self.version - g.version <= k]
+        metrics = rollout_metrics(seen, free_results)
+        if "judge/calls" in metrics:
+            self.judge_window.append((metrics["judge/calls"], metrics["judge/failures"]))
         metrics.update(t)
-        metrics.update(kept_groups=len(kept), topups=topups)
+        metrics.update(kept_groups=len(fresh), topups=topups,
+                       stale_dropped=float(len(kept) - len(fresh)),
+                       **staleness_metrics([self.version - g.version for g in fresh
+                                            for _ in g.completions], k))
+        kept = fresh
         if a.spatial.enabled:
             every = [v for vals in helped.values() for v in vals]
             metrics["spatial/helped"] = float(np.mean(every)) if every else 0.0
@@ -294,39 +423,40 @@ class Trainer:
                             for task, v in helped.items() if v})
         if kept:
             metrics.update(self.train(self._sequences(kept)))
+            self.version += 1
+            t0 = time.perf_counter()
+            self._settle()
+            metrics["time/wait_engines"] = time.perf_counter() - t0
             metrics.update(self._retrying("rollout", self.sync))
         else:
             metrics["empty_step"] = 1.0  # every group flat: nothing to learn from
+        wall = time.perf_counter() - t_start
+        busy = self._busy_delta()
+        learner = metrics.get("time/train", 0.0) + metrics.get("time/reference", 0.0) \
+            + metrics.get("time/sync", 0.0)
         metrics.update({"time/recover": self.recover_s,
                         "restarts/rollout": float(self.restarts["rollout"]),
-                        "restarts/reward": float(self.restarts["reward"])})
+                        "restarts/reward": float(self.restarts["reward"]),
+                        "policy_version": float(self.version),
+                        "idle/engine": max(0.0, 1.0 - sum(busy) / len(busy) / wall),
+                        "idle/learner": max(0.0, 1.0 - learner / wall)})
+        if k:
+            self.fill(step + 1)  # sampled by the weights just synced, while step + 1 trains
         samples = [{"task": g.prompt.task, "prompt": g.prompt.target["question"][:400],
                     "completion": g.completions[0].text, "answer": g.prompt.target["answer"],
                     "reward": g.result.total[g.rows.start]} for g in seen[:4]]
         return StepResult(metrics, samples, [g.prompt.id for g in kept])
 
-    def _rollout(self, prompts: list[Prompt], step: int, round_: int, t: dict[str, float],
-                 free_results: list[RewardResult],
-                 helped: dict[str, list[float]]) -> list[Group]:
-        """One generation round of a step: every prompt's group, scored (with S-GRPO's
-        bonus from the same prompts without their graph added to the rewards)."""
-        r, sp = self.cfg.rollout, self.cfg.algorithm.spatial
-        sampling = r.sampling(self.stop_ids)
-        seed = self.cfg.trainer.seed
-        t0 = time.perf_counter()
-        series = [p.series for p in prompts]
-        comps = self.generate([p.ids for p in prompts], sampling,
-                              generation_seed(seed, step, 2 * round_), series)
-        t["time/generate"] += time.perf_counter() - t0
-        if sp.enabled:
-            t0 = time.perf_counter()
-            free = self.generate([p.ids_no_graph for p in prompts], sampling,
-                                 generation_seed(seed, step, 2 * round_ + 1), series)
-            t["time/generate_no_graph"] += time.perf_counter() - t0
+    def _score_round(self, rnd: Round, t: dict[str, float], free_results: list[RewardResult],
+                     helped: dict[str, list[float]]) -> list[Group]:
+        """A gathered round's groups, scored (with S-GRPO's bonus from the same prompts
+        without their graph added to the rewards)."""
+        sp = self.cfg.algorithm.spatial
+        prompts, comps, free = rnd.prompts, rnd.groups or [], rnd.free
         t0 = time.perf_counter()
         res = self.score(prompts, comps)
         res_free = None
-        if sp.enabled:
+        if free is not None:
             res_free = self.score(prompts, free)
             free_results.append(res_free)
         t["time/reward"] += time.perf_counter() - t0
@@ -336,13 +466,13 @@ class Trainer:
             rows = slice(k, k + len(g))
             rewards = np.asarray(res.total[rows], dtype=float)
             if res_free is not None:
-                compared = _compared(res, sp.component, rows)
-                free_vals = _compared(res_free, sp.component, slice(kf, kf + len(free[i])))
-                sb = bonus_fn(compared, free_vals, sp.threshold, sp.weight)
+                with_graph = compared(res, sp.component, rows)
+                free_vals = compared(res_free, sp.component, slice(kf, kf + len(free[i])))
+                sb = bonus_fn(with_graph, free_vals, sp.threshold, sp.weight)
                 rewards = rewards + sb.bonus
                 helped[p.task] += sb.helped.astype(float).tolist()
                 kf += len(free[i])
-            out.append(Group(p, g, res, rows, rewards))
+            out.append(Group(p, g, res, rows, rewards, rnd.version))
             k += len(g)
         return out
 
@@ -357,43 +487,6 @@ class Trainer:
                               series=g.prompt.series)
                      for c, av in zip(g.completions, adv, strict=True) if c.token_ids]
         return seqs
-
-    def _rollout_metrics(self, seen: list[Group], more: list[RewardResult]) -> dict[str, float]:
-        """Reward, accuracy and length metrics of the step's rollouts; failure counts
-        and judge calls of every scoring call of the step (`more`: the graph-free ones)."""
-        comps: dict[str, list[float]] = defaultdict(list)
-        acc: dict[str, list[float]] = defaultdict(list)
-        totals, lengths, errors, timeouts = [], [], 0, 0
-        for g in seen:
-            totals += g.result.total[g.rows]
-            lengths += [len(c.token_ids) for c in g.completions]
-            for name, col in g.result.components.items():
-                vals = [v for v in col[g.rows] if v is not None]
-                comps[name] += vals
-                if name == "accuracy":
-                    acc[g.prompt.task] += vals
-        results = [*{id(g.result): g.result for g in seen}.values(), *more]  # every call
-        for res in results:
-            errors += sum(res.errors.values())
-            timeouts += sum(res.timeouts.values())
-        out = {"reward/mean": float(np.mean(totals)) if totals else 0.0,
-               "response_len": float(np.mean(lengths)) if lengths else 0.0,
-               "reward_errors": float(errors), "reward_timeouts": float(timeouts),
-               "generated_tokens": float(sum(lengths))}
-        judged = {k: sum(res.judge.get(k, 0.0) for res in results)
-                  for k in ("calls", "failures", "latency_s")}
-        # A judge batch cut off by reward.timeout_s scored 0 without the judge's counters
-        # seeing it fail: those completions are failed judge calls too.
-        cut = float(sum(res.timeouts.get("judge", 0) for res in results))
-        judged["calls"] += cut
-        judged["failures"] += cut
-        if judged["calls"]:
-            out.update({"judge/calls": judged["calls"], "judge/failures": judged["failures"],
-                        "judge/latency_s": judged["latency_s"] / judged["calls"]})
-            self.judge_window.append((judged["calls"], judged["failures"]))
-        out.update({f"reward/{k}": float(np.mean(v)) for k, v in comps.items() if v})
-        out.update({f"acc/{k}": float(np.mean(v)) for k, v in acc.items() if v})
-        return out
 
     def judge_failing(self) -> str | None:
         """Why the run must stop because the judge keeps failing, or None."""
@@ -455,14 +548,6 @@ def by_skill(prompts: list[Prompt], texts: list[str],
     named = [replace(t, task=skill_label(json.loads(p.target.get("meta") or "{}")) or t.task)
              for p, t in zip(prompts, targets, strict=True)]
     return texts, named
-
-
-def _compared(res: RewardResult, component: str | None, sl: slice) -> list[float]:
-    """The rewards S-GRPO compares: the weighted total, or one reward's values (0 where it
-    does not apply)."""
-    if component is None:
-        return res.total[sl]
-    return [v or 0.0 for v in res.components[component][sl]]
 
 
 def _get_all(refs: list) -> list:

@@ -1,8 +1,10 @@
 """Failures a long run survives, through the real entry point and real processes: a rollout
 engine and a reward worker killed with SIGKILL mid-run are rebuilt (the engine re-joins the
 weight sync and gets the current weights) and the step is retried; a reward that raises
-scores 0 and is counted; the run (with S-GRPO on) finishes every step. A non-finite loss skips the
-optimizer step on the DeepSpeed learner and leaves the weights untouched."""
+scores 0 and is counted; the run (with S-GRPO on, and asynchronous with max_staleness 2, so
+the engine dies with the rounds of the next steps in flight) finishes every step, none lost.
+A non-finite loss skips the optimizer step on the DeepSpeed learner and leaves the weights
+untouched."""
 
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ def test_killed_engine_and_reward_worker_are_rebuilt_and_every_step_runs(
     rewards = ("reward.rewards=[{name: accuracy, weight: 1.0}, "
                f"{{name: flaky, weight: 0.1, module: {FLAKY}}}]")
     log = tmp_path / "faults.log"
-    # S-GRPO on: every step also generates from the graph-free prompts
+    # S-GRPO on: every step also generates from the graph-free prompts. The sync loop
+    # gathers its rounds through the same code, so this covers it too.
     proc = start(train_cmd(tiny_model, runs, "faults", "trainer.steps=6", rewards,
-                           "algorithm.spatial.enabled=true"), log)
+                           "algorithm.spatial.enabled=true", "algorithm.max_staleness=2",
+                           "algorithm.correction=tis"), log)
     run = runs / "faults"
     wait_for(lambda: 0 in grpo_rows(run), proc, log)
     os.kill(_pid("ray::RolloutWorker"), signal.SIGKILL)
@@ -52,6 +56,10 @@ def test_killed_engine_and_reward_worker_are_rebuilt_and_every_step_runs(
     assert sum(r["time/recover"] for r in rows.values()) > 0
     assert sum(r["reward_errors"] for r in rows.values()) > 0  # the odd-length completions
     assert all(r["sync_bytes"] > 0 for r in rows.values())
+    # no batch lost: every step trained its prompts, none older than 2 versions
+    assert all(r["kept_groups"] > 0 and r["staleness/max"] <= 2 for r in rows.values())
+    assert [r["policy_version"] for r in rows.values()] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert rows[3]["staleness/2"] > 0 or rows[4]["staleness/2"] > 0
     assert "rebuilt 1 rollout actor(s)" in log.read_text()
     for r in rows.values():  # S-GRPO: the graph-free generation is timed, the help logged
         assert r["time/generate_no_graph"] > 0 and 0.0 <= r["spatial/helped"] <= 1.0

@@ -14,7 +14,8 @@ from actors.reward import RewardResult
 from actors.rollout import Completion
 from rlsys.config import load_config
 from rlsys.train.data import Prompt
-from rlsys.train.trainer import StepResult, Trainer, generation_seed
+from rlsys.train.rounds import generation_seed
+from rlsys.train.trainer import StepResult, Trainer
 
 N = 4
 
@@ -45,7 +46,8 @@ class Handles:
         put = ray.put
         self.engines = [SimpleNamespace(generate=SimpleNamespace(remote=self._generate),
                                         sync_receive=SimpleNamespace(
-                                            remote=lambda wire, t: put({"bytes": 8})))]
+                                            remote=lambda wire, t: put({"bytes": 8})),
+                                        busy=SimpleNamespace(remote=lambda: put(1.0)))]
         self.rewards = [SimpleNamespace(score=SimpleNamespace(remote=self._score))
                         for _ in range(2)]
         self.learners = [SimpleNamespace(train_step=SimpleNamespace(remote=self._train),
@@ -136,9 +138,94 @@ def test_resume_counters_round_trip(fake_gpu_ray) -> None:
     t.skipped_grad_steps, t.restarts = 3, {"rollout": 1, "reward": 2}
     t.judge_window.extend([(4.0, 1.0), (2.0, 0.0)])
     fresh, _, _ = _trainer(fake_gpu_ray, set())
+    t.version = 7
+    assert fresh.state() != t.state()
     fresh.restore(t.state())
     assert fresh.state() == t.state() == {"skipped_grad_steps": 3, "restarts_rollout": 1,
                                           "restarts_reward": 2,
-                                          "judge_window": [[4.0, 1.0], [2.0, 0.0]]}
+                                          "judge_window": [[4.0, 1.0], [2.0, 0.0]],
+                                          "policy_version": 7}
     fresh.restore({})  # an older checkpoint without counters: a fresh run's
     assert fresh.state()["restarts_rollout"] == 0 and not fresh.judge_window
+
+
+# --- asynchronous GRPO (algorithm.max_staleness) ----------------------------------------
+
+ASYNC = ("algorithm.dynamic_sampling=false", "trainer.steps=4")
+
+
+def _trained_from(h: Handles, step: int) -> list[tuple]:
+    """What the learner ranks were given from GRPO step `step` on (one call per rank)."""
+    return [(tuple(s.input_ids), s.advantage) for batches in h.trained[step * len(h.learners):]
+            for mb in batches for s in mb.sequences if s.weight]
+
+
+def test_with_staleness_1_the_next_round_is_sampled_while_this_one_trains(fake_gpu_ray) -> None:
+    """Step 0 launches the rounds of steps 0 and 1 (both by version 0); each later step's
+    round is launched after the previous step's sync, by the weights it synced. Every
+    batch after the first is one version old; nothing is launched past the last step."""
+    t, h, source = _trainer(fake_gpu_ray, set(), "algorithm.max_staleness=1", *ASYNC)
+    out = t.grpo_step(0)
+    assert source.asked == [3, 3, 3] and [r.step for r in t.flights] == [1, 2]
+    assert [r.version for r in t.flights] == [0, 1]
+    assert out.metrics["staleness/mean"] == 0.0 and out.metrics["policy_version"] == 1.0
+    for step in (1, 2, 3):
+        out = t.grpo_step(step)
+        assert out.metrics["staleness/mean"] == 1.0 and out.metrics["staleness/1"] == 1.0
+        assert out.prompt_ids == [f"p{3 * step + i}" for i in range(3)]
+    assert not t.flights and source.asked == [3] * 4 and t.version == 4
+    assert h.seeds == [generation_seed(t.cfg.trainer.seed, s, 0) for s in range(4)]
+    assert 0.0 <= out.metrics["idle/engine"] <= 1 and 0.0 <= out.metrics["idle/learner"] <= 1
+
+
+def test_a_checkpoints_rounds_continue_the_run_as_if_uninterrupted(fake_gpu_ray) -> None:
+    from rlsys.train import rounds
+
+    whole, hw, _ = _trainer(fake_gpu_ray, set(), "algorithm.max_staleness=2", *ASYNC)
+    for step in range(4):
+        whole.grpo_step(step)
+    cut, hc, src = _trainer(fake_gpu_ray, set(), "algorithm.max_staleness=2", *ASYNC)
+    cut.grpo_step(0)
+    saved = rounds.dumps(cut.rounds())  # what Run.save writes: the rounds of steps 1-3
+    assert [r.step for r in rounds.loads(saved)] == [1, 2, 3]
+    resumed, hr, src2 = _trainer(fake_gpu_ray, set(), "algorithm.max_staleness=2", *ASYNC)
+    resumed.restore(cut.state())
+    src2.position = src.position
+    resumed.restore_rounds(rounds.loads(saved), step=1)
+    outs = [resumed.grpo_step(step) for step in (1, 2, 3)]
+    assert _trained_from(hr, 0) == _trained_from(hw, 1)  # steps 1-3: the same batches
+    assert [o.metrics["staleness/mean"] for o in outs] == [1.0, 2.0, 2.0]
+
+
+def test_rounds_older_than_the_bound_are_dropped_and_counted(fake_gpu_ray) -> None:
+    """A run resumed with a smaller max_staleness than it saved its rounds with."""
+    from rlsys.train import rounds
+
+    old, _, src = _trainer(fake_gpu_ray, set(), "algorithm.max_staleness=2", *ASYNC)
+    old.grpo_step(0)
+    saved = rounds.dumps(old.rounds())
+    t, h, src2 = _trainer(fake_gpu_ray, set(), "algorithm.max_staleness=0", *ASYNC)
+    t.version, src2.position = 5, src.position
+    t.restore_rounds(rounds.loads(saved), step=1)
+    out = t.grpo_step(1)
+    assert out.metrics["stale_dropped"] == 3 and out.metrics["empty_step"] == 1.0
+    assert h.trained == []
+
+
+def test_a_sync_that_does_not_finish_names_the_engine(fake_gpu_ray) -> None:
+    """The engine never answers its sync call: the step fails within sync.timeout_s plus
+    its margin, with an error naming the engine, instead of hanging."""
+    import time
+
+    from rlsys.train.trainer import SyncFailure
+
+    @fake_gpu_ray.remote(num_cpus=0)
+    def never() -> None:
+        time.sleep(60)
+
+    t, h, _ = _trainer(fake_gpu_ray, set(), "sync.timeout_s=1")
+    h.engines[0].sync_receive = SimpleNamespace(remote=lambda wire, timeout: never.remote())
+    t0 = time.monotonic()
+    with pytest.raises(SyncFailure, match=r"rollout engine 0 did not answer"):
+        t.sync()
+    assert time.monotonic() - t0 < 10
