@@ -334,7 +334,8 @@ def _reward_section(rows: list[dict[str, Any]]) -> list[str]:
 
 
 UPDATE_KEYS = ("mismatch/kl", "mismatch/abs_logp", "ratio_mean", "clip_frac", "kl",
-               "correction/weight", "correction/truncated", "correction/rejected")
+               "correction/weight", "correction/truncated", "correction/rejected",
+               "staleness/mean", "idle/engine", "idle/learner")
 """What the learner logs about its GRPO update: the rollout/learner gap and the clip."""
 
 
@@ -357,7 +358,10 @@ def _update_section(rows: list[dict[str, Any]]) -> list[str]:
             "`mismatch/abs_logp`: mean |learner - vLLM| log-prob of those tokens, both before "
             "the update (`rlsys.algorithms.policy_loss`). `correction/*` (with "
             "`algorithm.correction` tis or mis): the mean importance weight, the share of "
-            "tokens whose weight hit the cap, the share in rejected sequences.", ""]
+            "tokens whose weight hit the cap, the share in rejected sequences. "
+            "`staleness/mean`: how many policy versions old the trained samples were "
+            "(`algorithm.max_staleness`); `idle/*`: the share of the step the engines did "
+            "not generate and the learner did not train or sync.", ""]
 
 
 def _time_section(rows: list[dict[str, Any]]) -> list[str]:
