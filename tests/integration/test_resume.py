@@ -74,8 +74,9 @@ def test_sigterm_checkpoint_then_resume_matches_the_uninterrupted_run(
 
 def _damaged_checkpoints_are_not_loaded(tmp_path: Path, run: Path, rows: dict) -> None:
     """Random bytes inside the newest checkpoint's largest file: resume names the file, falls
-    back to the checkpoint before and continues exactly from there. Non-finite optimizer
-    state under a matching manifest: resume refuses it with one line, exit 2."""
+    back to the checkpoint before and continues exactly from there (here with one step more
+    than the finished run had, `--resume ... trainer.steps=7`). Non-finite optimizer state
+    under a matching manifest: resume refuses it with one line, exit 2."""
     newest = run / "checkpoints" / "grpo-step-6"
     big = max((p for p in (newest / "learner").rglob("*") if p.is_file()),
               key=lambda p: p.stat().st_size)
@@ -83,7 +84,7 @@ def _damaged_checkpoints_are_not_loaded(tmp_path: Path, run: Path, rows: dict) -
         f.seek(big.stat().st_size // 4)
         f.write(os.urandom(min(1 << 20, big.stat().st_size // 2)))
     log = tmp_path / "fallback.log"
-    proc = start(train_cmd(Path(), run.parent, run.name, resume=run), log)
+    proc = start(train_cmd(Path(), run.parent, run.name, "trainer.steps=7", resume=run), log)
     assert finish(proc, log) == 0, log.read_text()[-3000:]
     text = log.read_text()
     name = big.relative_to(newest).as_posix()
@@ -92,8 +93,10 @@ def _damaged_checkpoints_are_not_loaded(tmp_path: Path, run: Path, rows: dict) -
     again = grpo_rows(run)
     for step in (4, 5):  # redone from the older checkpoint: the same losses
         assert again[step]["loss"] == pytest.approx(rows[step]["loss"], rel=1e-4, abs=1e-6)
+    assert 6 in again  # and one step further
     assert checkpoint.verify(newest) is None  # the damaged one was rewritten whole
 
+    newest = run / "checkpoints" / "grpo-step-7"
     optim = next(p for p in (newest / "learner").rglob("*optim_states.pt"))
     state = torch.load(optim, weights_only=False)
     master = _first_float(state, min_size=1000)

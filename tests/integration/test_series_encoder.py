@@ -6,7 +6,8 @@ mixed token/embedding requests) and DeepSpeed (gloo):
   the encoder's weights travel in the same sync as the language model's;
 - the rows are really used: one changed series value changes the engine's logprobs;
 - `strl train` with `model.series=encoder` runs SFT and GRPO and saves the encoder beside
-  the weights.
+  the weights. (Exact resume of an encoder run: `test_resume.py`, whose preset, the tiny
+  one, reads its series through the encoder.)
 """
 
 from __future__ import annotations
@@ -232,31 +233,3 @@ def _post(port: int, path: str, body: dict) -> tuple[int, dict]:
                  headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
     return resp.status, json.loads(resp.read())
-
-
-def test_an_encoder_run_resumes_exactly(model_dir: Path, tmp_path: Path) -> None:
-    """A run continued from its checkpoint (learner state with the encoder, the engines
-    synced from it, the reference with its encoder) trains the step the uninterrupted run
-    trained, with the same loss and rewards."""
-    common = ["model.series=encoder", "model.encoder.width=32", "model.encoder.depth=1",
-              "trainer.save_every=1", "rollout.max_model_len=2048"]
-
-    def run(*cmd: str) -> None:
-        proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=900, cwd=ROOT)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-
-    run(*train_cmd(model_dir, tmp_path, "whole", *common, "trainer.steps=3"))
-    run(*train_cmd(model_dir, tmp_path, "cut", *common, "trainer.steps=2"))
-    run(*train_cmd(model_dir, tmp_path, "cut", "trainer.steps=3", resume=tmp_path / "cut"))
-
-    def grpo(name: str) -> dict[int, dict]:
-        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text()
-                .splitlines()]
-        return {r["step"]: r for r in rows if "reward/mean" in r}
-
-    whole, cut = grpo("whole"), grpo("cut")
-    assert sorted(whole) == sorted(cut) == [0, 1, 2]
-    for step in range(3):
-        assert cut[step]["reward/mean"] == pytest.approx(whole[step]["reward/mean"])
-        assert cut[step]["loss"] == pytest.approx(whole[step]["loss"], rel=1e-4, abs=1e-6)
-    assert (tmp_path / "cut" / "checkpoints" / "final" / "ts_encoder" / "config.json").is_file()
