@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from rlsys.algorithms.correction import Correction, Weights, importance_weights
-from rlsys.algorithms.registry import loss_fn
+from rlsys.algorithms.registry import Surrogate, loss_fn
 
 KLKind = Literal["k1", "k2", "k3"]
 Aggregation = Literal["token_mean", "seq_mean_token_mean"]
@@ -172,6 +172,16 @@ class LossOutput:
         return out
 
 
+def clipped_surrogate(ratio: Tensor, adv: Tensor, mask: Tensor, clip_low: float,
+                      clip_high: float) -> Surrogate:
+    """-min(r A, clip(r, 1 - clip_low, 1 + clip_high) A) per token, and the tokens where the
+    clipped branch is strictly the smaller one (there the gradient through r is zero; ties,
+    r inside the range or A = 0, do not count). Shared by the losses that clip a ratio."""
+    surr = ratio * adv
+    surr_clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
+    return Surrogate(-torch.minimum(surr, surr_clipped), (surr_clipped < surr) & mask)
+
+
 def _check_shapes(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor) -> None:
     if logp.dim() != 2:
         raise ValueError(f"logp must be (B, T), got shape {tuple(logp.shape)}")
@@ -297,7 +307,6 @@ def policy_loss(
         kl_per_token = torch.where(m, kl_penalty(logp_, ref_, kl_kind), zero)
         per_token = per_token + kl_coef * kl_per_token
         kl_metric = masked_mean(kl_per_token.detach(), m)
-    per_token = torch.where(m, per_token, zero)
 
     ratio = torch.exp((logp_.detach() - old_).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     return LossOutput(

@@ -59,7 +59,7 @@ class Correction:
 class Weights:
     """Per-token importance weights `(B, T)` and what they did, as token means."""
 
-    w: Tensor  # detached; 1 where no correction applies, 0 at masked-out positions
+    w: Tensor  # detached; 0 at masked-out positions
     mean: Tensor  # token mean of w
     truncated: Tensor  # share of tokens whose tis weight hit the cap
     rejected: Tensor  # share of tokens in sequences that mis rejected
@@ -67,7 +67,8 @@ class Weights:
 
 def importance_weights(old_logp: Tensor, rollout_logp: Tensor, mask: Tensor,
                        c: Correction) -> Weights:
-    """The weights of `c.kind` from pi_old's and pi_rollout's log-probs of the sampled tokens.
+    """The weights of `c.kind` (tis or mis) from pi_old's and pi_rollout's log-probs of the
+    sampled tokens (with "none" there are no weights: `policy_loss` does not call this).
 
     Both log-probs are `(B, T)`, zero (or anything) where `mask` is False; the result is
     computed in float32 at least and carries no gradient.
@@ -77,22 +78,21 @@ def importance_weights(old_logp: Tensor, rollout_logp: Tensor, mask: Tensor,
     >>> importance_weights(lp, roll, torch.ones(1, 2, dtype=torch.bool), Correction("tis")).w
     tensor([[2.0000, 0.5000]])
     """
+    if c.kind == "none":
+        raise ValueError("correction 'none' has no importance weights")
     m = mask.bool()
     dtype = torch.promote_types(old_logp.dtype, torch.float32)
     zero = torch.zeros((), dtype=dtype, device=old_logp.device)
     log_rho = torch.where(m, old_logp.detach().to(dtype) - rollout_logp.detach().to(dtype), zero)
     ones = m.to(dtype)
     n_tok = m.sum().clamp_min(1)
-    none = zero
-    if c.kind == "none":
-        return Weights(ones, none + 1, none, none)
     if c.kind == "tis":
         # exp of a log-ratio beyond the cap is not needed: min(exp(x), C) = exp(min(x, log C))
         log_cap = torch.log(torch.tensor(c.cap, dtype=dtype))
         w = torch.exp(log_rho.clamp(max=log_cap)) * ones
-        return Weights(w, w.sum() / n_tok, ((log_rho >= log_cap) & m).sum() / n_tok, none)
+        return Weights(w, w.sum() / n_tok, ((log_rho >= log_cap) & m).sum() / n_tok, zero)
     seq_log = log_rho.sum(dim=1) / m.sum(dim=1).clamp_min(1)
     keep = (seq_log >= torch.log(torch.tensor(c.lo, dtype=dtype))) \
         & (seq_log <= torch.log(torch.tensor(c.hi, dtype=dtype)))
     w = ones * keep[:, None].to(dtype)
-    return Weights(w, w.sum() / n_tok, none, (m & ~keep[:, None]).sum() / n_tok)
+    return Weights(w, w.sum() / n_tok, zero, (m & ~keep[:, None]).sum() / n_tok)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlsys.algorithms.core import LOG_RATIO_CLAMP, as_groups
+from rlsys.algorithms.core import LOG_RATIO_CLAMP, as_groups, clipped_surrogate
 from rlsys.algorithms.registry import Surrogate, register_advantage, register_loss
 
 
@@ -77,8 +77,4 @@ def ppo_clip(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, *,
     (e.g. 0.28), which leaves room to raise unlikely good tokens.
     """
     ratio = torch.exp((logp - old_logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
-    surr = ratio * adv
-    surr_clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
-    # Clipping is "active" where the clipped branch is strictly the smaller one: there the
-    # gradient through the ratio is zero. Ties (ratio inside the range, or A = 0) do not count.
-    return Surrogate(-torch.minimum(surr, surr_clipped), (surr_clipped < surr) & mask)
+    return clipped_surrogate(ratio, adv, mask, clip_low, clip_high)

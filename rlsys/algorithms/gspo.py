@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rlsys.algorithms.core import LOG_RATIO_CLAMP
+from rlsys.algorithms.core import LOG_RATIO_CLAMP, clipped_surrogate
 from rlsys.algorithms.registry import Surrogate, register_loss
 
 
@@ -30,6 +30,4 @@ def gspo(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, *,
     seq_log = ((logp - old_logp) * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
     seq_log = seq_log.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     ratio = torch.exp(seq_log.detach()[:, None] + logp - logp.detach())
-    surr = ratio * adv
-    surr_clipped = ratio.clamp(1.0 - clip_low, 1.0 + clip_high) * adv
-    return Surrogate(-torch.minimum(surr, surr_clipped), (surr_clipped < surr) & mask)
+    return clipped_surrogate(ratio, adv, mask, clip_low, clip_high)

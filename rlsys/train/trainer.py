@@ -250,7 +250,7 @@ class Trainer:
 
         def call() -> tuple[list[list[Completion]], list[list[Completion]] | None]:
             nonlocal tries
-            if tries:
+            if tries and all(r is not rnd for r in self.flights):  # `_recover` did flights
                 self._relaunch(rnd)
             tries += 1
             t0 = time.perf_counter()
