@@ -24,7 +24,7 @@ TASKS: tuple[str, ...] = (
     "intervention",
 )
 """The built-in reasoning tasks: "all", and the eval suite's tasks."""
-PERCEPTION: tuple[str, ...] = ("align",)
+PERCEPTION: tuple[str, ...] = ("align", "align_node")
 """The built-in perception families (ST-Align): asked for by name, never in "all"."""
 
 

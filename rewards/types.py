@@ -37,6 +37,7 @@ TASK_KINDS: dict[str, str] = {
     "path_description": TEXT,
     "intervention": CHOICE,
     "align": VALUE,
+    "align_node": VALUE,
 }
 
 _LETTER_RE = re.compile(r"[A-Z]")

@@ -380,36 +380,73 @@ def cmd_probe(a: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from rlsys.config import load_config
-    from rlsys.evals.probe import markdown, probe
+    from rlsys.evals.probe import markdown, plot_curve, probe
     from rlsys.model.series import load_policy, teacher_forced
     from rlsys.train.data import PromptSource, reference_ids
 
-    ckpt = Path(a.checkpoint)
-    if not (ckpt / "config.json").is_file():
-        raise FileNotFoundError(f"{ckpt} is not a model directory (no config.json); give a "
-                                "saved policy, e.g. runs/tiny/checkpoints/final")
-    cfg = load_config(_run_config(ckpt, a.config), [f"data.eval_size={a.n}"])
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(ckpt)
-    model = load_policy(ckpt, tok)
-    if cfg.model.series == "encoder" and not hasattr(model, "encoder"):
-        raise ValueError(f"{ckpt} has no time-series encoder but its config reads series "
-                         "through one (model.series: encoder)")
-    source = PromptSource(cfg, tok)
-    out: dict[str, dict] = {}
-    for what, prompts, align in (("rationale", source.held_out(), False),
-                                 ("align", source.align_held_out(a.n_align), True)):
-        seqs = [(p.ids + reference_ids(tok, p, cfg.rollout.max_tokens)[0], len(p.ids),
-                 p.series) for p in prompts]
-        guesses = teacher_forced(model, seqs, a.batch_size)
-        out[what] = probe(tok, prompts, guesses, align=align)
-        print("\n".join(markdown({ckpt.name: out[what]},
-                                 "rationale token" if what == "rationale"
-                                 else "ST-Align decision")) + "\n")
+    points = sorted((_probe_point(Path(c), a.config) for c in a.checkpoint),
+                    key=lambda pt: (pt["examples"] is None, pt["examples"] or 0,
+                                    pt["policy"].name == "final"))
+    out: dict[str, dict[str, dict]] = {"rationale": {}, "align": {}}
+    for pt in points:
+        cfg = load_config(pt["config"], [f"data.eval_size={a.n}"])
+        torch.manual_seed(0)
+        tok = AutoTokenizer.from_pretrained(pt["policy"])
+        model = load_policy(pt["policy"], tok)
+        if cfg.model.series == "encoder" and not hasattr(model, "encoder"):
+            raise ValueError(f"{pt['policy']} has no time-series encoder but its config reads "
+                             "series through one (model.series: encoder)")
+        source = PromptSource(cfg, tok)
+        for what, prompts, align in (("rationale", source.held_out(), False),
+                                     ("align", source.align_held_out(a.n_align), True)):
+            seqs = [(p.ids + reference_ids(tok, p, cfg.rollout.max_tokens)[0], len(p.ids),
+                     p.series) for p in prompts]
+            guesses = teacher_forced(model, seqs, a.batch_size)
+            out[what][pt["label"]] = probe(tok, prompts, guesses, align=align)
+        print(f"probed {pt['label']}", file=sys.stderr)
+    for what, title in (("rationale", "rationale token"), ("align", "ST-Align decision")):
+        print("\n".join(markdown(out[what], title)) + "\n")
     if a.json:
-        write_atomic(Path(a.json), json.dumps(out, indent=1))
+        write_atomic(Path(a.json), json.dumps(
+            {**out, "examples": {pt["label"]: pt["examples"] for pt in points}}, indent=1))
         print(f"written to {a.json}")
+    if a.plot:
+        if any(pt["examples"] is None for pt in points):
+            raise ValueError("--plot needs checkpoints that record where their run was "
+                             "(runs/<name>/checkpoints/<stage>-step-<k>, or final); "
+                             f"{', '.join(pt['label'] for pt in points if pt['examples'] is None)}"
+                             " do not")
+        plot_curve(out, {pt["label"]: pt["examples"] for pt in points}, Path(a.plot))
+        print(f"written to {a.plot}")
     return 0
+
+
+def _probe_point(ckpt: Path, config: str | None) -> dict[str, Any]:
+    """What `strl probe` needs of one checkpoint: its policy directory, the config it was
+    trained with, a label, and the training sequences seen when it was written (from its
+    run's `state.json`; None for a bare policy such as `final`)."""
+    from rlsys.config import load_config
+    from rlsys.train import checkpoint
+
+    policy = ckpt / checkpoint.POLICY if (ckpt / checkpoint.POLICY).is_dir() else ckpt
+    if not (policy / "config.json").is_file():
+        raise FileNotFoundError(f"{ckpt} is not a model directory (no config.json); give a "
+                                "saved policy, e.g. runs/tiny/checkpoints/final, or a full "
+                                "checkpoint, e.g. runs/tiny/checkpoints/sft_cot-step-250")
+    cfg_path = _run_config(policy, config)
+    state = policy.parent / checkpoint.STATE_FILE
+    if policy != ckpt and state.is_file():
+        progress = checkpoint.Progress.from_json(state.read_text())
+        seen = load_config(cfg_path).examples_seen(progress.stage, progress.step)
+    elif policy.name == "final" and policy.parent.name == checkpoint.CHECKPOINTS:
+        cfg = load_config(cfg_path)  # a run's final policy: its whole budget
+        last = cfg.trainer.stages[-1]
+        seen = cfg.examples_seen(len(cfg.trainer.stages) - 1, cfg.trainer.steps if
+                                 last == "grpo" else cfg.trainer.supervised(last).steps)
+    else:
+        return {"policy": policy, "config": cfg_path, "label": ckpt.name, "examples": None}
+    return {"policy": policy, "config": cfg_path, "examples": seen,
+            "label": f"{ckpt.name} ({seen:,} ex)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -504,7 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("probe", help="teacher-forced accuracy of a checkpoint per kind of "
                                       "rationale token and per ST-Align skill")
-    pr.add_argument("checkpoint", help="a saved policy, e.g. runs/tiny/checkpoints/final")
+    pr.add_argument("checkpoint", nargs="+",
+                    help="saved policies or full checkpoints, e.g. runs/tiny/checkpoints/final "
+                         "or runs/learn/checkpoints/*-step-* (one column each, in order of "
+                         "the training sequences they had seen)")
     pr.add_argument("--config", help="the config it was trained with (default: its run "
                                      "directory's config.yaml)")
     pr.add_argument("--n", type=int, default=100,
@@ -513,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="held-out ST-Align questions (default 110)")
     pr.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
     pr.add_argument("--json", help="also write the tables here as JSON")
+    pr.add_argument("--plot", help="also plot each share against the training sequences "
+                                   "seen (full checkpoints only), e.g. runs/learn/curve.png")
     pr.set_defaults(fn=cmd_probe)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint or an endpoint on the fixed "

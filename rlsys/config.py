@@ -355,6 +355,11 @@ class SFTConfig(_Section):
     """Share of each batch of the `sft_answer` / `sft_cot` stages drawn from the ST-Align
     questions, so that the perception skills are rehearsed, not forgotten (ignored by
     `sft_align` itself)."""
+    one_node_steps: int = Field(0, ge=0)
+    """Steps at the start of the `sft_align` stage that ask only the series skills on one
+    node alone (`align_node`: nothing to retrieve), before the full ST-Align mix: the
+    seeds' curriculum, one node first, then the full prompts (ignored by the other
+    stages)."""
     copy_drill: int = Field(0, ge=0)
     """Copy drills added to each batch of the stage: ~10-token sequences cut from the
     batch's own references, ending in the answer tag, so that the attention head copying
@@ -417,6 +422,11 @@ class TrainerConfig(_Section):
     """wandb mode (online needs WANDB_API_KEY)."""
     seed: int = 0
     """Seed of sampling and learner initialisation."""
+
+    def supervised(self, stage: str) -> SFTConfig:
+        """The settings of supervised stage `stage`: `align` for `sft_align`, `sft` for
+        `sft_answer` and `sft_cot`."""
+        return self.align if stage == "sft_align" else self.sft
 
 
 class NodeSpec(_Section):
@@ -502,6 +512,19 @@ class Config(_Section):
         return Sampling(n=1, temperature=self.trainer.eval_temperature, top_p=r.top_p,
                         max_tokens=r.max_tokens, seed=EVAL_SEED + self.trainer.seed,
                         stop_token_ids=tuple(stop_token_ids))
+
+    def examples_seen(self, stage: int, step: int) -> int:
+        """Training sequences a run has learned from once stage `stage` (an index of
+        `trainer.stages`) has done `step` steps: every supervised step's batch (copy
+        drills not counted), every GRPO step's completions (prompts x n)."""
+        done = 0
+        for k, name in enumerate(self.trainer.stages[:stage + 1]):
+            steps = step if k == stage else (
+                self.trainer.steps if name == "grpo" else self.trainer.supervised(name).steps)
+            per = (self.rollout.prompts_per_step * self.rollout.n if name == "grpo"
+                   else self.trainer.supervised(name).batch_size)
+            done += steps * per
+        return done
 
     @property
     def run_dir(self) -> Path:

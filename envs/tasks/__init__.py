@@ -6,7 +6,7 @@ an error. The built-in families live one per module in this package.
 
 from __future__ import annotations
 
-from envs.tasks.align import Align
+from envs.tasks.align import Align, AlignNode
 from envs.tasks.common import Draft, EnvConfig, Parts, Task
 from envs.tasks.correlation import Correlation
 from envs.tasks.entity import Entity
@@ -30,7 +30,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 
 for _cls in (Etiological, Entity, Correlation, RootCause, Propagation, Forecasting,
-             PathDescription, Intervention, Align):
+             PathDescription, Intervention, Align, AlignNode):
     register_task(_cls)
 
 

@@ -21,7 +21,10 @@ exact answer (answer kind "value": a number, a word, or node names):
 
 The series skills (`SERIES_SKILLS`) are asked on a prompt that shows the one node alone
 (nothing to retrieve: Node 0, no graph) for `ONE_NODE_SHARE` of the questions, and on
-the full world's prompt otherwise; the others need the full prompt. Every number is read
+the full world's prompt otherwise; the others need the full prompt. `align_node`
+(`AlignNode`) asks the series skills on one node alone only: the first step of the
+curriculum that `trainer.align.one_node_steps` runs before the full mix (the seeds'
+"from one node, then the full prompts"). Every number is read
 off the prompt's own numbers (`envs.detect` on the rounded series), and a question whose
 answer the noise could move (the noisy and the noise-free series disagree) is redrawn.
 
@@ -101,16 +104,24 @@ def label_order(labels: list[str]) -> list[str]:
     return sorted(labels, key=lambda x: (rank.get(x, len(rank)), x))
 
 
+LABELS = label_order([*SKILLS, *(s + ONE_NODE for s in SERIES_SKILLS)])
+"""Every skill label of the `align` task, in report order (16)."""
+
+
 class Align(Task):
     name = "align"
     kind = "value"
     needs = ()
     perception = True
+    skills: tuple[str, ...] = SKILLS
+    """The skills asked, each equally often."""
+    one_node_share: float = ONE_NODE_SHARE
+    """Share of the series-skill questions asked on the one node alone."""
 
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
-        skill = SKILLS[int(design.integers(len(SKILLS)))]
-        alone = skill in SERIES_SKILLS and bool(design.random() < ONE_NODE_SHARE)
+        skill = self.skills[int(design.integers(len(self.skills)))]
+        alone = skill in SERIES_SKILLS and bool(design.random() < self.one_node_share)
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
         m = n_sources(rng, n)
@@ -130,6 +141,15 @@ class Align(Task):
 
     def read(self, p: ParsedPrompt, meta: dict) -> str:
         return oracle(p, meta["skill"])
+
+
+class AlignNode(Align):
+    """ST-Align's series skills on one node alone (no graph, nothing to retrieve): the
+    curriculum's first step."""
+
+    name = "align_node"
+    skills = SERIES_SKILLS
+    one_node_share = 1.0
 
 
 

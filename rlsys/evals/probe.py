@@ -22,8 +22,9 @@ For the ST-Align questions, the skill's decision (the first place the answer app
 reference: "Node 0 departs at step **15**.") is read as the model's greedy guess and scored
 within the question's tolerance, per skill.
 
-`strl probe CHECKPOINT` runs it on a saved policy; a training run runs it on its learner
-after every stage and puts the table in `report.md` and `summary.json`.
+`strl probe CHECKPOINT [CHECKPOINT ...]` runs it on saved policies (a column each, with
+`--plot` a curve of every share against the training sequences seen); a training run runs
+it on its learner after every stage and puts the table in `report.md` and `summary.json`.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from envs.tasks.align import label_order, skill_label
 from envs.values import same_value
+from rlsys.files import save_png
 
 KINDS = ("step", "level", "lag", "sum", "verdict", "option", "answer", "template")
 """Kinds of rationale tokens, in table order."""
@@ -169,3 +172,32 @@ def markdown(table: dict[str, dict[str, dict[str, float]]], what: str) -> list[s
         rows.append(f"| {k} | {n} | " + " | ".join(
             f"{table[p][k]['share']:.3f}" if k in table[p] else "-" for p in points) + " |")
     return rows
+
+
+def plot_curve(tables: dict[str, dict[str, dict[str, dict[str, float]]]],
+               examples: dict[str, int], out: Path) -> Path:
+    """`strl probe --plot`: two panels, each share of the rationale probe and of the
+    ST-Align probe (`tables["rationale" | "align"][point][kind]`) against the training
+    sequences seen at each point (`examples[point]`)."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    fig = Figure(figsize=(12, 5))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.92, wspace=0.15)
+    for ax, (what, title) in zip(fig.subplots(1, 2), (
+            ("rationale", "rationale tokens (teacher-forced)"),
+            ("align", "ST-Align decisions (teacher-forced)")), strict=True):
+        ax.set_prop_cycle(color=colormaps["tab20"].colors)  # up to 20 kinds, none repeated
+        table = tables.get(what, {})
+        points = sorted(table, key=lambda p: examples[p])
+        for kind in dict.fromkeys(k for t in table.values() for k in t):
+            xs = [examples[p] for p in points if kind in table[p]]
+            ys = [table[p][kind]["share"] for p in points if kind in table[p]]
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=kind)
+        ax.set_title(title)
+        ax.set_xlabel("training sequences seen")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        if table:
+            ax.legend(fontsize=7, ncol=2)
+    return save_png(fig, out)

@@ -8,12 +8,13 @@ next sample index), which is all a resume needs to continue with the same prompt
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from envs.prompt import with_placeholders
-from envs.sample import PERCEPTION
 from envs.stream import TaskMix, generate, redrawn
+from envs.tasks.align import LABELS, skill_label
 from rlsys.config import Config, env_config
 from rlsys.dataio import read_rows
 from rlsys.model.chat import END_OF_TURN, chat_ids
@@ -22,9 +23,13 @@ EVAL_SEED_OFFSET = 1_000_003
 SFT_SEED_OFFSET = 2_000_003
 ALIGN_SEED_OFFSET = 3_000_003
 ALIGN_EVAL_SEED_OFFSET = 4_000_003
-ALIGN = TaskMix.of(PERCEPTION)
+ALIGN = TaskMix.of(["align"])
 """The ST-Align questions of the `sft_align` stage and of its held-out evaluation."""
+ALIGN_NODE = TaskMix.of(["align_node"])
+"""The first step of the `sft_align` curriculum: the series skills on one node alone."""
 MAX_SKIPPED_IN_A_ROW = 1_000  # over-long prompts in a row that mean none will ever fit
+STRATIFY_DRAWS = 50
+"""Draws per held-out ST-Align question before a label that never comes is an error."""
 
 
 @dataclass
@@ -151,16 +156,35 @@ class PromptSource:
         """Supervised warm-start samples, from their own split."""
         return self._fit(self._records(self.cfg.data.seed + SFT_SEED_OFFSET, start, n))
 
-    def align(self, start: int, n: int) -> list[Prompt]:
+    def align(self, start: int, n: int, one_node: bool = False) -> list[Prompt]:
         """ST-Align questions for the `sft_align` stage, from their own split (generated
-        in the run's world settings, `data.env`, also when the tasks come from a file)."""
+        in the run's world settings, `data.env`, also when the tasks come from a file);
+        `one_node`: the series skills on one node alone only (`align_node`)."""
         return self._fit(self._records(self.cfg.data.seed + ALIGN_SEED_OFFSET, start, n,
-                                       ALIGN))
+                                       ALIGN_NODE if one_node else ALIGN))
 
     def align_held_out(self, n: int | None = None) -> list[Prompt]:
         """Held-out ST-Align questions (never trained on): `n`, else
-        `data.align_eval_size` of them when the stages include `sft_align`, else none."""
+        `data.align_eval_size` of them when the stages include `sft_align`, else none.
+        Stratified: each skill label (`envs.tasks.align.LABELS`) gets n / 16 of them (the
+        first n % 16 labels one more), the first of its split in stream order, so that
+        every skill is measured on as many questions."""
         if n is None:
             n = self.cfg.data.align_eval_size if "sft_align" in self.cfg.trainer.stages else 0
-        return self._fit(self._records(self.cfg.data.seed + ALIGN_EVAL_SEED_OFFSET, 0, n,
-                                       ALIGN)) if n else []
+        want = {label: n // len(LABELS) + (k < n % len(LABELS)) for k, label in
+                enumerate(LABELS)}
+        picked: list[dict[str, Any]] = []
+        start, chunk = 0, max(64, 2 * n)
+        while len(picked) < n:
+            if start > STRATIFY_DRAWS * n:
+                missing = {k: v for k, v in want.items() if v}
+                raise RuntimeError(f"the ST-Align held-out split has too few questions of "
+                                   f"{missing} in {start} draws under data.env")
+            for rec in self._records(self.cfg.data.seed + ALIGN_EVAL_SEED_OFFSET, start,
+                                     chunk, ALIGN):
+                label = skill_label(json.loads(rec.get("meta") or "{}"))
+                if want.get(label, 0) > 0:
+                    want[label] -= 1
+                    picked.append(rec)
+            start += chunk
+        return self._fit(picked)

@@ -366,17 +366,21 @@ def _progress(total: int, desc: str, initial: int = 0) -> tqdm:
 
 
 def _sft(r: Run, stage: str) -> None:
-    """One supervised stage: `sft_align` (ST-Align questions, `trainer.align`),
-    `sft_answer` (the tasks' answers only) or `sft_cot` (rationales too; both
-    `trainer.sft`, with `trainer.sft.align_share` of each batch from ST-Align)."""
+    """One supervised stage: `sft_align` (ST-Align questions, `trainer.align`; its first
+    `one_node_steps` on one node alone), `sft_answer` (the tasks' answers only) or
+    `sft_cot` (rationales too; both `trainer.sft`, with `trainer.sft.align_share` of each
+    batch from ST-Align)."""
     cfg, p = r.cfg, r.progress
-    s = cfg.trainer.align if stage == "sft_align" else cfg.trainer.sft
-    draw = r.source.align if stage == "sft_align" else r.source.sft
+    s = cfg.trainer.supervised(stage)
     bar = _progress(s.steps, stage, initial=p.step)
     warned = False
     rehearse = 0 if stage == "sft_align" else round(s.align_share * s.batch_size)
     while p.step < s.steps:
-        prompts = draw(p.sft_position, s.batch_size - rehearse)
+        if stage == "sft_align":  # the curriculum: one node alone, then the full mix
+            prompts = r.source.align(p.sft_position, s.batch_size,
+                                     one_node=p.step < s.one_node_steps)
+        else:
+            prompts = r.source.sft(p.sft_position, s.batch_size - rehearse)
         if rehearse:  # ST-Align questions rehearsed in the later supervised stages
             prompts += r.source.align(p.sft_position, rehearse)
         m = r.trainer.sft_step(prompts, answer_only=stage == "sft_answer", lr=s.lr_at(p.step),

@@ -121,19 +121,30 @@ def test_the_intervention_family_trains_end_to_end(short_run) -> None:
     assert "`correction/weight`" in report
 
 
-def test_strl_probe_reads_a_saved_policy(default_run, tmp_path) -> None:
-    """`strl probe CHECKPOINT`: the run's config found above the checkpoint, both tables
-    printed and written."""
+def test_strl_probe_reads_saved_policies_and_plots_their_curve(default_run, tmp_path) -> None:
+    """`strl probe CHECKPOINT ...`: the run's config found above each checkpoint, one
+    column per checkpoint in order of the training sequences it had seen (from its
+    state.json; a final policy: the run's whole budget), the tables written and plotted."""
     import subprocess
     import sys
 
-    out = tmp_path / "probe.json"
+    out, png = tmp_path / "probe.json", tmp_path / "curve.png"
+    full = default_run.run / "checkpoints" / "grpo-step-3"
     proc = subprocess.run([sys.executable, "-m", "rlsys.cli", "probe",
-                           str(default_run.checkpoint), "--n", "3", "--n-align", "6",
-                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+                           str(default_run.checkpoint), str(full), "--n", "3",
+                           "--n-align", "6", "--json", str(out), "--plot", str(png)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| rationale token | n | final |" in proc.stdout
-    assert "| ST-Align decision | n | final |" in proc.stdout
+    # 2 ST-Align steps of 16 + 2 CoT steps of 8 + 3 GRPO steps of 2 prompts x 2 = 60, all
+    # of it seen by both: the full checkpoint after GRPO's last step, and the final policy
+    cols = "grpo-step-3 (60 ex) | final (60 ex)"
+    assert f"| rationale token | n | {cols} |" in proc.stdout
+    assert f"| ST-Align decision | n | {cols} |" in proc.stdout
     tables = json.loads(out.read_text())
-    assert tables["rationale"]["template"]["n"] > 0
-    assert sum(v["n"] for v in tables["align"].values()) == 6
+    assert tables["examples"] == {"grpo-step-3 (60 ex)": 60, "final (60 ex)": 60}
+    for point in tables["examples"]:
+        assert tables["rationale"][point]["template"]["n"] > 0
+        assert sum(v["n"] for v in tables["align"][point].values()) == 6
+    # the same weights: the final policy is the last full checkpoint's
+    assert tables["rationale"]["final (60 ex)"] == tables["rationale"]["grpo-step-3 (60 ex)"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

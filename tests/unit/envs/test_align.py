@@ -52,6 +52,21 @@ def test_one_node_prompts_show_one_node_and_no_graph(samples) -> None:
         assert "Node 0" in s.question and "Node 1" not in s.prompt()
 
 
+def test_align_node_asks_the_series_skills_on_one_node_alone() -> None:
+    """The curriculum's first step (`trainer.align.one_node_steps`): every question one of
+    the series skills, every prompt one node and no graph; golds and references as sound
+    as align's."""
+    samples = SampleStream(12, {"align_node": 1}, SETTINGS["tiny"]).take(100)
+    assert {s.meta["skill"] for s in samples} == set(SERIES_SKILLS)
+    for s in samples:
+        assert s.meta["alone"] and s.task == "align_node"
+        assert s.series.shape[0] == 1 and s.edges == [] and GRAPH_CLAUSE not in s.prompt()
+        assert same_value(oracle(parse_prompt(s.prompt()), s.meta["skill"]), s.answer,
+                          s.tolerance)
+    targets = [Target.from_record(s.to_record()) for s in samples]
+    assert accuracy([s.completion for s in samples], targets) == [1.0] * len(samples)
+
+
 def test_answers_a_model_cannot_guess_from_the_skill_alone() -> None:
     """The prior (each skill's most common answer) stays well below the oracle: the
     perception table of `strl quality` at the tiny preset's setting."""
@@ -62,9 +77,10 @@ def test_answers_a_model_cannot_guess_from_the_skill_alone() -> None:
 
 
 def test_align_is_asked_for_by_name_only() -> None:
-    assert "align" not in TaskMix.of("all").names
-    assert "align" not in {c.task for c in cells()}
-    assert TaskMix.of("align").names == ("align",)
+    for name in ("align", "align_node"):
+        assert name not in TaskMix.of("all").names
+        assert name not in {c.task for c in cells()}
+        assert TaskMix.of(name).names == (name,)
 
 
 @pytest.mark.parametrize(("said", "gold", "tol", "ok"), [

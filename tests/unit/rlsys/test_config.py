@@ -126,3 +126,15 @@ def test_the_sft_learning_rate_schedule() -> None:
     assert SFTConfig(steps=1, lr=1e-3, schedule="cosine").lr_at(0) == 1e-3
     with pytest.raises(ValueError):
         SFTConfig(schedule="linear")
+
+
+def test_examples_seen_counts_each_stage_in_its_own_batches() -> None:
+    """`strl probe --plot`'s x axis: supervised batches, then GRPO's prompts x n."""
+    cfg = load_config(PRESETS[0].with_name("tiny_cpu.yaml"))  # align 200x16, CoT 400x8, 4x4
+    assert cfg.trainer.stages == ["sft_align", "sft_cot", "grpo"]
+    assert cfg.examples_seen(0, 0) == 0
+    assert cfg.examples_seen(0, 50) == 50 * 16
+    assert cfg.examples_seen(1, 10) == 200 * 16 + 10 * 8
+    assert cfg.examples_seen(2, 3) == 200 * 16 + 400 * 8 + 3 * 4 * 4
+    assert cfg.trainer.supervised("sft_align") is cfg.trainer.align
+    assert cfg.trainer.supervised("sft_cot") is cfg.trainer.sft

@@ -64,3 +64,33 @@ def test_a_copy_drill_is_the_references_tail_before_its_answer_tag() -> None:
     assert copy_drill(tok, p, ref, keep=3) == [90, 5, 6, 15, 16, 17, 1, 40, 2, 3]
     assert copy_drill(tok, p, [5, 6, 7, 1, 40, 2], keep=6) == [90, 5, 6, 7, 1, 40, 2]
     assert copy_drill(tok, p, [5, 6, 7], keep=3) is None  # cut before its tag: no drill
+
+
+def test_the_align_curriculum_draws_one_node_questions_first() -> None:
+    """`align(..., one_node=True)`: `align_node` questions only (one node, series
+    skills); the full mix otherwise. Both from the same ST-Align split."""
+    cfg = load_config(None, ["data.env.nodes=[3]", "data.env.lengths=[36]"])
+    source = PromptSource(cfg, _tokenizer())
+    first = [json.loads(p.target["meta"]) for p in source.align(0, 12, one_node=True)]
+    assert {p.task for p in source.align(0, 12, one_node=True)} == {"align_node"}
+    assert all(m["alone"] for m in first)
+    full = source.align(0, 40)
+    assert {p.task for p in full} == {"align"}
+    assert not all(json.loads(p.target["meta"])["alone"] for p in full)
+
+
+def test_the_align_held_out_split_is_stratified_by_skill_label() -> None:
+    """Every skill label measured on as many questions (n / 16, the first n % 16 labels
+    one more), the same questions every time."""
+    from collections import Counter
+
+    from envs.tasks.align import LABELS, skill_label
+
+    cfg = load_config(None, ["data.env.nodes=[3]", "data.env.lengths=[36]"])
+    source = PromptSource(cfg, _tokenizer())
+    held = source.align_held_out(35)
+    count = Counter(skill_label(json.loads(p.target["meta"])) for p in held)
+    assert len(LABELS) == 16 and set(count) == set(LABELS)
+    assert [count[x] for x in LABELS] == [3, 3, 3] + [2] * 13
+    assert [p.id for p in source.align_held_out(35)] == [p.id for p in held]
+    assert source.align_held_out(0) == []
