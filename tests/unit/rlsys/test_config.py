@@ -27,7 +27,7 @@ def test_make_learn_is_make_run_with_a_longer_budget() -> None:
     budget = {("trainer", "name"), ("trainer", "steps"), ("trainer", "save_every"),
               ("trainer", "objective_samples"), ("trainer", "sft", "steps"),
               ("trainer", "sft", "save_every"), ("trainer", "align", "steps"),
-              ("trainer", "align", "save_every")}
+              ("trainer", "align", "save_every"), ("trainer", "align", "one_node_steps")}
 
     def flat(d: dict, at: tuple = ()) -> dict:
         out = {}
@@ -39,6 +39,8 @@ def test_make_learn_is_make_run_with_a_longer_budget() -> None:
     assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == budget
     assert learn["trainer"]["sft"]["steps"] > run["trainer"]["sft"]["steps"]
     assert learn["trainer"]["align"]["save_every"] > 0 and learn["trainer"]["name"] == "learn"
+    for cfg in (run, learn):  # the same curriculum: the first half on one node alone
+        assert 2 * cfg["trainer"]["align"]["one_node_steps"] == cfg["trainer"]["align"]["steps"]
 
 
 def test_dotted_overrides_are_typed_and_nested() -> None:
