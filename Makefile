@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 CHECKPOINT ?= runs/tiny/checkpoints/final
 
-.PHONY: venv run learn demo test test-fast lint quality bench bench-sync bench-ckpt bench-rollout bench-series bench-async serve eval \
+.PHONY: venv run learn demo test test-fast lint quality bench bench-sync bench-ckpt bench-rollout bench-series bench-async bench-align serve eval \
 	bench-serve bench-shed clean
 
 $(STAMP): pyproject.toml
@@ -81,6 +81,11 @@ bench-async: $(STAMP)
 
 bench-rollout: $(STAMP)
 	$(BIN)/python benchmarks/rollout_throughput.py --config configs/tiny_cpu.yaml
+
+# ST-Align learning curves of the tiny model, with and without the one-node-first
+# curriculum (pure torch, the learner's step; needs models/tiny, which make run builds)
+bench-align: $(STAMP)
+	$(BIN)/python benchmarks/st_align.py
 
 # The trained model behind Ray Serve (after `make run`): http://127.0.0.1:8000/view
 serve: $(STAMP)
