@@ -380,14 +380,15 @@ def cmd_probe(a: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from rlsys.config import load_config
-    from rlsys.evals.probe import markdown, plot_curve, probe
+    from rlsys.evals.probe import markdown, plot_curve, probe, series_reliance
     from rlsys.model.series import load_policy, teacher_forced
     from rlsys.train.data import PromptSource, reference_ids
 
     points = sorted((_probe_point(Path(c), a.config) for c in a.checkpoint),
                     key=lambda pt: (pt["examples"] is None, pt["examples"] or 0,
                                     pt["policy"].name == "final"))
-    out: dict[str, dict[str, dict]] = {"rationale": {}, "align": {}}
+    out: dict[str, dict[str, dict]] = {"rationale": {}, "align": {}, "reliance": {},
+                                       "align_reliance": {}}
     for pt in points:
         cfg = load_config(pt["config"], [f"data.eval_size={a.n}"])
         torch.manual_seed(0)
@@ -403,9 +404,17 @@ def cmd_probe(a: argparse.Namespace) -> int:
                      p.series) for p in prompts]
             guesses = teacher_forced(model, seqs, a.batch_size)
             out[what][pt["label"]] = probe(tok, prompts, guesses, align=align)
+            if cfg.model.series == "encoder":  # does the policy read its series at all?
+                flipped = teacher_forced(model, [(x, n, [s[::-1] for s in series])
+                                                 for x, n, series in seqs], a.batch_size)
+                out["align_reliance" if align else "reliance"][pt["label"]] = (
+                    series_reliance(tok, prompts, guesses, flipped, align=align))
         print(f"probed {pt['label']}", file=sys.stderr)
-    for what, title in (("rationale", "rationale token"), ("align", "ST-Align decision")):
-        print("\n".join(markdown(out[what], title)) + "\n")
+    for what, title in (("rationale", "rationale token"), ("align", "ST-Align decision"),
+                        ("reliance", "series reading (changed when reversed)"),
+                        ("align_reliance", "ST-Align series skill (changed when reversed)")):
+        if out[what]:
+            print("\n".join(markdown(out[what], title)) + "\n")
     if a.json:
         write_atomic(Path(a.json), json.dumps(
             {**out, "examples": {pt["label"]: pt["examples"] for pt in points}}, indent=1))

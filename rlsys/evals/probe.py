@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envs.tasks.align import label_order, skill_label
+from envs.tasks.align import SERIES_SKILLS, label_order, skill_label
 from envs.values import same_value
 from rlsys.files import save_png
 
@@ -156,6 +156,40 @@ def probe(tokenizer: Any, prompts: list[Any], guesses: list[list[int]],
             for kind, oks in rationale_hits(p.completion, offsets, gold, guess).items():
                 hits.setdefault(kind, []).extend(oks)
     return summarise(hits)
+
+
+SERIES_KINDS = ("step", "level")
+"""Rationale tokens read off a series."""
+
+
+def series_reliance(tokenizer: Any, prompts: list[Any], guesses: list[list[int]],
+                    reversed_guesses: list[list[int]], align: bool = False
+                    ) -> dict[str, dict[str, float]]:
+    """How much the policy reads its series: the share of series readings (`SERIES_KINDS`
+    spans of a rationale; with `align`, the decisions of the series skills) whose greedy
+    guess changes when every series of the prompt is time-reversed. The prompt's text does
+    not change (a series' offset and scale are its mean and standard deviation, which
+    reversal keeps), so a policy that ignores its series guesses the same: 0."""
+    changed: dict[str, list[bool]] = {}
+    for p, g, r in zip(prompts, guesses, reversed_guesses, strict=True):
+        _, offsets = completion_offsets(tokenizer, p.completion)
+        if align:
+            meta = json.loads(p.target.get("meta") or "{}")
+            if meta.get("skill") not in SERIES_SKILLS:
+                continue
+            lo, hi = decision(p.completion, str(p.target["answer"]))
+            groups = {skill_label(meta): [tuple(i for i, (a, b) in enumerate(offsets)
+                                                if a < hi and b > lo)]}
+        else:
+            groups = {}
+            for sp in spans(p.completion, offsets):
+                if sp.kind in SERIES_KINDS:
+                    groups.setdefault(sp.kind, []).append(sp.tokens)
+        for key, token_sets in groups.items():
+            changed.setdefault(key, []).extend(
+                any(i < min(len(g), len(r)) and g[i] != r[i] for i in tokens)
+                for tokens in token_sets)
+    return summarise(changed)
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]], what: str) -> list[str]:

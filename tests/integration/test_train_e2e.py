@@ -140,6 +140,8 @@ def test_strl_probe_reads_saved_policies_and_plots_their_curve(default_run, tmp_
     cols = "grpo-step-3 (60 ex) | final (60 ex)"
     assert f"| rationale token | n | {cols} |" in proc.stdout
     assert f"| ST-Align decision | n | {cols} |" in proc.stdout
+    # the encoder's policy: how often its series readings change with reversed series
+    assert f"| series reading (changed when reversed) | n | {cols} |" in proc.stdout
     tables = json.loads(out.read_text())
     assert tables["examples"] == {"grpo-step-3 (60 ex)": 60, "final (60 ex)": 60}
     for point in tables["examples"]:
@@ -147,4 +149,5 @@ def test_strl_probe_reads_saved_policies_and_plots_their_curve(default_run, tmp_
         assert sum(v["n"] for v in tables["align"][point].values()) == 6
     # the same weights: the final policy is the last full checkpoint's
     assert tables["rationale"]["final (60 ex)"] == tables["rationale"]["grpo-step-3 (60 ex)"]
+    assert set(tables["reliance"]) == set(tables["examples"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,6 +15,7 @@ from rlsys.evals.probe import (
     markdown,
     probe,
     rationale_hits,
+    series_reliance,
     spans,
     summarise,
 )
@@ -96,3 +97,29 @@ def test_markdown_puts_points_side_by_side() -> None:
     assert lines[2] == "| lag | 4 | 0.500 | 0.750 |"
     assert lines[3] == "| sum | 2 | - | 1.000 |"
     assert markdown({}, "x") == []
+
+
+def test_series_reliance_counts_the_readings_that_change_with_the_series(tok) -> None:
+    """A series reading (a step, a level; an ST-Align series skill's decision) counts as
+    relied on when the guess there changes with the reversed series; the other tokens
+    never count."""
+    ids, offsets, _ = _spans(tok, ROOT)
+    p = SimpleNamespace(completion=ROOT, target={})
+    steps = [s for s in spans(ROOT, offsets) if s.kind == "step"]
+    lags = [s for s in spans(ROOT, offsets) if s.kind == "lag"]
+    moved = list(ids)
+    moved[steps[0].tokens[0]] = ids[lags[0].tokens[0]]  # the first step reads otherwise
+    moved[lags[0].tokens[0]] = ids[steps[0].tokens[0]]  # a lag is no series reading
+    table = series_reliance(tok, [p], [list(ids)], [moved])
+    assert table == {"step": {"share": 0.5, "n": 2}, "level": {"share": 0.0, "n": 2}}
+    assert series_reliance(tok, [p], [list(ids)], [list(ids)])["step"]["share"] == 0.0
+
+    text = "<think>Node 0 moves up.</think><answer>up</answer>"
+    a_ids, _ = completion_offsets(tok, text)
+    down = tok("<think>Node 0 moves down.</think><answer>up</answer>",
+               add_special_tokens=False)["input_ids"]
+    align = [SimpleNamespace(completion=text, target={"answer": "up", "meta": json.dumps(
+        {"skill": skill, "alone": True})}) for skill in ("direction", "lag")]
+    flipped = down[:len(a_ids)]
+    table = series_reliance(tok, align, [a_ids, a_ids], [flipped, flipped], align=True)
+    assert table == {"direction (one node)": {"share": 1.0, "n": 1}}  # lag: not a series skill
