@@ -155,12 +155,19 @@ class SkillQuality:
     n: int
     oracle: float
     prior: float
+    domain_prior: float
+    """The most common gold of the skill in the domain the question names: a text-only
+    solver. Above the prior by more than `SHORTCUT_MAX_GAP`, the text tells the answer."""
 
     def problems(self) -> list[str]:
+        out = []
         if self.oracle < ORACLE_MIN:
-            return [f"{self.task}/{self.skill} [{self.setting}]: oracle {self.oracle:.3f} "
-                    f"< {ORACLE_MIN}"]
-        return []
+            out.append(f"{self.task}/{self.skill} [{self.setting}]: oracle {self.oracle:.3f} "
+                       f"< {ORACLE_MIN}")
+        if self.domain_prior - self.prior > SHORTCUT_MAX_GAP:
+            out.append(f"{self.task}/{self.skill} [{self.setting}]: the domain tells the "
+                       f"answer ({self.domain_prior:.3f} against the prior {self.prior:.3f})")
+        return out
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -168,31 +175,39 @@ class SkillQuality:
 
 def audit_perception(task: str, n: int, seed: int = 0, cfg: EnvConfig | None = None,
                      setting: str = "custom") -> list[SkillQuality]:
-    """Per skill of a perception task: the oracle on n questions of stream `seed`, and
-    the prior (each skill's most common gold on n questions of stream `seed + 1`)."""
+    """Per skill of a perception task: the oracle on n questions of stream `seed`, the
+    prior (each skill's most common gold on n questions of stream `seed + 1`) and the
+    domain prior (its most common gold in each domain there)."""
     cfg, t = cfg or EnvConfig(), get_task(task)
     mix = TaskMix.of([task])
     train, test = generate(seed + 1, range(n), mix, cfg), generate(seed, range(n), mix, cfg)
     common: dict[str, Counter] = {}
     for s in train:
         common.setdefault(s.meta["skill"], Counter())[s.answer] += 1
-    by_skill: dict[str, list[tuple[bool, bool]]] = {}
+        common.setdefault(f"{s.meta['skill']}@{s.meta['domain']}", Counter())[s.answer] += 1
+
+    def guess(key: str) -> str:
+        return common[key].most_common(1)[0][0] if key in common else ""
+
+    by_skill: dict[str, list[tuple[bool, bool, bool]]] = {}
     for s in test:
         skill = s.meta["skill"]
         said = t.read(parse_prompt(s.prompt()), s.meta)
-        guess = common[skill].most_common(1)[0][0] if skill in common else ""
-        by_skill.setdefault(skill, []).append(
-            (same_value(said, s.answer, s.tolerance), same_value(guess, s.answer, s.tolerance)))
-    return [SkillQuality(task, setting, k, len(v), float(np.mean([a for a, _ in v])),
-                         float(np.mean([b for _, b in v])))
+        by_skill.setdefault(skill, []).append(tuple(
+            same_value(x, s.answer, s.tolerance)
+            for x in (said, guess(skill), guess(f"{skill}@{s.meta['domain']}"))))
+    return [SkillQuality(task, setting, k, len(v),
+                         *(float(np.mean([x[j] for x in v])) for j in range(3)))
             for k, v in sorted(by_skill.items())]
 
 
 def format_perception(rows: Sequence[SkillQuality]) -> str:
     """A markdown table of perception skills; an oracle under its bound is marked `!`."""
-    lines = ["setting | task | skill | n | oracle | prior", " | ".join(["---"] * 6)]
+    lines = ["setting | task | skill | n | oracle | prior | domain prior",
+             " | ".join(["---"] * 7)]
     lines += [f"{r.setting} | {r.task} | {r.skill} | {r.n} | {r.oracle:.3f}"
-              f"{'!' if r.oracle < ORACLE_MIN else ''} | {r.prior:.3f}" for r in rows]
+              f"{'!' if r.oracle < ORACLE_MIN else ''} | {r.prior:.3f} | {r.domain_prior:.3f}"
+              f"{'!' if r.domain_prior - r.prior > SHORTCUT_MAX_GAP else ''}" for r in rows]
     return "\n".join(lines)
 
 

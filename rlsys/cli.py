@@ -178,7 +178,9 @@ def cmd_quality(a: argparse.Namespace) -> int:
         print(format_table(rows))
     if skills:
         print("\nperception questions (exempt from the both-inputs rule; prior: the skill's "
-              "most common answer in training data)\n" + format_perception(skills))
+              "most common answer in training data; domain prior: its most common answer "
+              "in the domain the question names, a text-only solver)\n"
+              + format_perception(skills))
     problems = [p for r in [*rows, *skills] for p in r.problems()]
     print("\n" + ("\n".join(problems) if problems else
                   f"all bounds hold: oracle >= {ORACLE_MIN}; every solver deprived of a "

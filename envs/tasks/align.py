@@ -9,7 +9,7 @@ exact answer (answer kind "value": a number, a word, or node names):
 |---|---|---|
 | departure | the step at which a node departs from its baseline | step (+-1), or "never" |
 | baseline | its baseline level (the median of its baseline window) | number (+-1%) |
-| direction | the direction of its largest move | "up" / "down" |
+| direction | the direction of its largest move (one node alone only) | "up" / "down" |
 | size | the size of its largest move, in percent of its baseline | percent (+-3) |
 | peak | the step of its largest move | step (+-1) |
 | lag | the lag written on link u->v | lag |
@@ -70,6 +70,16 @@ JOINT_SKILLS = ("arrival", "first", "delay")
 SKILLS = SERIES_SKILLS + GRAPH_SKILLS + JOINT_SKILLS
 ONE_NODE_SHARE = 0.5
 """Share of the series-skill questions asked on a prompt that shows the one node alone."""
+ALONE_ONLY = ("direction",)
+"""Series skills asked on one node alone only. Every domain's events move its series one
+way (`Domain.event_sign`: PM2.5 up, traffic speed down, ...), so on the full world's
+prompt, whose text names the domain, the direction is the domain's: a text shortcut.
+Alone, the series is mirrored half the time (`MIRROR_SHARE`) and the text says nothing."""
+MIRROR_SHARE = 0.5
+"""Share of the one-node questions whose series is mirrored around its baseline
+(2 * baseline - value: a rise becomes a fall of the same size), so that the domain named
+in the text does not tell the direction of the move. A mirror that would turn a positive
+series negative is skipped (the question keeps its series)."""
 DEPARTING_SHARE = 0.75
 """Share of the departure questions asked of a node that departs (the rest: "never")."""
 LINKED_SHARE = 0.75
@@ -104,8 +114,9 @@ def label_order(labels: list[str]) -> list[str]:
     return sorted(labels, key=lambda x: (rank.get(x, len(rank)), x))
 
 
-LABELS = label_order([*SKILLS, *(s + ONE_NODE for s in SERIES_SKILLS)])
-"""Every skill label of the `align` task, in report order (16)."""
+LABELS = label_order([*(s for s in SKILLS if s not in ALONE_ONLY),
+                      *(s + ONE_NODE for s in SERIES_SKILLS)])
+"""Every skill label of the `align` task, in report order (15)."""
 
 
 class Align(Task):
@@ -121,22 +132,27 @@ class Align(Task):
     def plan(self, rng: np.random.Generator, cfg: EnvConfig,
              design: np.random.Generator) -> Draft:
         skill = self.skills[int(design.integers(len(self.skills)))]
-        alone = skill in SERIES_SKILLS and bool(design.random() < self.one_node_share)
+        alone = skill in ALONE_ONLY or (skill in SERIES_SKILLS
+                                         and bool(design.random() < self.one_node_share))
+        mirror = alone and bool(design.random() < MIRROR_SHARE)
         domain = pick_domain(rng, cfg)
         n, t_len = pick_size(rng, cfg, self.nodes_needed(cfg))
         m = n_sources(rng, n)
         fire = sorted(int(s) for s in rng.choice(m, size=int(rng.integers(1, m + 1)),
                                                  replace=False))
         return Draft(build(rng, cfg, domain, n, t_len, m, fire),
-                     {"skill": skill, "alone": alone})
+                     {"skill": skill, "alone": alone, "mirror": mirror})
 
     def finish(self, rng, cfg, draft, noisy, clean) -> Parts | None:
         skill, alone = draft.info["skill"], draft.info["alone"]
+        mirrored = bool(draft.info.get("mirror")) and _mirror(noisy, clean)
         parts = _ASK[skill](rng, Reading.of(draft.world, noisy, clean, alone, cfg.precision))
         if parts is None:
             return None
         parts.meta["skill"] = skill
         parts.meta["alone"] = alone
+        if mirrored:
+            parts.meta["mirrored"] = True
         return parts
 
     def read(self, p: ParsedPrompt, meta: dict) -> str:
@@ -375,6 +391,21 @@ _ASK = {"departure": _departure, "baseline": _baseline, "direction": _direction,
 
 # ---- small helpers ------------------------------------------------------------------
 
+
+
+def _mirror(noisy: np.ndarray, clean: np.ndarray) -> bool:
+    """Both series arrays mirrored in place around each node's baseline (the median of its
+    baseline window in `noisy`, the numbers the prompt shows): a rise becomes a fall of the
+    same size. Nothing changes (False) when a positive series would go negative. Every
+    reading (`Reading.of`) is taken after it, so each answer is what the shown series say."""
+    w = baseline_len(noisy.shape[1])
+    base = np.partition(noisy[:, :w], w // 2, axis=1)[:, w // 2][:, None]
+    flipped = 2 * base - noisy
+    if float(flipped.min()) < 0 <= float(noisy.min()):
+        return False
+    noisy[...] = flipped
+    clean[...] = 2 * base - clean
+    return True
 
 
 def _number(x: float, precision: int) -> str:

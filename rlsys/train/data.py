@@ -166,9 +166,9 @@ class PromptSource:
     def align_held_out(self, n: int | None = None) -> list[Prompt]:
         """Held-out ST-Align questions (never trained on): `n`, else
         `data.align_eval_size` of them when the stages include `sft_align`, else none.
-        Stratified: each skill label (`envs.tasks.align.LABELS`) gets n / 16 of them (the
-        first n % 16 labels one more), the first of its split in stream order, so that
-        every skill is measured on as many questions."""
+        Stratified: each of the skill labels (`envs.tasks.align.LABELS`) gets an equal
+        share of them (the first labels one more when n does not divide), the first of its
+        split in stream order, so that every skill is measured on as many questions."""
         if n is None:
             n = self.cfg.data.align_eval_size if "sft_align" in self.cfg.trainer.stages else 0
         want = {label: n // len(LABELS) + (k < n % len(LABELS)) for k, label in

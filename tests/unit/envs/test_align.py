@@ -52,6 +52,25 @@ def test_one_node_prompts_show_one_node_and_no_graph(samples) -> None:
         assert "Node 0" in s.question and "Node 1" not in s.prompt()
 
 
+def test_no_domain_tells_the_direction_of_a_move() -> None:
+    """Every domain's events move one way (PM2.5 up, traffic speed down), so direction is
+    asked on one node alone, its series mirrored around its baseline half the time: per
+    domain, both answers are common; a mirrored series stays positive."""
+    for setting in ("tiny", "default"):
+        samples = SampleStream(5, {"align_node": 1}, SETTINGS[setting]).take(800)
+        asked = [s for s in samples if s.meta["skill"] == "direction"]
+        by_domain: dict[str, Counter] = {}
+        for s in asked:
+            by_domain.setdefault(s.meta["domain"], Counter())[s.answer] += 1
+        for domain, c in by_domain.items():
+            assert min(c["up"], c["down"]) >= 0.25 * sum(c.values()), (setting, domain, c)
+        assert 0.35 < sum(bool(s.meta.get("mirrored")) for s in samples) / len(samples) < 0.65
+        assert all(s.series.min() >= 0 for s in samples if s.meta.get("mirrored")
+                   and s.meta["domain"] != "climate")
+    full = SampleStream(6, {"align": 1}, SETTINGS["tiny"]).take(400)
+    assert all(s.meta["alone"] for s in full if s.meta["skill"] == "direction")
+
+
 def test_align_node_asks_the_series_skills_on_one_node_alone() -> None:
     """The curriculum's first step (`trainer.align.one_node_steps`): every question one of
     the series skills, every prompt one node and no graph; golds and references as sound
@@ -74,6 +93,8 @@ def test_answers_a_model_cannot_guess_from_the_skill_alone() -> None:
     assert all(r.oracle == 1.0 for r in rows.values())
     # delay and arrival are small numbers read within a step; the rest are hard to guess
     assert all(r.prior < 0.6 for k, r in rows.items() if k not in ("delay", "arrival")), rows
+    # nor from the domain the text names (before the mirror: direction 1.000)
+    assert rows["direction"].domain_prior < 0.65, rows["direction"]
 
 
 def test_align_is_asked_for_by_name_only() -> None:

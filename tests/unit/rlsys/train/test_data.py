@@ -80,7 +80,7 @@ def test_the_align_curriculum_draws_one_node_questions_first() -> None:
 
 
 def test_the_align_held_out_split_is_stratified_by_skill_label() -> None:
-    """Every skill label measured on as many questions (n / 16, the first n % 16 labels
+    """Every skill label measured on as many questions (n / 15, the first n % 15 labels
     one more), the same questions every time."""
     from collections import Counter
 
@@ -90,7 +90,7 @@ def test_the_align_held_out_split_is_stratified_by_skill_label() -> None:
     source = PromptSource(cfg, _tokenizer())
     held = source.align_held_out(35)
     count = Counter(skill_label(json.loads(p.target["meta"])) for p in held)
-    assert len(LABELS) == 16 and set(count) == set(LABELS)
-    assert [count[x] for x in LABELS] == [3, 3, 3] + [2] * 13
+    assert len(LABELS) == 15 and set(count) == set(LABELS)
+    assert [count[x] for x in LABELS] == [3] * 5 + [2] * 10
     assert [p.id for p in source.align_held_out(35)] == [p.id for p in held]
     assert source.align_held_out(0) == []
