@@ -110,8 +110,8 @@ def _arm(arm: str, steps: int, n_held: int) -> None:
         if (step + 1) % max(1, steps // 4) == 0:
             acc, norm = evaluate()
             print(f"{arm} step {step + 1} ({(step + 1) * s.batch_size} seqs) loss "
-                  f"{float(loss):.3f} row norm {norm:.1f} ({time.perf_counter() - t0:.0f} s)",
-                  flush=True)
+                  f"{float(loss.detach()):.3f} row norm {norm:.1f} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
             print("  " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()), flush=True)
 
 
