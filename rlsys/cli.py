@@ -389,6 +389,11 @@ def cmd_probe(a: argparse.Namespace) -> int:
     points = sorted((_probe_point(Path(c), a.config) for c in a.checkpoint),
                     key=lambda pt: (pt["examples"] is None, pt["examples"] or 0,
                                     pt["policy"].name == "final"))
+    bare = [pt["label"] for pt in points if pt["examples"] is None]
+    if a.plot and bare:
+        raise ValueError("--plot needs checkpoints that record where their run was "
+                         "(runs/<name>/checkpoints/<stage>-step-<k>, or final); "
+                         f"{', '.join(bare)} do not")
     out: dict[str, dict[str, dict]] = {"rationale": {}, "align": {}, "reliance": {},
                                        "align_reliance": {}}
     for pt in points:
@@ -422,11 +427,6 @@ def cmd_probe(a: argparse.Namespace) -> int:
             {**out, "examples": {pt["label"]: pt["examples"] for pt in points}}, indent=1))
         print(f"written to {a.json}")
     if a.plot:
-        if any(pt["examples"] is None for pt in points):
-            raise ValueError("--plot needs checkpoints that record where their run was "
-                             "(runs/<name>/checkpoints/<stage>-step-<k>, or final); "
-                             f"{', '.join(pt['label'] for pt in points if pt['examples'] is None)}"
-                             " do not")
         plot_curve(out, {pt["label"]: pt["examples"] for pt in points}, Path(a.plot))
         print(f"written to {a.plot}")
     return 0
@@ -560,8 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "directory's config.yaml)")
     pr.add_argument("--n", type=int, default=100,
                     help="held-out questions of the config's tasks (default 100)")
-    pr.add_argument("--n-align", type=int, default=110,
-                    help="held-out ST-Align questions (default 110)")
+    pr.add_argument("--n-align", type=int, default=150,
+                    help="held-out ST-Align questions, as many of each skill (default 150: "
+                         "10 each)")
     pr.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
     pr.add_argument("--json", help="also write the tables here as JSON")
     pr.add_argument("--plot", help="also plot each share against the training sequences "

@@ -124,9 +124,10 @@ class DataConfig(_Section):
     """Seed of the training stream; the held-out split uses seed + 1_000_003."""
     eval_size: int = Field(64, ge=0)
     """Held-out samples evaluated before and after training (0: no evaluation)."""
-    align_eval_size: int = Field(110, ge=0)
-    """Held-out ST-Align questions (`align` task, about 10 per skill), evaluated per skill
-    before and after every stage of a run whose stages include `sft_align`."""
+    align_eval_size: int = Field(150, ge=0)
+    """Held-out ST-Align questions (`align` task, as many of each of its 15 skill labels:
+    10 each), evaluated per skill before and after every stage of a run whose stages
+    include `sft_align`."""
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> DataConfig:
