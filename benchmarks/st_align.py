@@ -11,13 +11,20 @@ trains on the same ST-Align split the `sft_align` stage draws from:
   tiny preset's `trainer.align.one_node_steps`);
 - `full`: the full mix from the first step (the preset before the curriculum).
 
+`--norm baseline` measures a candidate layout of the encoder, not yet the system's: each
+series normalised by its baseline (offset: the median of its baseline window, as
+`envs.detect` reads it; scale: a tenth of it, so that 1 is the departure threshold)
+instead of its mean and standard deviation. A baseline near 0 makes its values huge: a
+floor for that is still to choose. It replaces
+`rlsys.model.series.normalise` in this process only, so prompts and rows agree.
+
 At every quarter of the steps it prints the teacher-forced decision accuracy per skill
 label (as `strl probe` scores it) on held-out questions: the stratified ST-Align split
 for `curriculum` and `full`, one-node questions for `node`; and the mean norm of the
 encoder's rows (a token embedding's is about 0.8).
 
-Run: `python benchmarks/st_align.py [--steps 200] [--arms curriculum,full]` (about 5 min
-an arm on one core of this machine).
+Run: `python benchmarks/st_align.py [--steps 200] [--arms curriculum,full] [--norm
+baseline]` (about 5 min an arm on one core of this machine).
 """
 
 from __future__ import annotations
@@ -115,6 +122,23 @@ def _arm(arm: str, steps: int, n_held: int) -> None:
             print("  " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()), flush=True)
 
 
+def _baseline_norm() -> None:
+    """Replace the encoder's normalisation, in this process, by the candidate one."""
+    import numpy as np
+
+    import rlsys.model.series as series
+    from envs.detect import baseline_len
+
+    def normalise(values):
+        v = np.asarray(values, dtype=np.float64)
+        w = baseline_len(len(v))
+        base = float(np.partition(v[:w], w // 2)[w // 2])
+        scale = max(0.1 * abs(base), series.MIN_SCALE * max(1.0, abs(base)))
+        return (v - base) / scale, base, scale
+
+    series.normalise = normalise
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=200, help="steps per arm (default 200)")
@@ -122,10 +146,15 @@ def main() -> None:
                     help="comma-separated: node, curriculum, full (default curriculum,full)")
     ap.add_argument("--held-out", type=int, default=160,
                     help="held-out questions (default 160: 10 per skill label)")
+    ap.add_argument("--norm", choices=("mean", "baseline"), default="mean",
+                    help="the encoder's normalisation: the system's (mean) or the candidate "
+                         "(baseline; see the module docstring)")
     a = ap.parse_args()
     if not (MODEL / "config.json").is_file():
         raise SystemExit(f"{MODEL} is missing: build it first (`make run` does, or "
                          "`strl init-model`)")
+    if a.norm == "baseline":
+        _baseline_norm()
     for arm in a.arms.split(","):
         if arm not in ("node", "curriculum", "full"):
             raise SystemExit(f"unknown arm {arm!r}; known: node, curriculum, full")
