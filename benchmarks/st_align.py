@@ -127,12 +127,11 @@ def _baseline_norm() -> None:
     import numpy as np
 
     import rlsys.model.series as series
-    from envs.detect import baseline_len
+    from envs.detect import baselines
 
     def normalise(values):
         v = np.asarray(values, dtype=np.float64)
-        w = baseline_len(len(v))
-        base = float(np.partition(v[:w], w // 2)[w // 2])
+        base = float(baselines(v[None])[0])
         scale = max(0.1 * abs(base), series.MIN_SCALE * max(1.0, abs(base)))
         return (v - base) / scale, base, scale
 

@@ -36,10 +36,17 @@ def baseline_len(length: int) -> int:
     return max(6, int(length * BASELINE_FRAC))
 
 
+def baselines(x: np.ndarray) -> np.ndarray:
+    """Each series' baseline level, shape (N,): the (upper) median of its baseline window
+    (series x of shape (N, T))."""
+    w = baseline_len(x.shape[1])
+    return np.partition(x[:, :w], w // 2, axis=1)[:, w // 2]
+
+
 def departures(x: np.ndarray) -> Departures:
     """Departure analysis of series x of shape (N, T)."""
     w = baseline_len(x.shape[1])
-    base = np.partition(x[:, :w], w // 2, axis=1)[:, w // 2]  # the (upper) median
+    base = baselines(x)
     d = (x - base[:, None]) / np.maximum(np.abs(base[:, None]), 1e-9)
     post = np.abs(d[:, w:])
     above = post > TAU

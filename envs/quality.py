@@ -181,12 +181,12 @@ def audit_perception(task: str, n: int, seed: int = 0, cfg: EnvConfig | None = N
     cfg, t = cfg or EnvConfig(), get_task(task)
     mix = TaskMix.of([task])
     train, test = generate(seed + 1, range(n), mix, cfg), generate(seed, range(n), mix, cfg)
-    common: dict[str, Counter] = {}
+    common: dict[tuple[str, str | None], Counter] = {}
     for s in train:
-        common.setdefault(s.meta["skill"], Counter())[s.answer] += 1
-        common.setdefault(f"{s.meta['skill']}@{s.meta['domain']}", Counter())[s.answer] += 1
+        for key in ((s.meta["skill"], None), (s.meta["skill"], s.meta["domain"])):
+            common.setdefault(key, Counter())[s.answer] += 1
 
-    def guess(key: str) -> str:
+    def guess(key: tuple[str, str | None]) -> str:
         return common[key].most_common(1)[0][0] if key in common else ""
 
     by_skill: dict[str, list[tuple[bool, bool, bool]]] = {}
@@ -195,7 +195,7 @@ def audit_perception(task: str, n: int, seed: int = 0, cfg: EnvConfig | None = N
         said = t.read(parse_prompt(s.prompt()), s.meta)
         by_skill.setdefault(skill, []).append(tuple(
             same_value(x, s.answer, s.tolerance)
-            for x in (said, guess(skill), guess(f"{skill}@{s.meta['domain']}"))))
+            for x in (said, guess((skill, None)), guess((skill, s.meta["domain"])))))
     return [SkillQuality(task, setting, k, len(v),
                          *(float(np.mean([x[j] for x in v])) for j in range(3)))
             for k, v in sorted(by_skill.items())]

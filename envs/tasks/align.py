@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.detect import Departures, baseline_len, departures
+from envs.detect import Departures, baseline_len, baselines, departures
 from envs.prompt import ParsedPrompt
 from envs.tasks.common import (
     Draft,
@@ -398,8 +398,7 @@ def _mirror(noisy: np.ndarray, clean: np.ndarray) -> bool:
     baseline window in `noisy`, the numbers the prompt shows): a rise becomes a fall of the
     same size. Nothing changes (False) when a positive series would go negative. Every
     reading (`Reading.of`) is taken after it, so each answer is what the shown series say."""
-    w = baseline_len(noisy.shape[1])
-    base = np.partition(noisy[:, :w], w // 2, axis=1)[:, w // 2][:, None]
+    base = baselines(noisy)[:, None]
     flipped = 2 * base - noisy
     if float(flipped.min()) < 0 <= float(noisy.min()):
         return False
