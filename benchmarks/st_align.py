@@ -11,20 +11,19 @@ trains on the same ST-Align split the `sft_align` stage draws from:
   tiny preset's `trainer.align.one_node_steps`);
 - `full`: the full mix from the first step (the preset before the curriculum).
 
-`--norm baseline` measures a candidate layout of the encoder, not yet the system's: each
-series normalised by its baseline (offset: the median of its baseline window, as
-`envs.detect` reads it; scale: a tenth of it, so that 1 is the departure threshold)
-instead of its mean and standard deviation. A baseline near 0 makes its values huge: a
-floor for that is still to choose. It replaces
-`rlsys.model.series.normalise` in this process only, so prompts and rows agree.
+`--norm mean` measures the encoder's layout before 2026-12-06 (each series normalised by
+its mean and standard deviation) against today's (offset: its baseline level, scale: a
+tenth of it; `rlsys.model.series.LAYOUT`), by replacing `rlsys.model.series.normalise` in
+this process only, so prompts and rows agree. Any other setting of the preset can be
+given as `key=value` (e.g. `model.encoder.patch=4`).
 
 At every quarter of the steps it prints the teacher-forced decision accuracy per skill
 label (as `strl probe` scores it) on held-out questions: the stratified ST-Align split
 for `curriculum` and `full`, one-node questions for `node`; and the mean norm of the
 encoder's rows (a token embedding's is about 0.8).
 
-Run: `python benchmarks/st_align.py [--steps 200] [--arms curriculum,full] [--norm
-baseline]` (about 5 min an arm on one core of this machine).
+Run: `python benchmarks/st_align.py [--steps 200] [--arms curriculum,full] [--norm mean]
+[key=value ...]` (about 50 s per 100 one-node steps on one core of this machine).
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ MODEL = ROOT / "models" / "tiny"
 CONFIG = ROOT / "configs" / "tiny_cpu.yaml"
 
 
-def _arm(arm: str, steps: int, n_held: int) -> None:
+def _arm(arm: str, steps: int, n_held: int, overrides: list[str]) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -52,12 +51,11 @@ def _arm(arm: str, steps: int, n_held: int) -> None:
         SeriesLM,
         initial_encoder,
         placeholder_token,
-        series_patches,
         teacher_forced,
     )
     from rlsys.train.data import PromptSource, reference_ids
 
-    cfg = load_config(CONFIG)
+    cfg = load_config(CONFIG, overrides)
     s = cfg.trainer.align
     torch.manual_seed(cfg.trainer.seed)
     tok = AutoTokenizer.from_pretrained(MODEL)
@@ -85,7 +83,7 @@ def _arm(arm: str, steps: int, n_held: int) -> None:
                 tok, p.completion, off, gold, g, str(p.target["answer"]),
                 float(p.target.get("tolerance") or 0)))
         with torch.no_grad():
-            rows = torch.cat([enc(*series_patches(p.series, enc.shape.patch))
+            rows = torch.cat([enc.rows(p.series)
                               for p in held[:20]])
         model.train()
         return ({k: sum(v) / len(v) for k, v in sorted(hits.items())},
@@ -122,18 +120,17 @@ def _arm(arm: str, steps: int, n_held: int) -> None:
             print("  " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()), flush=True)
 
 
-def _baseline_norm() -> None:
-    """Replace the encoder's normalisation, in this process, by the candidate one."""
+def _mean_norm() -> None:
+    """Replace the encoder's normalisation, in this process, by the one before layouts."""
     import numpy as np
 
     import rlsys.model.series as series
-    from envs.detect import baselines
 
     def normalise(values):
         v = np.asarray(values, dtype=np.float64)
-        base = float(baselines(v[None])[0])
-        scale = max(0.1 * abs(base), series.MIN_SCALE * max(1.0, abs(base)))
-        return (v - base) / scale, base, scale
+        offset = float(v.mean())
+        scale = max(float(v.std()), series.MIN_SCALE * max(1.0, abs(offset)))
+        return (v - offset) / scale, offset, scale
 
     series.normalise = normalise
 
@@ -145,19 +142,21 @@ def main() -> None:
                     help="comma-separated: node, curriculum, full (default curriculum,full)")
     ap.add_argument("--held-out", type=int, default=160,
                     help="held-out questions (default 160: 10 per skill label)")
-    ap.add_argument("--norm", choices=("mean", "baseline"), default="mean",
-                    help="the encoder's normalisation: the system's (mean) or the candidate "
-                         "(baseline; see the module docstring)")
+    ap.add_argument("--norm", choices=("baseline", "mean"), default="baseline",
+                    help="the encoder's normalisation: the system's (baseline) or the one "
+                         "before it (mean; see the module docstring)")
+    ap.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="settings of configs/tiny_cpu.yaml to change")
     a = ap.parse_args()
     if not (MODEL / "config.json").is_file():
         raise SystemExit(f"{MODEL} is missing: build it first (`make run` does, or "
                          "`strl init-model`)")
-    if a.norm == "baseline":
-        _baseline_norm()
+    if a.norm == "mean":
+        _mean_norm()
     for arm in a.arms.split(","):
         if arm not in ("node", "curriculum", "full"):
             raise SystemExit(f"unknown arm {arm!r}; known: node, curriculum, full")
-        _arm(arm, a.steps, a.held_out)
+        _arm(arm, a.steps, a.held_out, a.overrides)
 
 
 if __name__ == "__main__":

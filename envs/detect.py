@@ -38,8 +38,8 @@ def baseline_len(length: int) -> int:
 
 def baselines(x: np.ndarray) -> np.ndarray:
     """Each series' baseline level, shape (N,): the (upper) median of its baseline window
-    (series x of shape (N, T))."""
-    w = baseline_len(x.shape[1])
+    (series x of shape (N, T); a series shorter than the window is its own window)."""
+    w = min(baseline_len(x.shape[1]), x.shape[1])
     return np.partition(x[:, :w], w // 2, axis=1)[:, w // 2]
 
 

@@ -382,7 +382,14 @@ def cmd_probe(a: argparse.Namespace) -> int:
     from transformers import AutoTokenizer
 
     from rlsys.config import load_config
-    from rlsys.evals.probe import markdown, plot_curve, probe, series_reliance
+    from rlsys.evals.probe import (
+        PROBE_TABLES,
+        markdown,
+        plot_curve,
+        probe,
+        series_reliance,
+        time_reversed,
+    )
     from rlsys.model.series import load_policy, teacher_forced
     from rlsys.train.data import PromptSource, reference_ids
 
@@ -412,14 +419,12 @@ def cmd_probe(a: argparse.Namespace) -> int:
             guesses = teacher_forced(model, seqs, a.batch_size)
             out[what][pt["label"]] = probe(tok, prompts, guesses, align=align)
             if cfg.model.series == "encoder":  # does the policy read its series at all?
-                flipped = teacher_forced(model, [(x, n, [s[::-1] for s in series])
+                flipped = teacher_forced(model, [(x, n, time_reversed(series))
                                                  for x, n, series in seqs], a.batch_size)
                 out["align_reliance" if align else "reliance"][pt["label"]] = (
                     series_reliance(tok, prompts, guesses, flipped, align=align))
         print(f"probed {pt['label']}", file=sys.stderr)
-    for what, title in (("rationale", "rationale token"), ("align", "ST-Align decision"),
-                        ("reliance", "series reading (changed when reversed)"),
-                        ("align_reliance", "ST-Align series skill (changed when reversed)")):
+    for what, title in PROBE_TABLES.items():
         if out[what]:
             print("\n".join(markdown(out[what], title)) + "\n")
     if a.json:

@@ -158,8 +158,18 @@ def probe(tokenizer: Any, prompts: list[Any], guesses: list[list[int]],
     return summarise(hits)
 
 
+PROBE_TABLES = {"rationale": "rationale token", "align": "ST-Align decision",
+                "reliance": "series reading (changed when reversed)",
+                "align_reliance": "ST-Align series skill (changed when reversed)"}
+"""The probe's tables (`strl probe`, report.md), by key (summary.json's): their titles."""
 SERIES_KINDS = ("step", "level")
 """Rationale tokens read off a series."""
+
+
+def time_reversed(series: list[Any] | None) -> list[Any] | None:
+    """A prompt's series, each reversed in time: the perturbation `series_reliance` reads
+    (the prompt's ids, built from the original series, are kept as they are)."""
+    return None if series is None else [list(s)[::-1] for s in series]
 
 
 def series_reliance(tokenizer: Any, prompts: list[Any], guesses: list[list[int]],
@@ -167,9 +177,9 @@ def series_reliance(tokenizer: Any, prompts: list[Any], guesses: list[list[int]]
                     ) -> dict[str, dict[str, float]]:
     """How much the policy reads its series: the share of series readings (`SERIES_KINDS`
     spans of a rationale; with `align`, the decisions of the series skills) whose greedy
-    guess changes when every series of the prompt is time-reversed. The prompt's text does
-    not change (a series' offset and scale are its mean and standard deviation, which
-    reversal keeps), so a policy that ignores its series guesses the same: 0."""
+    guess changes when every series of the prompt is time-reversed (`time_reversed`: only
+    the encoder's rows change, the prompt's ids are the original's), so a policy that
+    ignores its series guesses the same: 0."""
     changed: dict[str, list[bool]] = {}
     for p, g, r in zip(prompts, guesses, reversed_guesses, strict=True):
         _, offsets = completion_offsets(tokenizer, p.completion)

@@ -1,10 +1,11 @@
 """Time series as a modality: the patch encoder (STReasoner's shape) and the prompt layout
 that every path shares.
 
-Each node's series of T steps is normalised (offset = its mean, scale = its standard
-deviation, floored), cut into `ceil(T / p)` patches of `p` steps (the last one padded, a
-value mask saying which steps are real), and each patch becomes one row of the language
-model's input embeddings:
+Each node's series of T steps is normalised against its own baseline (`LAYOUT`: offset =
+its baseline level as `envs.detect` reads it, scale = `TAU` times it, floored; so a row
+value of +-1 is the departure threshold and its sign the direction of a move), cut into
+`ceil(T / p)` patches of `p` steps (the last one padded, a value mask saying which steps
+are real), and each patch becomes one row of the language model's input embeddings:
 
     step j of a patch:  value_j -> Linear(1, d) + pos_j            (pos: learned, in-patch)
     patch:              [masked step features (p*d), mask (p)] -> MLP -> hidden_size
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from envs.detect import TAU, baselines
 from envs.prompt import FORMAT_INSTRUCTION, fill_placeholders
 from rlsys.files import write_atomic
 from rlsys.model.chat import template_ids
@@ -45,6 +47,15 @@ SYNC_PREFIX = "strl_ts_encoder."
 then the encoder's own names; the language model's keep their Hugging Face names."""
 MIN_SCALE = 1e-3
 """Floor of a series' scale, relative to max(1, |offset|): a flat series stays finite."""
+SPREAD_FLOOR = 0.1
+"""Floor of a series' scale, relative to its range (max - min): a series whose baseline
+is near 0 keeps its rows within about +-10 (the simulator's moves, 35-70% of a baseline,
+never reach it: there the scale is `TAU` times the baseline)."""
+LAYOUT = "baseline"
+"""How the encoder's series are normalised, saved with every encoder: an encoder trained
+on one layout misreads series laid out by another, so `load_encoder` refuses a mismatch.
+'mean' (before 2026-12-06, saved without this field): offset the mean, scale the
+standard deviation. The move's direction was not learnable from it (docs/results.md)."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +72,19 @@ class EncoderShape:
     """Hidden layers of the MLP (>= 1)."""
     step_dim: int = 16
     """Features per step before the MLP (value projection + in-patch position)."""
+    layout: str = LAYOUT
+    """How the series it reads are normalised (`LAYOUT`; the only one this code lays out)."""
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "patch", "width", "depth", "step_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EncoderShape.{name} must be >= 1, got {getattr(self, name)}")
+        if self.layout != LAYOUT:
+            raise ValueError(
+                f"the encoder was trained on series normalised by layout {self.layout!r}, and "
+                f"this strl lays them out by {LAYOUT!r} (offset the baseline level, scale "
+                f"{TAU:g} of it): it would misread every series. Retrain it (strl train "
+                "from the base model), or read it with the strl version that wrote it")
 
 
 class TSEncoder(nn.Module):
@@ -90,6 +109,13 @@ class TSEncoder(nn.Module):
         steps = (self.value(patches.unsqueeze(-1)) + self.pos) * m.unsqueeze(-1)
         return self.mlp(torch.cat([steps.flatten(1), m], dim=1))
 
+    def rows(self, series: list[Any], device: torch.device | str = "cpu") -> Tensor:
+        """`(N, hidden_size)` rows of a question's series, in node order (`series_patches`
+        at this encoder's shape), computed in the encoder's own dtype."""
+        own = next(self.parameters()).dtype
+        patches, mask = series_patches(series, self.shape.patch)
+        return self(patches.to(device, own), mask.to(device, own))
+
 
 # ---- one series -> patches ------------------------------------------------------------
 
@@ -99,13 +125,15 @@ def n_patches(steps: int, patch: int) -> int:
 
 
 def normalise(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """`(values - offset) / scale`, offset and scale: the series' mean and standard
-    deviation (the scale floored so that a flat series stays finite)."""
+    """`(values - offset) / scale` by `LAYOUT`: offset the series' baseline level
+    (`envs.detect.baselines`), scale `TAU` times its magnitude, floored by `SPREAD_FLOOR`
+    of the series' range (a baseline near 0) and by `MIN_SCALE` (a flat series)."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0 or not np.isfinite(v).all():
         raise ValueError("a series must be a non-empty 1-D array of finite numbers")
-    offset = float(v.mean())
-    scale = max(float(v.std()), MIN_SCALE * max(1.0, abs(offset)))
+    offset = float(baselines(v[None])[0])
+    scale = max(TAU * abs(offset), SPREAD_FLOOR * float(v.max() - v.min()),
+                MIN_SCALE * max(1.0, abs(offset)))
     return (v - offset) / scale, offset, scale
 
 
@@ -120,7 +148,8 @@ def patchify(norm: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def series_patches(series: list[Any], patch: int) -> tuple[Tensor, Tensor]:
-    """Every series of a question, in node order, as one batch of patches and masks."""
+    """Every series of a question, in node order, as one batch of patches and masks: the
+    encoder's input (`TSEncoder.rows`)."""
     parts = [patchify(normalise(np.asarray(s))[0], patch) for s in series]
     return (torch.from_numpy(np.concatenate([v for v, _ in parts])),
             torch.from_numpy(np.concatenate([m for _, m in parts])))
@@ -193,12 +222,11 @@ def embed_rows(encoder: TSEncoder, embedding: nn.Embedding, ids: list[int],
     if not series:
         return rows
     at = (idx == placeholder_id).nonzero(as_tuple=True)[0]
-    patches, mask = series_patches(series, encoder.shape.patch)
-    if len(at) < len(patches):
-        raise ValueError(f"{len(at)} placeholder positions but {len(patches)} patches: the "
+    want = sum(n_patches(len(s), encoder.shape.patch) for s in series)
+    if len(at) < want:
+        raise ValueError(f"{len(at)} placeholder positions but {want} patches: the "
                          "prompt was not laid out for this encoder")
-    own = next(encoder.parameters()).dtype  # the encoder runs in its own dtype
-    enc = encoder(patches.to(dev, own), mask.to(dev, own))
+    enc = encoder.rows(series, dev)
     return rows.index_put((at[: len(enc)],), enc.to(rows.dtype))
 
 
@@ -208,13 +236,12 @@ def mixed_prompt(encoder: TSEncoder, ids: list[int], series: list[Any],
     rows where `prompt_is_token_ids` is False (vLLM's mixed `EmbedsPrompt`; the stock model,
     no plug-in). Every engine (rollout, `strl eval`, serving) asks this way."""
     is_token = [t != placeholder_id for t in ids]
-    patches, mask = series_patches(series, encoder.shape.patch)
-    if len(patches) != is_token.count(False):
-        raise ValueError(f"{is_token.count(False)} placeholder positions but {len(patches)} "
+    want = sum(n_patches(len(s), encoder.shape.patch) for s in series)
+    if want != is_token.count(False):
+        raise ValueError(f"{is_token.count(False)} placeholder positions but {want} "
                          "patches: the prompt was not laid out for this encoder")
-    own = next(encoder.parameters()).dtype
     with torch.no_grad():
-        enc = encoder(patches.to(own), mask.to(own))
+        enc = encoder.rows(series)
     rows = torch.zeros(len(ids), enc.shape[1], dtype=dtype)
     rows[torch.tensor([not t for t in is_token])] = enc.to(dtype)
     return {"prompt_embeds": rows, "prompt_token_ids": list(ids),
@@ -327,7 +354,8 @@ def load_encoder(model_dir: str | Path) -> TSEncoder | None:
     if not (d / ENCODER_CONFIG).is_file():
         return None
     try:
-        shape = EncoderShape(**json.loads((d / ENCODER_CONFIG).read_text(encoding="utf-8")))
+        saved = json.loads((d / ENCODER_CONFIG).read_text(encoding="utf-8"))
+        shape = EncoderShape(**{"layout": "mean", **saved})  # saved before layouts: mean
         enc = TSEncoder(shape)
         enc.load_state_dict(load_file(d / ENCODER_FILE))
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error type too

@@ -14,6 +14,7 @@ from typing import Any
 
 from envs.tasks.align import label_order
 from rewards import check, parse_choice, reasoning
+from rlsys.evals.probe import PROBE_TABLES
 from rlsys.evals.probe import markdown as probe_markdown
 from rlsys.files import save_png, write_atomic
 from rlsys.markdown import delta, fmt, md_table
@@ -253,15 +254,13 @@ def _skill_section(skills: dict[str, dict[str, Any]]) -> list[str]:
 
 def _probe_section(probes: dict[str, Any]) -> list[str]:
     """The token probe after each stage: per kind of rationale token, per ST-Align skill."""
-    rationale = {k: v["rationale"] for k, v in probes.items() if v.get("rationale")}
-    align = {k: v["align"] for k, v in probes.items() if v.get("align")}
-    if not rationale and not align:
+    if not any(v.get("rationale") or v.get("align") for v in probes.values()):
         return []
     lines = ["## Token probe after each stage", ""]
-    if rationale:
-        lines += [*probe_markdown(rationale, "rationale token"), ""]
-    if align:
-        lines += [*probe_markdown(align, "ST-Align decision"), ""]
+    for what, title in PROBE_TABLES.items():
+        table = {k: v[what] for k, v in probes.items() if v.get(what)}
+        if table:
+            lines += [*probe_markdown(table, title), ""]
     return lines + [
         "Teacher-forced greedy accuracy on the held-out references (`strl probe`): the "
         "share of spans whose every token is the model's argmax, given the reference before "
@@ -269,7 +268,9 @@ def _probe_section(probes: dict[str, Any]) -> list[str]:
         "copied from the graph clause, `sum` the result of an addition written with its "
         "operands, `verdict` a comparison's word, `answer` the option letter, `template` "
         "every other token (`rlsys/evals/probe.py`). ST-Align decision: the skill's reading "
-        "within its tolerance.", ""]
+        "within its tolerance. Changed when reversed (series reliance): the share of those "
+        "readings whose guess changes when every series is reversed in time; 0: the policy "
+        "does not read its series.", ""]
 
 
 def _objective_section(objective: dict[str, Any]) -> list[str]:

@@ -291,8 +291,10 @@ class Run:
         objective (`trainer.objective_samples`) at the points just before and after GRPO."""
         p, t, stages = self.progress, self.cfg.trainer, self.cfg.trainer.stages
         if t.probe and name not in p.probes:
-            p.probes[name] = {"rationale": self.trainer.probe(self.held_out),
-                              "align": self.trainer.probe(self.align_held_out, align=True)}
+            rationale, reliance = self.trainer.probe(self.held_out)
+            align, align_reliance = self.trainer.probe(self.align_held_out, align=True)
+            p.probes[name] = {"rationale": rationale, "align": align, "reliance": reliance,
+                              "align_reliance": align_reliance}
         if (t.objective_samples and self.held_out and "grpo" in stages
                 and name not in p.objective):
             k = stages.index("grpo")

@@ -6,7 +6,8 @@
                            "tasks": {task: {"accuracy": ..., "ci95": [...], "n": ...}}},
                 "after sft_align": {...}, ...},
      "align": {point: {skill: {"accuracy": ..., "n": ...}}},
-     "probe": {point: {"rationale": {kind: {"share", "n"}}, "align": {skill: {...}}}},
+     "probe": {point: {"rationale": {kind: {"share", "n"}}, "align": {skill: {...}},
+                       "reliance": {kind: {...}}, "align_reliance": {skill: {...}}}},
      "objective": {point: {"mean", "se", "components", ...}, "change": {"change", "se"}},
      "suite": {"score": ..., "score_no_graph": ..., "graph_reliance": ..., "n": ...}}
 

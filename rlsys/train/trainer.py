@@ -33,6 +33,7 @@ from rlsys.algorithms import advantage_fn, dynamic_sampling_mask, topup_needed
 from rlsys.config import Config
 from rlsys.dataio import fresh_dir
 from rlsys.evals.probe import probe as token_probe
+from rlsys.evals.probe import series_reliance, time_reversed
 from rlsys.model.chat import stop_ids
 from rlsys.sampling import Sampling
 from rlsys.stats import standard_error
@@ -359,14 +360,22 @@ class Trainer:
             seqs += [Sequence(d, 1) for d in cut_from if d is not None][:drills]
         return {**self.train(seqs, sft=True, lr=lr), "truncated": float(cut)}
 
-    def probe(self, prompts: list[Prompt], align: bool = False) -> dict[str, dict[str, float]]:
+    def probe(self, prompts: list[Prompt], align: bool = False
+              ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
         """The token probe (`rlsys.evals.probe`) of the policy on `prompts`' references:
-        per kind of rationale token, or (`align`) per ST-Align skill."""
+        per kind of rationale token, or (`align`) per ST-Align skill; and, when the policy
+        reads series through the encoder, its series reliance on the same readings."""
         if not prompts:
-            return {}
+            return {}, {}
         seqs, _ = self.references(prompts)
-        guesses = ray.get(self.h.learners[0].teacher_forced.remote(seqs))
-        return token_probe(self.tok, prompts, guesses, align=align)
+        learner = self.h.learners[0]
+        guesses = ray.get(learner.teacher_forced.remote(seqs))
+        table = token_probe(self.tok, prompts, guesses, align=align)
+        if self.cfg.model.series != "encoder":
+            return table, {}
+        flipped = ray.get(learner.teacher_forced.remote(
+            [replace(s, series=time_reversed(s.series)) for s in seqs]))
+        return table, series_reliance(self.tok, prompts, guesses, flipped, align=align)
 
     def grpo_step(self, step: int) -> StepResult:
         """Generate, score (and with S-GRPO compare with the graph-free prompts), drop flat

@@ -52,6 +52,7 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert "## Example answers of the final policy" in report and "- gold " in report
     # the token probe after every stage, and GRPO's held-out objective around GRPO
     assert "## Token probe after each stage" in report and "| ST-Align decision |" in report
+    assert "| ST-Align series skill (changed when reversed) |" in report  # series reliance
     assert "## GRPO's objective on held-out questions" in report and "paired" in report
     summary = json.loads((run / "summary.json").read_text())
     assert list(summary["stages"]) == ["before", "after sft_align", "after sft_cot",
@@ -62,6 +63,8 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert set(summary["probe"]) == set(summary["stages"])
     assert {k.removesuffix(ONE_NODE) for k in summary["probe"]["after grpo"]["align"]} <= set(
         ALIGN_SKILLS)
+    reliance = summary["probe"]["after grpo"]["align_reliance"]
+    assert reliance and all(0 <= v["share"] <= 1 and v["n"] > 0 for v in reliance.values())
     assert set(summary["objective"]) == {"after sft_cot", "after grpo", "change"}
     assert summary["objective"]["after grpo"]["n_prompts"] == 4
     assert summary["suite"]["n"] > 0 and summary["wall_s"] > 0 and summary["chance"] > 0

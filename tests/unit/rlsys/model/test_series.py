@@ -3,7 +3,7 @@ normalisation, placeholder positions, rows in the right places, gradients, save/
 
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +12,15 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from envs.detect import baselines, departures  # noqa: E402
 from envs.prompt import PLACEHOLDER  # noqa: E402
 from envs.stream import SampleStream  # noqa: E402
 from envs.tasks import EnvConfig  # noqa: E402
 from rlsys.model.build import build_model  # noqa: E402
 from rlsys.model.chat import chat_ids  # noqa: E402
 from rlsys.model.series import (  # noqa: E402
+    LAYOUT,
+    MIN_SCALE,
     EncoderShape,
     SeriesLM,
     TSEncoder,
@@ -53,12 +56,24 @@ def test_patches_cover_every_step_once_and_mask_the_padding() -> None:
     assert n_patches(16, 8) == 2 and n_patches(1, 8) == 1
 
 
-def test_normalise_gives_offset_and_scale_and_survives_a_flat_series() -> None:
-    norm, offset, scale = normalise(np.array([10.0, 12.0, 14.0]))
-    assert offset == pytest.approx(12.0) and scale == pytest.approx(math.sqrt(8 / 3))
-    assert norm.mean() == pytest.approx(0) and norm.std() == pytest.approx(1)
+def test_normalise_reads_a_series_against_its_baseline() -> None:
+    """Offset: the baseline level; scale: TAU of it, so +-1 is the departure threshold and
+    the sign the direction; floors for a baseline near 0 and for a flat series."""
+    v = np.array([100.0, 101, 99, 100, 100, 102, 100, 100, 100, 100, 130, 140, 60, 100])
+    norm, offset, scale = normalise(v)
+    assert offset == float(baselines(v[None])[0]) == 100.0 and scale == pytest.approx(10.0)
+    assert norm[10:13].tolist() == pytest.approx([3.0, 4.0, -4.0])  # 30% up: 3 thresholds
+    d = departures(v[None])
+    over = np.abs(norm) > 1
+    assert int(np.argmax(over[:-1] & over[1:])) == int(d.onset[0]) == 10
+    mirrored = 2 * offset - v  # a fall of the same size: the same rows, negated
+    assert normalise(mirrored)[0] == pytest.approx(-norm)
+    norm, offset, scale = normalise(np.array([0.0, 0.1, -0.1, 0.0, 0.0, 0.0, 5.0, -5.0]))
+    assert offset == 0.0 and scale == pytest.approx(1.0) and np.abs(norm).max() == 5.0
     norm, offset, scale = normalise(np.full(5, 300.0))
-    assert offset == 300.0 and scale == pytest.approx(0.3) and (norm == 0).all()
+    assert offset == 300.0 and scale == pytest.approx(30.0) and (norm == 0).all()
+    norm, offset, scale = normalise(np.zeros(3))  # shorter than a baseline window
+    assert offset == 0.0 and scale == pytest.approx(MIN_SCALE) and (norm == 0).all()
     for bad in ([], [1.0, float("nan")], [[1.0, 2.0]]):
         with pytest.raises(ValueError, match="non-empty 1-D array of finite"):
             normalise(np.array(bad))
@@ -67,10 +82,11 @@ def test_normalise_gives_offset_and_scale_and_survives_a_flat_series() -> None:
 def test_the_encoder_maps_patches_to_rows_ignores_padding_and_learns() -> None:
     torch.manual_seed(0)
     enc = TSEncoder(EncoderShape(hidden_size=32, patch=4, width=16, depth=2))
-    patches, mask = series_patches([np.arange(10.0), np.sin(np.arange(7.0))], 4)
+    series = [np.arange(10.0), np.sin(np.arange(7.0))]
+    patches, mask = series_patches(series, 4)
     assert patches.shape == mask.shape == (3 + 2, 4)
     rows = enc(patches, mask)
-    assert rows.shape == (5, 32)
+    assert rows.shape == (5, 32) and torch.equal(enc.rows(series), rows)
     junk = patches.clone()
     junk[mask == 0] = 1e6  # values under a zero mask change nothing
     assert torch.equal(enc(junk, mask), rows)
@@ -89,7 +105,7 @@ def test_every_placeholder_becomes_its_series_patches(tok) -> None:
     text = f"Node 0 series: {PLACEHOLDER}; Node 1 series: {PLACEHOLDER}. Which node?"
     laid = series_text(text, series, 8, token)
     assert laid.count(token) == 5 + 3 and PLACEHOLDER not in laid
-    assert "[offset 17.5, scale 10.39] " in laid and "[offset 5, scale 0.005] " in laid
+    assert "[offset 5, scale 3.5] " in laid and "[offset 5, scale 0.5] " in laid
     ids = series_ids(tok, text, series, 8)
     assert sum(i == tid for i in ids) == 8
     with pytest.raises(ValueError, match="2 <ts><ts/> placeholders but 1 series"):
@@ -117,8 +133,7 @@ def test_rows_are_token_embeddings_except_at_placeholders(tok, model_dir: Path) 
     other = [i for i, t in enumerate(ids) if t != tid]
     assert rows.shape == (len(ids), emb.weight.shape[1]) and len(at) == 3 + 3
     assert torch.equal(rows[other], emb(torch.tensor(ids))[other])
-    patches, mask = series_patches(series, 4)
-    assert torch.allclose(rows[at], enc(patches, mask).to(rows.dtype))
+    assert torch.allclose(rows[at], enc.rows(series).to(rows.dtype))
     # a placeholder token in the completion (the policy may sample any token) is a token
     longer = embed_rows(enc, emb, ids + [5, tid, 6], series, tid)
     assert torch.equal(longer[: len(ids)], rows)
@@ -133,13 +148,27 @@ def test_the_encoder_is_saved_beside_the_model_and_loaded_back(tmp_path: Path) -
     save_encoder(enc, tmp_path)
     back = load_encoder(tmp_path)
     assert back is not None and back.shape == enc.shape
-    patches, mask = series_patches([np.arange(13.0)], 6)
-    assert torch.equal(back(patches, mask), enc(patches, mask))
+    assert torch.equal(back.rows([np.arange(13.0)]), enc.rows([np.arange(13.0)]))
     assert not list(tmp_path.glob("*.safetensors"))  # vLLM would load those as the LM's
     assert load_encoder(tmp_path / "nothing") is None  # an inline model: no encoder
     (tmp_path / "ts_encoder" / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(ValueError, match="the time-series encoder cannot be loaded"):
         load_encoder(tmp_path)
+
+
+def test_an_encoder_of_another_layout_is_refused_not_misread(tmp_path: Path) -> None:
+    """An encoder saved before layouts (mean and standard deviation) reads every series
+    wrongly under today's layout: loading it fails and says what to do."""
+    save_encoder(TSEncoder(EncoderShape(hidden_size=8, patch=4, width=8, depth=1)), tmp_path)
+    config = tmp_path / "ts_encoder" / "config.json"
+    saved = json.loads(config.read_text())
+    assert saved["layout"] == LAYOUT == "baseline"
+    del saved["layout"]  # as the encoders before it were saved
+    config.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="normalised by layout 'mean'.*Retrain it"):
+        load_encoder(tmp_path)
+    with pytest.raises(ValueError, match="layout 'median'"):
+        EncoderShape(hidden_size=8, layout="median")
 
 
 def test_the_lm_reads_series_through_the_encoder_and_trains_it(tok, model_dir: Path) -> None:
