@@ -17,13 +17,19 @@ tenth of it; `rlsys.model.series.LAYOUT`), by replacing `rlsys.model.series.norm
 this process only, so prompts and rows agree. Any other setting of the preset can be
 given as `key=value` (e.g. `model.encoder.patch=4`).
 
+`--locate N` asks where the one-node departure step is lost after training: linear
+probes of it from the encoder's rows and from each layer of the language model at the
+answer's position. `--oracle-row` hands the language model the answer: each series'
+last row becomes a learned embedding of its true departure step.
+
 At every quarter of the steps it prints the teacher-forced decision accuracy per skill
 label (as `strl probe` scores it) on held-out questions: the stratified ST-Align split
 for `curriculum` and `full`, one-node questions for `node`; and the mean norm of the
 encoder's rows (a token embedding's is about 0.8).
 
 Run: `python benchmarks/st_align.py [--steps 200] [--arms curriculum,full] [--norm mean]
-[key=value ...]` (about 50 s per 100 one-node steps on one core of this machine).
+[--locate N] [--oracle-row] [key=value ...]` (about 50 s per 100 one-node steps on
+one core of this machine).
 """
 
 from __future__ import annotations
@@ -34,13 +40,14 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).parents[1]
 MODEL = ROOT / "models" / "tiny"
 CONFIG = ROOT / "configs" / "tiny_cpu.yaml"
 
 
-def _arm(arm: str, steps: int, n_held: int, overrides: list[str]) -> None:
+def _arm(arm: str, steps: int, n_held: int, overrides: list[str]) -> tuple[Any, ...]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -118,6 +125,83 @@ def _arm(arm: str, steps: int, n_held: int, overrides: list[str]) -> None:
                   f"{float(loss.detach()):.3f} row norm {norm:.1f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
             print("  " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()), flush=True)
+    return model, tok, source, cfg
+
+
+def _locate(model: Any, tok: Any, source: Any, cfg: Any, n: int) -> None:
+    """Where the one-node departure step is lost: linear probes (multinomial logistic
+    regression, fit on 3/4 of `n` drawn questions, scored within 1 step on the rest) of
+    the step from the encoder's rows (every row of the series, concatenated) and from the
+    language model's hidden state, at every layer, at the position that predicts the
+    decision's first token."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from rlsys.evals.probe import completion_offsets, decision
+    from rlsys.model.series import embed_rows
+    from rlsys.train.data import reference_ids
+
+    pool = [p for p in source.align(2 * 10**6, n, one_node=True)
+            if json.loads(p.target["meta"]).get("skill") == "departure"
+            and str(p.target["answer"]).isdigit()]
+    feats: dict[str, list[np.ndarray]] = defaultdict(list)
+    model.eval()
+    with torch.no_grad():
+        for p in pool:
+            ids = p.ids + reference_ids(tok, p, cfg.rollout.max_tokens)[0]
+            _, off = completion_offsets(tok, p.completion)
+            lo, hi = decision(p.completion, str(p.target["answer"]))
+            at = len(p.ids) + min(i for i, (a, b) in enumerate(off) if a < hi and b > lo) - 1
+            rows = embed_rows(model.encoder, model.lm.get_input_embeddings(), ids, p.series,
+                              model.placeholder_id)
+            hidden = model.lm(inputs_embeds=rows[None], output_hidden_states=True).hidden_states
+            feats["encoder rows"].append(model.encoder.rows(p.series).flatten().numpy())
+            for k, h in enumerate(hidden):
+                feats[f"LM layer {k} at the answer"].append(h[0, at].float().numpy())
+    y = np.array([int(p.target["answer"]) for p in pool])
+    cut = 3 * len(y) // 4
+    best = max(float(np.mean(np.abs(y[cut:] - c) <= 1)) for c in range(y.min(), y.max() + 1))
+    print(f"where the departure step is: linear probes, within 1 step, on {len(y) - cut} "
+          f"held-out of {len(y)} departure questions (the best constant: {best:.2f})")
+    for name, f in feats.items():
+        width = max(len(v) for v in f)
+        x = np.stack([np.pad(v, (0, width - len(v))) for v in f])
+        x = (x - x[:cut].mean(0)) / (x[:cut].std(0) + 1e-6)
+        guess = LogisticRegression(max_iter=2000, C=0.1).fit(x[:cut], y[:cut]).predict(x[cut:])
+        print(f"  {name}: {np.mean(np.abs(guess - y[cut:]) <= 1):.2f}", flush=True)
+
+
+def _oracle_row() -> None:
+    """Replace, in this process, each series' last encoder row by a learned embedding of
+    its true departure step (`envs.detect.departures`): the answer handed to the language
+    model as one row, an upper bound on what reading it from a row takes."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    import rlsys.model.series as series
+    from envs.detect import departures
+
+    initial, rows = series.initial_encoder, series.TSEncoder.rows
+    never = 1024  # the index of "no departure"
+
+    def initial_encoder(*args: Any, **kwargs: Any) -> Any:
+        enc = initial(*args, **kwargs)
+        enc.oracle = nn.Embedding(never + 1, enc.shape.hidden_size)
+        return enc
+
+    def oracle_rows(self: Any, data: list[Any], device: Any = "cpu") -> Any:
+        out, at = rows(self, data, device), 0
+        for s in data:
+            at += series.n_patches(len(s), self.shape.patch)
+            onset = int(departures(np.asarray(s, dtype=float)[None]).onset[0])
+            step = torch.tensor(min(onset, never) if onset >= 0 else never, device=device)
+            out = out.index_put((torch.tensor([at - 1], device=device),),
+                                self.oracle(step)[None].to(out.dtype))
+        return out
+
+    series.initial_encoder, series.TSEncoder.rows = initial_encoder, oracle_rows
 
 
 def _mean_norm() -> None:
@@ -145,6 +229,13 @@ def main() -> None:
     ap.add_argument("--norm", choices=("baseline", "mean"), default="baseline",
                     help="the encoder's normalisation: the system's (baseline) or the one "
                          "before it (mean; see the module docstring)")
+    ap.add_argument("--locate", type=int, default=0, metavar="N",
+                    help="after each arm, linear probes of the one-node departure step on "
+                         "the encoder's rows and the LM's layers, from N drawn questions "
+                         "(about a sixth are departure questions; e.g. 3000)")
+    ap.add_argument("--oracle-row", action="store_true",
+                    help="each series' last row holds its true departure step (an upper "
+                         "bound; see _oracle_row)")
     ap.add_argument("overrides", nargs="*", metavar="key=value",
                     help="settings of configs/tiny_cpu.yaml to change")
     a = ap.parse_args()
@@ -153,10 +244,14 @@ def main() -> None:
                          "`strl init-model`)")
     if a.norm == "mean":
         _mean_norm()
+    if a.oracle_row:
+        _oracle_row()
     for arm in a.arms.split(","):
         if arm not in ("node", "curriculum", "full"):
             raise SystemExit(f"unknown arm {arm!r}; known: node, curriculum, full")
-        _arm(arm, a.steps, a.held_out, a.overrides)
+        trained = _arm(arm, a.steps, a.held_out, a.overrides)
+        if a.locate:
+            _locate(*trained, a.locate)
 
 
 if __name__ == "__main__":
