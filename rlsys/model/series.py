@@ -124,6 +124,11 @@ def n_patches(steps: int, patch: int) -> int:
     return math.ceil(steps / patch)
 
 
+def question_patches(series: list[Any], patch: int) -> int:
+    """Patches (encoder rows, placeholder positions) of a question's series, all nodes."""
+    return sum(n_patches(len(x), patch) for x in series)
+
+
 def normalise(values: np.ndarray) -> tuple[np.ndarray, float, float]:
     """`(values - offset) / scale` by `LAYOUT`: offset the series' baseline level
     (`envs.detect.baselines`), scale `TAU` times its magnitude, floored by `SPREAD_FLOOR`
@@ -203,7 +208,7 @@ def series_chat_ids(tokenizer: Any, messages: list[dict[str, str]], series: list
                               _layouts(series, patch, token))
     laid = [{**m, "content": t} for m, t in zip(messages, texts, strict=True)]
     ids = template_ids(tokenizer, laid)
-    want = sum(n_patches(len(s), patch) for s in series)
+    want = question_patches(series, patch)
     if sum(1 for i in ids if i == tid) != want:
         raise ValueError(f"the tokenizer does not keep {token} as one token: expected {want} "
                          "placeholder positions")
@@ -222,7 +227,7 @@ def embed_rows(encoder: TSEncoder, embedding: nn.Embedding, ids: list[int],
     if not series:
         return rows
     at = (idx == placeholder_id).nonzero(as_tuple=True)[0]
-    want = sum(n_patches(len(s), encoder.shape.patch) for s in series)
+    want = question_patches(series, encoder.shape.patch)
     if len(at) < want:
         raise ValueError(f"{len(at)} placeholder positions but {want} patches: the "
                          "prompt was not laid out for this encoder")
@@ -236,7 +241,7 @@ def mixed_prompt(encoder: TSEncoder, ids: list[int], series: list[Any],
     rows where `prompt_is_token_ids` is False (vLLM's mixed `EmbedsPrompt`; the stock model,
     no plug-in). Every engine (rollout, `strl eval`, serving) asks this way."""
     is_token = [t != placeholder_id for t in ids]
-    want = sum(n_patches(len(s), encoder.shape.patch) for s in series)
+    want = question_patches(series, encoder.shape.patch)
     if want != is_token.count(False):
         raise ValueError(f"{is_token.count(False)} placeholder positions but {want} "
                          "patches: the prompt was not laid out for this encoder")
