@@ -34,3 +34,17 @@ class ConfidentLetter:
     def __call__(self, completions: Sequence[str], targets: Sequence[Target]) -> list[float]:
         return [self.bonus if parse_choice(c, t.n_options).ok else 0.0
                 for c, t in zip(completions, targets, strict=True)]
+
+
+@reward("my_letter", kinds=("choice",))
+def my_letter(completions: Sequence[str], targets: Sequence[Target],
+              letter: str = "A") -> list[float]:
+    """1 when the answer is `letter`, whatever the question: a control reward. Any policy
+    that writes valid answers can learn it, so GRPO on it must raise its objective; if it
+    does not, the loop is broken, not the task too hard (docs/training.md)."""
+    want = letter.strip().upper()
+    out = []
+    for c, t in zip(completions, targets, strict=True):
+        ex = parse_choice(c, t.n_options)
+        out.append(1.0 if ex.ok and ex.value == want else 0.0)
+    return out

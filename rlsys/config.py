@@ -362,11 +362,10 @@ class SFTConfig(_Section):
     seeds' curriculum, one node first, then the full prompts (ignored by the other
     stages)."""
     copy_drill: int = Field(0, ge=0)
-    """Copy drills added to each batch of the stage: ~10-token sequences cut from the
-    batch's own references, ending in the answer tag, so that the attention head copying
-    the concluded option into `<answer>` forms. The tiny presets use 8: answer-rationale
-    consistency after GRPO 1.000/1.000/0.990 over three seeds, against 1.000/0.075/0.490
-    without (docs/results.md)."""
+    """Copy drills added to each batch of the stage: short sequences cut from the batch's
+    own references, ending in the answer tag, so that the attention head copying the
+    concluded option into `<answer>` forms; each reference gives up to 8, each of another
+    length (`rlsys.train.data.copy_drills`). The tiny presets use 32 (docs/results.md)."""
 
     def lr_at(self, step: int) -> float:
         """The learning rate of supervised step `step` (0-based) of a stage."""

@@ -70,6 +70,28 @@ def copy_drill(tokenizer: Any, p: Prompt, ids: list[int], keep: int = 6) -> list
     return p.ids[:1] + ids[:2] + ids[max(2, i - keep):]
 
 
+DRILL_KEEPS = (6, 3, 10, 4, 8, 14, 5, 12)
+"""The tokens before the tag that a reference's successive drills keep: one reference gives
+several drills, each of another length, so the copy is drilled at several distances from
+the start (one length was learnt by position, not by the letter's place)."""
+
+
+def copy_drills(tokenizer: Any, prompts: list[Prompt], refs: list[list[int]],
+                n: int) -> list[list[int]]:
+    """`n` copy drills cut from the references `refs` of `prompts` in turn: the first of
+    each reference keeps `DRILL_KEEPS[0]` tokens, the second `DRILL_KEEPS[1]`, ...; fewer
+    when the references have no tag or more drills than `DRILL_KEEPS` allows are asked."""
+    out: list[list[int]] = []
+    for keep in DRILL_KEEPS:
+        for p, ids in zip(prompts, refs, strict=True):
+            if len(out) == n:
+                return out
+            d = copy_drill(tokenizer, p, ids, keep)
+            if d is not None:
+                out.append(d)
+    return out
+
+
 def _record_prompt(tokenizer: Any, rec: dict[str, Any], no_graph: bool = False,
                    patch: int | None = None) -> Prompt:
     """A sample record as the policy sees it: inline numbers, or (`patch`: series through

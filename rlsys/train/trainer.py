@@ -37,7 +37,7 @@ from rlsys.evals.probe import series_reliance, time_reversed
 from rlsys.model.chat import stop_ids
 from rlsys.sampling import Sampling
 from rlsys.stats import standard_error
-from rlsys.train.data import Prompt, PromptSource, copy_drill, reference_ids
+from rlsys.train.data import Prompt, PromptSource, copy_drills, reference_ids
 from rlsys.train.rounds import (
     Group,
     Round,
@@ -352,12 +352,11 @@ class Trainer:
     def sft_step(self, prompts: list[Prompt], answer_only: bool, lr: float,
                  drills: int = 0) -> dict[str, float]:
         """One supervised step on `prompts`' references, plus `drills` copy drills cut from
-        them (`copy_drill`)."""
+        them (`copy_drills`)."""
         seqs, cut = self.references(prompts, answer_only)
         if drills:
-            cut_from = [copy_drill(self.tok, p, s.input_ids[s.prompt_len:])
-                        for p, s in zip(prompts, seqs, strict=True)]
-            seqs += [Sequence(d, 1) for d in cut_from if d is not None][:drills]
+            refs = [s.input_ids[s.prompt_len:] for s in seqs]
+            seqs += [Sequence(d, 1) for d in copy_drills(self.tok, prompts, refs, drills)]
         return {**self.train(seqs, sft=True, lr=lr), "truncated": float(cut)}
 
     def probe(self, prompts: list[Prompt], align: bool = False

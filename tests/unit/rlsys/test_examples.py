@@ -14,6 +14,7 @@ def test_example_reward_file_loads_from_a_spec_and_scores() -> None:
         RewardSpec("exact_match", 1.0),
         RewardSpec("my_len_penalty", 0.1, params={"max_chars": 60}, module=str(EXAMPLE)),
         RewardSpec("my_confident_letter", 1.0, module=str(EXAMPLE)),
+        RewardSpec("my_letter", 0.5, params={"letter": "b"}, module=str(EXAMPLE)),
     ])
     t = Target("root_cause", "choice", "B", n_options=4)
     short = "<think>x</think><answer>B</answer>"
@@ -22,4 +23,5 @@ def test_example_reward_file_loads_from_a_spec_and_scores() -> None:
     assert out.components["exact_match"] == [1.0, 0.0]
     assert out.components["my_len_penalty"] == [0.0, -1.0]
     assert out.components["my_confident_letter"] == [0.1, 0.0]
-    assert out.total == [1.1, -0.1]
+    assert out.components["my_letter"] == [1.0, 0.0]  # "A or B" is no valid letter
+    assert out.total == [1.6, -0.1]

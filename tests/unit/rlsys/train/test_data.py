@@ -66,6 +66,25 @@ def test_a_copy_drill_is_the_references_tail_before_its_answer_tag() -> None:
     assert copy_drill(tok, p, [5, 6, 7], keep=3) is None  # cut before its tag: no drill
 
 
+def test_copy_drills_cut_each_reference_at_successive_lengths_up_to_n() -> None:
+    from rlsys.train.data import DRILL_KEEPS, Prompt, copy_drill, copy_drills
+
+    names = {"<answer>": 1}
+    tok = SimpleNamespace(convert_tokens_to_ids=lambda name: names[name])
+    ps = [Prompt(f"q{i}", "entity", ids=[90 + i], target={}) for i in range(3)]
+    long = [5, 6, *range(100, 120), 1, 40, 2]
+    refs = [long, [5, 6, 7], long]  # the second was cut before its tag: no drill from it
+    drills = copy_drills(tok, ps, refs, 5)
+    assert drills == [copy_drill(tok, ps[0], long, DRILL_KEEPS[0]),
+                      copy_drill(tok, ps[2], long, DRILL_KEEPS[0]),
+                      copy_drill(tok, ps[0], long, DRILL_KEEPS[1]),
+                      copy_drill(tok, ps[2], long, DRILL_KEEPS[1]),
+                      copy_drill(tok, ps[0], long, DRILL_KEEPS[2])]
+    assert len({len(d) for d in drills}) == 3  # three lengths, each ending in the tag
+    assert all(d[-3:] == [1, 40, 2] for d in drills)
+    assert len(copy_drills(tok, ps, refs, 100)) == 2 * len(DRILL_KEEPS)  # no more to cut
+
+
 def test_the_align_curriculum_draws_one_node_questions_first() -> None:
     """`align(..., one_node=True)`: `align_node` questions only (one node, series
     skills); the full mix otherwise. Both from the same ST-Align split."""
