@@ -156,7 +156,8 @@ def _locate(model: Any, tok: Any, source: Any, cfg: Any, n: int) -> None:
             rows = embed_rows(model.encoder, model.lm.get_input_embeddings(), ids, p.series,
                               model.placeholder_id)
             hidden = model.lm(inputs_embeds=rows[None], output_hidden_states=True).hidden_states
-            feats["encoder rows"].append(model.encoder.rows(p.series).flatten().numpy())
+            prompt = rows[:len(p.ids)][torch.tensor(p.ids) == model.placeholder_id]
+            feats["encoder rows"].append(prompt.flatten().numpy())
             for k, h in enumerate(hidden):
                 feats[f"LM layer {k} at the answer"].append(h[0, at].float().numpy())
     y = np.array([int(p.target["answer"]) for p in pool])

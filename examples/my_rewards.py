@@ -43,8 +43,5 @@ def my_letter(completions: Sequence[str], targets: Sequence[Target],
     that writes valid answers can learn it, so GRPO on it must raise its objective; if it
     does not, the loop is broken, not the task too hard (docs/training.md)."""
     want = letter.strip().upper()
-    out = []
-    for c, t in zip(completions, targets, strict=True):
-        ex = parse_choice(c, t.n_options)
-        out.append(1.0 if ex.ok and ex.value == want else 0.0)
-    return out
+    return [1.0 if (ex := parse_choice(c, t.n_options)).ok and ex.value == want else 0.0
+            for c, t in zip(completions, targets, strict=True)]
