@@ -47,7 +47,8 @@ MODEL = ROOT / "models" / "tiny"
 CONFIG = ROOT / "configs" / "tiny_cpu.yaml"
 
 
-def _arm(arm: str, steps: int, n_held: int, overrides: list[str]) -> tuple[Any, ...]:
+def _arm(arm: str, steps: int, n_held: int, overrides: list[str],
+         model_dir: Path = MODEL) -> tuple[Any, ...]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,9 +66,9 @@ def _arm(arm: str, steps: int, n_held: int, overrides: list[str]) -> tuple[Any, 
     cfg = load_config(CONFIG, overrides)
     s = cfg.trainer.align
     torch.manual_seed(cfg.trainer.seed)
-    tok = AutoTokenizer.from_pretrained(MODEL)
-    lm = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
-    enc = initial_encoder(MODEL, lm.config.hidden_size, cfg.trainer.seed,
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    enc = initial_encoder(model_dir, lm.config.hidden_size, cfg.trainer.seed,
                           **cfg.model.encoder_shape)
     model = SeriesLM(lm, enc, placeholder_token(tok)[1])
     source = PromptSource(cfg, tok)
@@ -237,11 +238,14 @@ def main() -> None:
     ap.add_argument("--oracle-row", action="store_true",
                     help="each series' last row holds its true departure step (an upper "
                          "bound; see _oracle_row)")
+    ap.add_argument("--model", type=Path, default=MODEL,
+                    help="the language model to start from (default models/tiny; e.g. "
+                         "one `benchmarks/recall.py --save` wrote)")
     ap.add_argument("overrides", nargs="*", metavar="key=value",
                     help="settings of configs/tiny_cpu.yaml to change")
     a = ap.parse_args()
-    if not (MODEL / "config.json").is_file():
-        raise SystemExit(f"{MODEL} is missing: build it first (`make run` does, or "
+    if not (a.model / "config.json").is_file():
+        raise SystemExit(f"{a.model} is missing: build it first (`make run` does, or "
                          "`strl init-model`)")
     if a.norm == "mean":
         _mean_norm()
@@ -250,7 +254,7 @@ def main() -> None:
     for arm in a.arms.split(","):
         if arm not in ("node", "curriculum", "full"):
             raise SystemExit(f"unknown arm {arm!r}; known: node, curriculum, full")
-        trained = _arm(arm, a.steps, a.held_out, a.overrides)
+        trained = _arm(arm, a.steps, a.held_out, a.overrides, a.model)
         if a.locate:
             _locate(*trained, a.locate)
 
