@@ -299,7 +299,8 @@ def main() -> None:
         a.save.mkdir(parents=True, exist_ok=True)
         model.to(dtype=__import__("torch").bfloat16).save_pretrained(a.save)
         for f in MODEL.iterdir():
-            if f.is_file() and not f.name.startswith(("model", "config")):
+            # the tokenizer's files; not the weights, nor the build record of models/tiny
+            if f.is_file() and not f.name.startswith(("model", "config", "strl_model")):
                 shutil.copy2(f, a.save / f.name)
         print(f"saved the last arm's model to {a.save}")
 

@@ -27,8 +27,11 @@ label (as `strl probe` scores it) on held-out questions: the stratified ST-Align
 for `curriculum` and `full`, one-node questions for `node`; and the mean norm of the
 encoder's rows (a token embedding's is about 0.8).
 
+`--model DIR` starts from another language model than `models/tiny` (e.g. one
+`benchmarks/recall.py --save` wrote after in-context retrieval formed).
+
 Run: `python benchmarks/st_align.py [--steps 200] [--arms curriculum,full] [--norm mean]
-[--locate N] [--oracle-row] [key=value ...]` (about 50 s per 100 one-node steps on
+[--locate N] [--oracle-row] [--model DIR] [key=value ...]` (about 50 s per 100 one-node steps on
 one core of this machine).
 """
 
