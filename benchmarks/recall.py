@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -109,13 +108,11 @@ class Drills:
         words = [i for t, i in tok.get_vocab().items()
                  if i not in special and not t.startswith("<|")]
         self.digits = [tok.convert_tokens_to_ids(str(d)) for d in range(10)]
-        self.keys = sorted(set(words) - set(self.digits))
-        if keys == "digits":
-            self.keys = self.digits
+        other = sorted(set(words) - set(self.digits))
+        self.keys = self.digits if keys == "digits" else other
         if key_vocab:
             self.keys = self.keys[:key_vocab]
-        self.values = (self.digits if values == "digits"
-                       else sorted(set(words) - set(self.digits)))
+        self.values = self.digits if values == "digits" else other
 
     def batch(self, rng: random.Random, n: int) -> tuple[list[list[int]], list[list[int]]]:
         seqs = [self.draw(rng)[:2] for _ in range(n)]
@@ -296,12 +293,8 @@ def main() -> None:
             cells.append(f"{first or '-'}{ratio}")
         print(f"  {arm}: {' / '.join(cells)}")
     if a.save:
-        a.save.mkdir(parents=True, exist_ok=True)
-        model.to(dtype=__import__("torch").bfloat16).save_pretrained(a.save)
-        for f in MODEL.iterdir():
-            # the tokenizer's files; not the weights, nor the build record of models/tiny
-            if f.is_file() and not f.name.startswith(("model", "config", "strl_model")):
-                shutil.copy2(f, a.save / f.name)
+        model.save_pretrained(a.save)
+        drills.tok.save_pretrained(a.save)
         print(f"saved the last arm's model to {a.save}")
 
 
