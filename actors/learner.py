@@ -28,6 +28,7 @@ from rlsys.model.series import (
     embed_rows,
     initial_encoder,
     load_encoder,
+    onset_loss,
     placeholder_token,
     save_encoder_state,
     split_state,
@@ -203,6 +204,46 @@ class LearnerWorker:
         logits = model(input_ids=ids, attention_mask=attn, **kw).logits[:, :-1].float()
         return torch.gather(logits.log_softmax(-1), 2, ids[:, 1:, None]).squeeze(-1)
 
+    def _onset_loss(self, mb: MicroBatch):
+        """The supervised stages' extra loss on onset head 0 (`series.onset_loss`), mean over
+        this micro-batch's weighted sequences; None where the policy has no onset heads, the
+        weight is 0, or no sequence has series."""
+        encoder = self._encoder()
+        if encoder is None or encoder.onset is None or self.s.model.encoder.onset_weight <= 0:
+            return None
+        per = [onset_loss(encoder, s.series) * s.weight for s in mb.sequences if s.series]
+        return torch.stack(per).sum() / len(mb.sequences) if per else None
+
+    def _encoder(self):
+        """The policy's time-series encoder, or None when it reads series inline."""
+        return getattr(getattr(self.engine, "module", self.engine), "encoder", None)
+
+    def fit_onset(self, batches: list[list[list[float]]], lr: float) -> dict[str, float]:
+        """One optimizer step per batch (this rank's share of a batch's series) on the
+        onset loss alone (`series.onset_loss`), through the same engine and optimizer as
+        training; the language model's gradients are zero. Returns the loss of the first
+        and the mean of the last ten steps; nothing (no step) when the policy's encoder has
+        no onset head (series inline, or an encoder saved before it existed)."""
+        encoder = self._encoder()
+        if encoder is None or encoder.onset is None:
+            return {}
+        for g, k in zip(self.engine.optimizer.param_groups, self.lr_scales, strict=True):
+            g["lr"] = lr * k
+        self.engine.train()
+        # every parameter takes part (zeros for the LM), so each ZeRO stage reduces the same
+        lm = [p for p in self.engine.module.lm.parameters() if p.requires_grad]
+        losses = []
+        for series in batches:
+            loss = (onset_loss(encoder, series) if series
+                    else torch.zeros((), device=self.device))
+            zero = sum((p.flatten()[0] * 0 for p in lm), torch.zeros((), device=self.device))
+            self.engine.set_gradient_accumulation_boundary(True)
+            self.engine.backward(loss + zero, scale_wrt_gas=False)
+            self.engine.step()
+            losses.append(float(loss.detach()))
+        return {"onset_loss_first": losses[0] if losses else float("nan"),
+                "onset_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:]))}
+
     # ---- training -----------------------------------------------------------------
     def train_step(self, micro_batches: list[MicroBatch], num_tokens_total: int,
                    sft: bool = False, lr: float | None = None,
@@ -237,6 +278,11 @@ class LearnerWorker:
                 # Cross-entropy on completion tokens, token mean over the whole step.
                 loss = -(logp * mask).sum() / max(1, num_tokens_total)
                 metrics = {"sft_loss": float(loss) * num_tokens_total / max(1.0, float(mask.sum()))}
+                onset = self._onset_loss(mb)
+                if onset is not None:  # mean over the step's sequences, like the tokens
+                    loss = loss + self.s.model.encoder.onset_weight * onset * (
+                        len(mb.sequences) / max(1, num_seqs_total))
+                    metrics["onset_loss"] = float(onset)
             else:
                 width = mask.shape[1]
                 old = torch.zeros_like(logp)

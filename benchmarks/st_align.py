@@ -61,6 +61,7 @@ def _arm(arm: str, steps: int, n_held: int, overrides: list[str],
     from rlsys.model.series import (
         SeriesLM,
         initial_encoder,
+        onset_loss,
         placeholder_token,
         teacher_forced,
     )
@@ -96,10 +97,20 @@ def _arm(arm: str, steps: int, n_held: int, overrides: list[str],
         with torch.no_grad():
             rows = torch.cat([enc.rows(p.series)
                               for p in held[:20]])
+            if enc.onset is not None:
+                hits["onset head (every series)"] = [
+                    _onset_right(enc, x) for p in held for x in p.series]
         model.train()
         return ({k: sum(v) / len(v) for k, v in sorted(hits.items())},
                 float(rows.norm(dim=-1).mean()))
 
+    if enc.onset is not None and s.onset_steps:  # as the run fits it (rlsys.train.run)
+        for k in range(s.onset_steps):
+            part = [x for p in source.align(k * s.batch_size, s.batch_size) for x in p.series]
+            opt.zero_grad()
+            onset_loss(enc, part).backward()
+            opt.step()
+        print(f"onset head fitted in {s.onset_steps} steps", flush=True)
     t0 = time.perf_counter()
     for step in range(steps):
         one_node = arm == "node" or (arm == "curriculum" and step < steps // 2)
@@ -116,6 +127,9 @@ def _arm(arm: str, steps: int, n_held: int, overrides: list[str],
                            series=[p.series for p in batch]).logits[:, :-1].float()
         logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
         loss = -(logp * mask).sum() / mask.sum()
+        if enc.onset is not None and cfg.model.encoder.onset_weight > 0:
+            loss = loss + cfg.model.encoder.onset_weight * torch.stack(
+                [onset_loss(enc, p.series) for p in batch]).mean()
         done = step / max(1, steps - 1)
         for g in opt.param_groups:
             g["lr"] = s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
@@ -130,6 +144,23 @@ def _arm(arm: str, steps: int, n_held: int, overrides: list[str],
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
             print("  " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()), flush=True)
     return model, tok, source, cfg
+
+
+def _onset_right(enc: Any, values: Any) -> bool:
+    """Whether the onset head's most likely step is within 1 of the series' departure step
+    (`envs.detect`), or both say never."""
+    import numpy as np
+    import torch
+
+    from envs.detect import departures
+    from rlsys.model.series import normalise
+
+    x = np.asarray(values, dtype=np.float64)
+    onset = int(departures(x[None]).onset[0])
+    got = int(enc.onset.logp(torch.from_numpy(normalise(x)[0])).argmax())
+    if onset < 0 or got == len(x):
+        return onset < 0 and got == len(x)
+    return abs(got - onset) <= 1
 
 
 def _locate(model: Any, tok: Any, source: Any, cfg: Any, n: int) -> None:

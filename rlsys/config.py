@@ -53,6 +53,12 @@ class EncoderConfig(_Section):
     """Hidden layers of the encoder MLP."""
     step_dim: int = Field(16, ge=1)
     """Features per step (value projection + in-patch position) before the MLP."""
+    onset: bool = True
+    """A first-passage head that reads each series whole and adds the step where it fires
+    to all of its rows (`rlsys.model.series.OnsetHead`)."""
+    onset_weight: float = Field(1.0, ge=0)
+    """Weight of the supervised stages' extra loss that trains the onset head to fire at
+    the series' departure step (`envs.detect`; 0: it learns only through the answers)."""
     lr: float | None = Field(None, gt=0)
     """Learning rate of the encoder (None: learner.lr; SFT stages scale it like the LM's)."""
 
@@ -82,7 +88,7 @@ class ModelConfig(_Section):
         inline)."""
         if self.series != "encoder":
             return None
-        return self.encoder.model_dump(exclude={"lr"})
+        return self.encoder.model_dump(exclude={"lr", "onset_weight"})
 
 
 class EnvKnobs(_Section):
@@ -361,6 +367,11 @@ class SFTConfig(_Section):
     node alone (`align_node`: nothing to retrieve), before the full ST-Align mix: the
     seeds' curriculum, one node first, then the full prompts (ignored by the other
     stages)."""
+    onset_steps: int = Field(0, ge=0)
+    """Optimizer steps, before the `sft_align` stage's first, that fit the encoder's onset
+    head alone (`model.encoder.onset`) to the departure steps of as many batches of
+    ST-Align questions' series, at the stage's first learning rate: the language model
+    then reads a head that already names the step (ignored by the other stages)."""
     copy_drill: int = Field(0, ge=0)
     """Copy drills added to each batch of the stage: short sequences cut from the batch's
     own references, ending in the answer tag, so that the attention head copying the

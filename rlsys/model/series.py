@@ -10,6 +10,15 @@ are real), and each patch becomes one row of the language model's input embeddin
     step j of a patch:  value_j -> Linear(1, d) + pos_j            (pos: learned, in-patch)
     patch:              [masked step features (p*d), mask (p)] -> MLP -> hidden_size
 
+With `onset` each series is also read whole, step by step, by a first-passage head
+(`OnsetHead`): it fires at most once, at the first step its learned gate opens, and names
+that step by a learned embedding, added to every row of the series, so any attention over
+the rows carries it (a step number read off one row's position is what the language
+model did not learn: docs/results.md, 2026-12-06 evening). It is trained to fire where
+`envs.detect` says the series departs from its baseline (`onset_loss`: fitted alone
+before ST-Align, then beside the supervised stages' loss), the reading every task's
+rationale starts from.
+
 In the prompt, each `<ts><ts/>` placeholder becomes a short text prefix carrying the offset
 and scale (the rows are scale-free), then exactly `ceil(T / p)` copies of one existing
 special token (`placeholder_token`; no vocabulary change). The learner, the rollout
@@ -29,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from envs.detect import TAU, baselines
+from envs.detect import TAU, baselines, departures
 from envs.prompt import FORMAT_INSTRUCTION, fill_placeholders
 from rlsys.files import write_atomic
 from rlsys.model.chat import template_ids
@@ -74,6 +83,9 @@ class EncoderShape:
     """Features per step before the MLP (value projection + in-patch position)."""
     layout: str = LAYOUT
     """How the series it reads are normalised (`LAYOUT`; the only one this code lays out)."""
+    onset: bool = False
+    """A first-passage head that reads the whole series (`OnsetHead`; off in every encoder
+    saved before it existed)."""
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "patch", "width", "depth", "step_dim"):
@@ -87,8 +99,61 @@ class EncoderShape:
                 "from the base model), or read it with the strl version that wrote it")
 
 
+ONSET_DIM = 32
+"""Width of the onset head's step features and of the embedding that names its step."""
+ONSET_STEPS = 1024
+"""Steps the onset head tells apart; a longer series' later steps share the last one."""
+ONSET_PRIOR = -4.0
+"""Initial bias of the gate (sigmoid about 0.02 a step): at initialisation every step of a
+series is reached unfired, so the gradient reaches every step (a gate that starts near 0.5
+fires on the first steps and never learns of the later ones)."""
+
+
+class OnsetHead(nn.Module):
+    """A first-passage head over one series' steps. Its gate g(t) reads the values at t-1,
+    t, t+1 and the step's position; it fires first at t with probability
+    g(t) * prod_{s<t} (1 - g(s)), or never. Its reading is a learned embedding of the step
+    it most likely fires at (or of "never"), mapped to a row: a clean name of one step, as
+    the language model reads one (the expectation over steps, a blend, it did not learn to
+    read: docs/results.md, 2026-12-07). The gradient reaches the gate straight through."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.position = nn.Embedding(ONSET_STEPS, ONSET_DIM)
+        self.gate = nn.Sequential(nn.Linear(3 + ONSET_DIM, ONSET_DIM), nn.GELU(),
+                                  nn.Linear(ONSET_DIM, 1))
+        nn.init.constant_(self.gate[-1].bias, ONSET_PRIOR)
+        self.step = nn.Embedding(ONSET_STEPS + 1, ONSET_DIM)
+        self.out = nn.Linear(ONSET_DIM, hidden_size)
+        nn.init.normal_(self.out.weight, std=ONSET_DIM ** -0.5)
+
+    def logp(self, values: Tensor) -> Tensor:
+        """`(T + 1,)` log-probabilities that the head fires first at step t (the last: never)
+        on one normalised series `values` `(T,)`; the gate runs in the head's dtype, the
+        probabilities in float32."""
+        v = values.to(self.position.weight.dtype)
+        window = torch.stack([torch.cat([v[:1], v[:-1]]), v, torch.cat([v[1:], v[-1:]])], -1)
+        gate = self.gate(torch.cat([window, self.position(self._steps(v))], -1)).float()[:, 0]
+        stay = torch.nn.functional.logsigmoid(-gate)  # log(1 - g)
+        before = torch.cumsum(stay, 0) - stay  # log prod_{s<t} (1 - g(s))
+        return torch.cat([torch.nn.functional.logsigmoid(gate) + before, stay.sum()[None]])
+
+    def forward(self, values: Tensor) -> Tensor:
+        """The head's reading of one normalised series `(T,)`: a `(hidden_size,)` vector."""
+        p = self.logp(values).exp()
+        hard = torch.nn.functional.one_hot(p.argmax(), len(p)).float() + p - p.detach()
+        names = torch.cat([self._steps(values), torch.tensor([ONSET_STEPS], device=p.device)])
+        read = hard @ self.step(names).float()
+        return self.out(read.to(self.out.weight.dtype))
+
+    @staticmethod
+    def _steps(values: Tensor) -> Tensor:
+        return torch.arange(len(values), device=values.device).clamp(max=ONSET_STEPS - 1)
+
+
 class TSEncoder(nn.Module):
-    """Patches of normalised values (with their mask) -> language-model embedding rows."""
+    """Patches of normalised values (with their mask) -> language-model embedding rows;
+    with `onset`, each series' onset head's reading added to all of its rows."""
 
     def __init__(self, shape: EncoderShape) -> None:
         super().__init__()
@@ -101,6 +166,7 @@ class TSEncoder(nn.Module):
             layers += [nn.Linear(shape.width, shape.width), nn.GELU()]
         layers.append(nn.Linear(shape.width, shape.hidden_size))
         self.mlp = nn.Sequential(*layers)
+        self.onset = OnsetHead(shape.hidden_size) if shape.onset else None
 
     def forward(self, patches: Tensor, mask: Tensor) -> Tensor:
         """`patches`, `mask`: `(N, p)` -> rows `(N, hidden_size)`. Padded steps (mask 0)
@@ -113,8 +179,30 @@ class TSEncoder(nn.Module):
         """`(N, hidden_size)` rows of a question's series, in node order (`series_patches`
         at this encoder's shape), computed in the encoder's own dtype."""
         own = next(self.parameters()).dtype
-        patches, mask = series_patches(series, self.shape.patch)
-        return self(patches.to(device, own), mask.to(device, own))
+        norms = [normalise(np.asarray(s))[0] for s in series]
+        patches, mask = _patches(norms, self.shape.patch)
+        rows = self(patches.to(device, own), mask.to(device, own))
+        if self.onset is None:
+            return rows
+        counts = [n_patches(len(v), self.shape.patch) for v in norms]
+        read = torch.stack([self.onset(torch.from_numpy(v).to(device)) for v in norms])
+        return rows + read.to(own).repeat_interleave(torch.tensor(counts, device=device), 0)
+
+
+def onset_loss(encoder: TSEncoder, series: list[Any]) -> Tensor:
+    """Mean negative log-likelihood, over `series`, that the onset head fires first at the
+    step where `envs.detect` says the series departs from its baseline (or never): the
+    supervised stages' extra loss (`model.encoder.onset_weight`) and the onset fit's."""
+    if encoder.onset is None or not series:
+        raise ValueError("onset_loss needs an encoder with an onset head and some series")
+    dev = next(encoder.parameters()).device
+    out = []
+    for s in series:
+        x = np.asarray(s, dtype=np.float64)
+        onset = int(departures(x[None]).onset[0])
+        logp = encoder.onset.logp(torch.from_numpy(normalise(x)[0]).to(dev))
+        out.append(-logp[onset if onset >= 0 else -1])
+    return torch.stack(out).mean()
 
 
 # ---- one series -> patches ------------------------------------------------------------
@@ -155,7 +243,11 @@ def patchify(norm: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
 def series_patches(series: list[Any], patch: int) -> tuple[Tensor, Tensor]:
     """Every series of a question, in node order, as one batch of patches and masks: the
     encoder's input (`TSEncoder.rows`)."""
-    parts = [patchify(normalise(np.asarray(s))[0], patch) for s in series]
+    return _patches([normalise(np.asarray(s))[0] for s in series], patch)
+
+
+def _patches(norms: list[np.ndarray], patch: int) -> tuple[Tensor, Tensor]:
+    parts = [patchify(v, patch) for v in norms]
     return (torch.from_numpy(np.concatenate([v for v, _ in parts])),
             torch.from_numpy(np.concatenate([m for _, m in parts])))
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer
 
 from rlsys.algorithms import advantage_fn, loss_fn
-from rlsys.config import Config, dump_config
+from rlsys.config import Config, SFTConfig, dump_config
 from rlsys.evals import report as evalreport
 from rlsys.evals.evaluate import RunEngines, run_eval, suite_questions
 from rlsys.model.build import ensure_model, validate_model
@@ -377,6 +377,8 @@ def _sft(r: Run, stage: str) -> None:
     bar = _progress(s.steps, stage, initial=p.step)
     warned = False
     rehearse = 0 if stage == "sft_align" else round(s.align_share * s.batch_size)
+    if stage == "sft_align" and p.step == 0 and s.onset_steps:
+        _fit_onset(r, s)
     while p.step < s.steps:
         if stage == "sft_align":  # the curriculum: one node alone, then the full mix
             prompts = r.source.align(p.sft_position, s.batch_size,
@@ -403,6 +405,24 @@ def _sft(r: Run, stage: str) -> None:
             r.save(stage)
         r.between_steps(stage)
     bar.close()
+
+
+def _fit_onset(r: Run, s: SFTConfig) -> None:
+    """The encoder's onset head fitted alone before ST-Align's first step
+    (`trainer.align.onset_steps` steps on the series of as many batches of ST-Align
+    questions, at the stage's first learning rate)."""
+    if r.cfg.model.series != "encoder" or not r.cfg.model.encoder.onset:
+        return
+    t0 = time.perf_counter()
+    batches = [r.source.align(k * s.batch_size, s.batch_size) for k in range(s.onset_steps)]
+    m = r.trainer.fit_onset(batches, s.lr_at(0))
+    if not m:
+        print("onset fit skipped: the policy's encoder has no onset head (saved before it "
+              "existed)", flush=True)
+        return
+    r.logger.log(0, {f"sft_align/{k}": v for k, v in m.items()})
+    print(f"onset head fitted in {s.onset_steps} steps ({time.perf_counter() - t0:.0f} s): "
+          f"loss {m['onset_loss_first']:.3f} -> {m['onset_loss_last']:.3f}", flush=True)
 
 
 def _grpo(r: Run) -> None:

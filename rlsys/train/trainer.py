@@ -359,6 +359,17 @@ class Trainer:
             seqs += [Sequence(d, 1) for d in copy_drills(self.tok, prompts, refs, drills)]
         return {**self.train(seqs, sft=True, lr=lr), "truncated": float(cut)}
 
+    def fit_onset(self, batches: list[list[Prompt]], lr: float) -> dict[str, float]:
+        """The encoder's onset head fitted alone, one optimizer step per batch of
+        questions (their series split over the learner ranks, the same number of steps
+        on each): the first and the last losses, or {} when the policy has no onset head."""
+        ranks = len(self.h.learners)
+        per_rank = [[[x for p in b[r::ranks] for x in p.series or []] for b in batches]
+                    for r in range(ranks)]
+        outs = ray.get([ln.fit_onset.remote(part, lr)
+                        for ln, part in zip(self.h.learners, per_rank, strict=True)])
+        return {k: sum(o[k] for o in outs) / len(outs) for k in outs[0]} if outs[0] else {}
+
     def probe(self, prompts: list[Prompt], align: bool = False
               ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
         """The token probe (`rlsys.evals.probe`) of the policy on `prompts`' references:

@@ -41,6 +41,7 @@ def _train(tmp: Path, name: str, *overrides: str) -> TrainedRun:
            "trainer.wandb=offline", "trainer.log_samples_every=1",
            "trainer.suite_per_cell=1", "trainer.sft.steps=2", "trainer.align.steps=2",
            "trainer.align.one_node_steps=1",  # one step of each half of the curriculum
+           "trainer.align.onset_steps=2",  # the onset head's fit runs, briefly
            "data.align_eval_size=11", *overrides]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]

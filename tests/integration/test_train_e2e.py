@@ -32,6 +32,9 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     assert any(k.startswith("acc/") for k in grpo[0])
     assert any("sft_cot/" in k for r in rows for k in r)
     assert any("sft_align/sft_loss" in r for r in rows)  # the seeds' first stage ran
+    # the encoder's onset head fitted before it, then trained beside the supervised loss
+    assert any("sft_align/onset_loss_last" in r for r in rows)
+    assert all("sft_align/onset_loss" in r for r in rows if "sft_align/sft_loss" in r)
     # ST-Align rehearsed in chain-of-thought SFT (trainer.sft.align_share of 8: 2)
     assert [r.get("sft_cot/rehearsed") for r in rows if "sft_cot/sft_loss" in r] == [2.0, 2.0]
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))

@@ -136,7 +136,7 @@ def test_examples_seen_counts_each_stage_in_its_own_batches() -> None:
     assert cfg.trainer.stages == ["sft_align", "sft_cot", "grpo"]
     assert cfg.examples_seen(0, 0) == 0
     assert cfg.examples_seen(0, 50) == 50 * 16
-    assert cfg.examples_seen(1, 10) == 200 * 16 + 10 * 8
-    assert cfg.examples_seen(2, 3) == 200 * 16 + 400 * 8 + 3 * 4 * 4
+    assert cfg.examples_seen(1, 10) == 400 * 16 + 10 * 8
+    assert cfg.examples_seen(2, 3) == 400 * 16 + 400 * 8 + 3 * 4 * 4
     assert cfg.trainer.supervised("sft_align") is cfg.trainer.align
     assert cfg.trainer.supervised("sft_cot") is cfg.trainer.sft

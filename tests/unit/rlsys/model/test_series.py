@@ -28,6 +28,7 @@ from rlsys.model.series import (  # noqa: E402
     load_encoder,
     n_patches,
     normalise,
+    onset_loss,
     patchify,
     placeholder_token,
     save_encoder,
@@ -98,6 +99,59 @@ def test_the_encoder_maps_patches_to_rows_ignores_padding_and_learns() -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
 
 
+def _stepped(rng: np.random.Generator, at: int | None, length: int = 36) -> np.ndarray:
+    """A noisy level of 100 that jumps by 30 at step `at` (None: never)."""
+    x = 100 + rng.normal(0, 1, length)
+    if at is not None:
+        x[at:] += 30
+    return x.round()
+
+
+def test_the_onset_head_adds_one_reading_to_every_row_of_its_series() -> None:
+    torch.manual_seed(0)
+    enc = TSEncoder(EncoderShape(hidden_size=32, patch=4, width=16, depth=1, onset=True))
+    rng = np.random.default_rng(0)
+    series = [_stepped(rng, 20), _stepped(rng, None, 22)]
+    added = enc.rows(series) - enc(*series_patches(series, 4))
+    assert added.shape == (9 + 6, 32)
+    assert torch.allclose(added[:9], added[0].expand(9, 32))  # one reading per series
+    assert torch.allclose(added[9:], added[9].expand(6, 32))
+    p = enc.onset.logp(torch.from_numpy(normalise(series[0])[0])).exp()
+    assert p.shape == (37,) and torch.isclose(p.sum(), torch.tensor(1.0), atol=1e-5)
+    onset_loss(enc, series).backward()  # the head's gate learns from the loss
+    assert enc.onset.gate[0].weight.grad.abs().sum() > 0
+    enc.zero_grad()
+    enc.rows(series).square().mean().backward()  # and, straight through, from the rows
+    assert enc.onset.gate[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="onset head"):
+        onset_loss(TSEncoder(EncoderShape(hidden_size=8, patch=4)), series)
+
+
+def test_the_onset_head_learns_the_detectors_departure_step() -> None:
+    """Fitted on the onset loss alone, the head names `envs.detect`'s departure step
+    (within 1) of series it never saw, and says never where nothing departs."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    enc = TSEncoder(EncoderShape(hidden_size=8, patch=4, width=8, depth=1, onset=True))
+
+    def draw(n: int) -> list[np.ndarray]:
+        return [_stepped(rng, None if k % 4 == 0 else int(rng.integers(14, 32)))
+                for k in range(n)]
+
+    opt = torch.optim.AdamW(enc.onset.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        onset_loss(enc, draw(16)).backward()
+        opt.step()
+    fresh = draw(40)
+    right = 0
+    for x in fresh:
+        gold = int(departures(x[None]).onset[0])
+        got = int(enc.onset.logp(torch.from_numpy(normalise(x)[0])).argmax())
+        right += (got == len(x)) if gold < 0 else (abs(got - gold) <= 1)
+    assert right >= 36, right
+
+
 def test_every_placeholder_becomes_its_series_patches(tok) -> None:
     token, tid = placeholder_token(tok)
     assert token == "<|reserved_0|>" and tok.convert_ids_to_tokens(tid) == token
@@ -151,6 +205,17 @@ def test_the_encoder_is_saved_beside_the_model_and_loaded_back(tmp_path: Path) -
     assert torch.equal(back.rows([np.arange(13.0)]), enc.rows([np.arange(13.0)]))
     assert not list(tmp_path.glob("*.safetensors"))  # vLLM would load those as the LM's
     assert load_encoder(tmp_path / "nothing") is None  # an inline model: no encoder
+    with_onset = TSEncoder(EncoderShape(hidden_size=24, patch=6, width=12, onset=True))
+    save_encoder(with_onset, tmp_path / "onset")
+    back = load_encoder(tmp_path / "onset")
+    assert back is not None and back.shape.onset and torch.equal(
+        back.rows([np.arange(13.0)]), with_onset.rows([np.arange(13.0)]))
+    config = tmp_path / "ts_encoder" / "config.json"
+    saved = json.loads(config.read_text())
+    del saved["onset"]  # as the encoders before the onset head were saved
+    config.write_text(json.dumps(saved))
+    old = load_encoder(tmp_path)
+    assert old is not None and old.onset is None
     (tmp_path / "ts_encoder" / "model.safetensors").write_bytes(b"not weights")
     with pytest.raises(ValueError, match="the time-series encoder cannot be loaded"):
         load_encoder(tmp_path)
