@@ -205,14 +205,21 @@ class LearnerWorker:
         return torch.gather(logits.log_softmax(-1), 2, ids[:, 1:, None]).squeeze(-1)
 
     def _onset_loss(self, mb: MicroBatch):
-        """The supervised stages' extra loss on onset head 0 (`series.onset_loss`), mean over
-        this micro-batch's weighted sequences; None where the policy has no onset heads, the
-        weight is 0, or no sequence has series."""
+        """The supervised stages' extra loss on the encoder's onset head (`series.onset_loss`),
+        mean over this micro-batch's weighted sequences; None where the policy has no onset
+        head, the weight is 0, or no sequence has series."""
         encoder = self._encoder()
         if encoder is None or encoder.onset is None or self.s.model.encoder.onset_weight <= 0:
             return None
         per = [onset_loss(encoder, s.series) * s.weight for s in mb.sequences if s.series]
         return torch.stack(per).sum() / len(mb.sequences) if per else None
+
+    def _set_lr(self, lr: float) -> None:
+        """`lr` on every optimizer group, each scaled by its `lr_scales` (the encoder's)."""
+        groups = self.engine.optimizer.param_groups
+        scales = self.lr_scales if len(self.lr_scales) == len(groups) else [1.0] * len(groups)
+        for g, k in zip(groups, scales, strict=True):
+            g["lr"] = lr * k
 
     def _encoder(self):
         """The policy's time-series encoder, or None when it reads series inline."""
@@ -227,8 +234,7 @@ class LearnerWorker:
         encoder = self._encoder()
         if encoder is None or encoder.onset is None:
             return {}
-        for g, k in zip(self.engine.optimizer.param_groups, self.lr_scales, strict=True):
-            g["lr"] = lr * k
+        self._set_lr(lr)
         self.engine.train()
         # every parameter takes part (zeros for the LM), so each ZeRO stage reduces the same
         lm = [p for p in self.engine.module.lm.parameters() if p.requires_grad]
@@ -260,10 +266,7 @@ class LearnerWorker:
         # own), rather than by a DeepSpeed scheduler whose first step would be lr = 0.
         lr = self.s.learner.lr * min(1.0, (self.steps + 1) / max(1, self.s.learner.warmup_steps)) \
             if lr is None else lr
-        scales = self.lr_scales if len(self.lr_scales) == len(
-            self.engine.optimizer.param_groups) else [1.0] * len(self.engine.optimizer.param_groups)
-        for g, k in zip(self.engine.optimizer.param_groups, scales, strict=True):
-            g["lr"] = lr * k
+        self._set_lr(lr)
         self.steps += 1
         t0 = time.perf_counter()
         self.engine.train()

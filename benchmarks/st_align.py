@@ -22,10 +22,15 @@ probes of it from the encoder's rows and from each layer of the language model a
 answer's position. `--oracle-row` hands the language model the answer: each series'
 last row becomes a learned embedding of its true departure step.
 
+With the encoder's onset head (`model.encoder.onset`, the default) each arm first fits
+it alone for `trainer.align.onset_steps` steps, then adds its loss to every step, as the
+run does.
+
 At every quarter of the steps it prints the teacher-forced decision accuracy per skill
 label (as `strl probe` scores it) on held-out questions: the stratified ST-Align split
-for `curriculum` and `full`, one-node questions for `node`; and the mean norm of the
-encoder's rows (a token embedding's is about 0.8).
+for `curriculum` and `full`, one-node questions for `node`; how often the onset head's
+most likely step is within 1 of each held-out series' departure step ("onset head (every
+series)"); and the mean norm of the encoder's rows (a token embedding's is about 0.8).
 
 `--model DIR` starts from another language model than `models/tiny` (e.g. one
 `benchmarks/recall.py --save` wrote after in-context retrieval formed).
