@@ -15,6 +15,10 @@ For each task, and for all targets together (the row ``"all"``):
 * ``consistency``: over the valid choice answers whose ``<think>`` concludes with an option
   (its last "option X"), the share whose answer is that option: does the answer follow the
   reasoning? (None when no think block concludes.)
+* ``modal_answer``: over the valid choice answers, the share that are the letter answered
+  most often. About 1/options when the letters follow the questions; 1.0 when the same
+  letter is answered whatever the question, which then scores the share of golds that are
+  that letter. Read it beside accuracy. (None without valid choice answers.)
 * ``claims``, ``claims_verified``, ``claim_accuracy``: the verifiable claims the
   ``<think>`` blocks make (``rewards.rationale``), how many the question's data confirm, and
   their ratio (None without claims, or for targets without data to check against).
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +67,7 @@ class TaskMetrics:
     claims_verified: int = 0
     claim_accuracy: float | None = None
     consistency: float | None = None
+    modal_answer: float | None = None
 
 
 _CONCLUDES = re.compile(r"\boption ([A-Z])\b")
@@ -80,13 +86,14 @@ def concluded_option(completion: str) -> str | None:
 
 class _Tally:
     __slots__ = ("n", "n_valid", "n_choice", "n_correct", "n_seq", "abs_err", "exp_sum",
-                 "n_strict", "claims", "verified", "n_concluded", "n_consistent")
+                 "n_strict", "claims", "verified", "n_concluded", "n_consistent", "letters")
 
     def __init__(self) -> None:
         self.n = self.n_valid = self.n_choice = self.n_correct = self.n_seq = 0
         self.n_strict = self.claims = self.verified = 0
         self.n_concluded = self.n_consistent = 0
         self.abs_err = self.exp_sum = 0.0
+        self.letters: Counter[str] = Counter()
 
     def metrics(self) -> TaskMetrics:
         return TaskMetrics(
@@ -101,6 +108,8 @@ class _Tally:
             claims_verified=self.verified,
             claim_accuracy=self.verified / self.claims if self.claims else None,
             consistency=self.n_consistent / self.n_concluded if self.n_concluded else None,
+            modal_answer=(self.letters.most_common(1)[0][1] / self.letters.total()
+                          if self.letters else None),
         )
 
 
@@ -142,6 +151,7 @@ def evaluate(
                     tl.n_correct += hit
                     tl.n_concluded += concluded is not None
                     tl.n_consistent += concluded == ex.value
+                    tl.letters[ex.value] += 1
         elif t.kind == SEQUENCE:
             ex = parse_sequence(c, t.horizon)
             if ex.reason is None:

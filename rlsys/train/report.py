@@ -214,7 +214,7 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         return []
     tasks = list(dict.fromkeys(t for ev in stages.values() for t in ev if t != "all"))
     header = ["stage", "n", "success", "strict format", "verified claims", "accuracy",
-              "consistency", *[f"{t} acc" for t in tasks]]
+              "consistency", "modal answer", *[f"{t} acc" for t in tasks]]
     rows = []
     for name, ev in stages.items():
         a = ev.get("all") or _pooled(ev)
@@ -222,7 +222,7 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         checked = (f"{fmt(a.get('claim_accuracy'))} of {claims}" if claims else "-")
         rows.append([name, fmt(a.get("n")), fmt(a.get("success_rate")),
                      fmt(a.get("strict_format")), checked, fmt(a.get("accuracy")),
-                     fmt(a.get("consistency")),
+                     fmt(a.get("consistency")), fmt(a.get("modal_answer")),
                      *[fmt(ev.get(t, {}).get("accuracy")) for t in tasks]])
     return ["## Held-out questions after each stage", "", *md_table(header, rows), "",
             "Accuracy is over valid answers (TimeOmni-1's convention); strict format is the "
@@ -230,7 +230,9 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
             "claims: the share of the claims the `<think>` blocks make (departures, delays, "
             "links, lags, sums) that the question's data confirm (`rewards.rationale`); "
             "consistency: the share of valid answers that are the option their `<think>` "
-            "concludes with (`rewards.metrics.concluded_option`).", ""]
+            "concludes with (`rewards.metrics.concluded_option`); modal answer: the share of "
+            "valid choice answers that are the letter answered most often (1.000: the same "
+            "letter whatever the question).", ""]
 
 
 def _skill_section(skills: dict[str, dict[str, Any]]) -> list[str]:

@@ -2,7 +2,7 @@
 
     {"run": name, "wall_s": ..., "chance": 1 / options,
      "stages": {"before": {"accuracy": ..., "ci95": [lo, hi], "strict_format": ...,
-                           "claim_accuracy": ..., "consistency": ..., "n": ...,
+                           "claim_accuracy": ..., "consistency": ..., "modal_answer": ..., "n": ...,
                            "tasks": {task: {"accuracy": ..., "ci95": [...], "n": ...}}},
                 "after sft_align": {...}, ...},
      "align": {point: {skill: {"accuracy": ..., "n": ...}}},
@@ -25,7 +25,8 @@ from rlsys.files import write_atomic
 from rlsys.stats import paired_change, wilson
 
 SUMMARY_FILE = "summary.json"
-STAGE_METRICS = ("accuracy", "success_rate", "strict_format", "claim_accuracy", "consistency")
+STAGE_METRICS = ("accuracy", "success_rate", "strict_format", "claim_accuracy", "consistency",
+                 "modal_answer")
 
 
 def _accuracy(row: dict[str, Any]) -> dict[str, Any]:

@@ -30,10 +30,12 @@ def test_mixed_batch_hand_computed() -> None:
     targets = [ENTITY, ENTITY, ENTITY, FORECAST, FORECAST, PATH, PATH]
     m = evaluate(completions, targets)
     assert list(m) == ["entity", "forecasting", "path_description", "all"]
-    assert m["entity"] == TaskMetrics(3, 2, 2 / 3, 0.5, None, None, strict_format=1.0)
+    assert m["entity"] == TaskMetrics(3, 2, 2 / 3, 0.5, None, None, strict_format=1.0,
+                                      modal_answer=0.5)
     assert m["forecasting"] == TaskMetrics(2, 1, 0.5, None, 1.0, math.exp(-0.1), 1.0)
     assert m["path_description"] == TaskMetrics(2, 1, 0.5, None, None, None, 0.5)
-    assert m["all"] == TaskMetrics(7, 4, 4 / 7, 0.5, 1.0, math.exp(-0.1), 6 / 7)
+    assert m["all"] == TaskMetrics(7, 4, 4 / 7, 0.5, 1.0, math.exp(-0.1), 6 / 7,
+                                   modal_answer=0.5)
 
 
 def test_accuracy_is_none_without_valid_choice_answers() -> None:
@@ -92,3 +94,11 @@ def test_input_checks() -> None:
     with pytest.raises(ValueError, match="reserved"):
         evaluate(["a"], [Target("all", "text", "x")])
     assert evaluate([], [])["all"] == TaskMetrics(0, 0, 0.0, None, None, None)
+
+
+def test_modal_answer_exposes_a_policy_that_answers_one_letter() -> None:
+    constant = evaluate([ans("B")] * 4 + [ans("Z")], [ENTITY] * 5)["entity"]
+    assert constant.modal_answer == 1.0  # the invalid answer is not counted
+    mixed = evaluate([ans("A"), ans("B"), ans("C"), ans("B")], [ENTITY] * 4)["entity"]
+    assert mixed.modal_answer == pytest.approx(0.5)
+    assert evaluate([ans("[1, 2, 3]")], [FORECAST])["forecasting"].modal_answer is None
