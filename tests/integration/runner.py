@@ -26,8 +26,10 @@ RAY = str(Path(sys.executable).with_name("ray"))
 ENV = dict(os.environ, RAY_AUTH_MODE="token", RAY_JOB_STOP_WAIT_TIME_S="300",
            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
-# A few small GRPO steps: enough to exercise every phase in about a second per step.
-SMALL = ["trainer.sft.steps=1", "trainer.align.steps=1", "data.align_eval_size=2",
+# A few small GRPO steps: enough to exercise every phase in about a second per step. The
+# onset head's fit runs 2 steps, not the preset's 300 (about 30 s of every start).
+SMALL = ["trainer.sft.steps=1", "trainer.align.steps=1", "trainer.align.onset_steps=2",
+         "data.align_eval_size=2",
          "data.eval_size=2", "rollout.prompts_per_step=2",
          "rollout.n=2", "rollout.max_tokens=12", "algorithm.dynamic_sampling=false",
          "trainer.wandb=disabled", "trainer.log_samples_every=0",

@@ -7,6 +7,11 @@ the option count is the configured one."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+
 import pytest
 
 from envs.quality import SETTINGS, TaskQuality, audit, format_table
@@ -15,13 +20,32 @@ from envs.stream import TaskMix, generate
 from envs.tasks import EnvConfig, get_task
 
 CHOICE_TASKS = [t for t in TASKS if get_task(t).kind == "choice"]
+BOUNDS_TEST = "test_quality_bounds_hold_over_2000_samples"
+
+
+def _audit(task: str, setting: str) -> TaskQuality:
+    (row,) = audit([task], 2000, seed=7, cfg=SETTINGS[setting], setting=setting)
+    return row
+
+
+@pytest.fixture(scope="module")
+def audits(request: pytest.FixtureRequest) -> Iterator[dict[tuple[str, str], Future]]:
+    """The audits of every selected (task, setting), started at once on every core (each is
+    single-threaded Python: 10-30 s; one after the other they were 7 minutes of the suite).
+    Fresh interpreters (spawn): this process may hold torch's thread pools."""
+    wanted = [(it.callspec.params["task"], it.callspec.params["setting"])
+              for it in request.session.items
+              if getattr(it, "originalname", "") == BOUNDS_TEST and hasattr(it, "callspec")]
+    jobs = max(1, min(len(wanted), len(os.sched_getaffinity(0))))
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield {key: pool.submit(_audit, *key) for key in wanted}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("setting", list(SETTINGS))
 @pytest.mark.parametrize("task", CHOICE_TASKS)
-def test_quality_bounds_hold_over_2000_samples(task: str, setting: str) -> None:
-    (row,) = audit([task], 2000, seed=7, cfg=SETTINGS[setting], setting=setting)
+def test_quality_bounds_hold_over_2000_samples(task: str, setting: str, audits: dict) -> None:
+    row = audits[(task, setting)].result()
     assert row.problems() == [], format_table([row])
     assert row.oracle >= 0.95 and row.letter_skew < 0.05
     if "graph" in row.needs:  # the graph is what makes these answerable
