@@ -12,8 +12,10 @@ graph-free prompt), by one of three backends:
 
 Per task (and per split and node count) the result holds, in TimeOmni-1's convention:
 `success_rate` (valid answers), `accuracy` (on the valid choice answers), `mae` (on the
-valid forecasts); and `score` (the correctness reward over every question: exact match,
-or exp(-0.1 MAE) for forecasts; an invalid answer scores 0) with and without the graph.
+valid forecasts); `modal_answer` (the share of the valid choice answers that are the letter
+answered most often: 1.0 for a model that answers one letter whatever the question); and
+`score` (the correctness reward over every question: exact match, or exp(-0.1 MAE) for
+forecasts; an invalid answer scores 0) with and without the graph.
 `graph_reliance` = score with the graph - score without it: how much the model's answers
 depend on the graph (STReasoner's S-GRPO figure). A prompt longer than the model's context
 is not sent; it counts as an invalid answer and in `over_context`.
@@ -380,7 +382,8 @@ def summarize(group: list[Answered]) -> dict[str, Any]:
     g, f = _mean([a.score for a in both]), _mean([a.free_score for a in both])
     readings = [r for a in group for r in (a.reading, a.free_reading) if r is not None]
     return {"n": m.n, "n_valid": m.n_valid, "success_rate": m.success_rate,
-            "accuracy": m.accuracy, "mae": m.mae, "score": score,
+            "accuracy": m.accuracy, "modal_answer": m.modal_answer, "mae": m.mae,
+            "score": score,
             "score_no_graph": _mean([a.free_score for a in group if a.free_asked]),
             "graph_reliance": None if g is None or f is None else g - f,
             "reliance_pairs": len(both),

@@ -86,6 +86,12 @@ def test_score_generated_reference_completions_and_wrong_ones(tmp_path, capsys) 
     choice = [r for r in rows if r["kind"] == "choice"]
     expected = sum(r["answer"] == "A" for r in choice) / len(choice)
     assert rep["all"]["accuracy"] == pytest.approx(expected)
+    assert rep["all"]["modal_answer"] == 1.0  # one letter whatever the question
+    rc, out, _ = run(capsys, "score", "--data", str(data), "--predictions", str(preds))
+    header = out.splitlines()[0].split(" | ")
+    row = dict(zip(header, next(x for x in out.splitlines() if x.startswith("all |"))
+                   .split(" | "), strict=True))
+    assert rc == 0 and row["modal_answer"] == "1.000" and row["consistency"] == "-"
 
 
 def test_show_prints_a_sample_and_plots_it(tmp_path, capsys) -> None:

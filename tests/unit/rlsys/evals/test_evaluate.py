@@ -78,6 +78,8 @@ def test_scores_with_and_without_the_graph_and_the_reliance(result: dict) -> Non
     # the pair with a prompt over the context is left out of the reliance, not counted wrong
     assert rc["reliance_pairs"] == n_rc - 1 and rc["graph_reliance"] == 1.0
     assert t["path_description"]["success_rate"] == 1.0
+    # the references' letters follow their questions: no letter is every answer
+    assert 0.2 < t["all"]["modal_answer"] < 1.0 and f["modal_answer"] is None
     assert t["path_description"]["score"] is None  # needs a judge
     assert t["all"]["n"] == len(evalsuite.cells())
     assert result["splits"]["ood"]["all"]["n"] == len(evalsuite.cells()) // 2
@@ -96,6 +98,7 @@ def test_outputs_are_written_and_the_page_cannot_be_broken_by_an_answer(
     assert json.loads(lines[0])["reading"]["completion"]
     md = paths["markdown"].read_text()
     assert "| etiological | 6 | 1.000 |" in md and "In-distribution vs held-out" in md
+    assert "| modal answer |" in md
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
     page = paths["html"].read_text()
     assert "window.STRL_RECORDS = " in page and "function embedded" in page
