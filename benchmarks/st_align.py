@@ -4,8 +4,8 @@ curriculum, measured in one run.
 The learner's supervised step without Ray or DeepSpeed: `models/tiny` and a fresh encoder
 (the run's seed), `SeriesLM`, AdamW at the tiny preset's ST-Align settings
 (`trainer.align`: batch 16, its learning rate cosine-decayed to 10%, gradient clip 1),
-bfloat16 autocast. Each arm
-trains on the same ST-Align split the `sft_align` stage draws from:
+bfloat16 autocast. Each arm trains on the same ST-Align split the `sft_align` stage draws
+from:
 
 - `node`: the series skills on one node alone only (`align_node`);
 - `curriculum`: the first half of the steps on one node alone, then the full mix (the

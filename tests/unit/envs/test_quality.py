@@ -37,8 +37,11 @@ def audits(request: pytest.FixtureRequest) -> Iterator[dict[tuple[str, str], Fut
               for it in request.session.items
               if getattr(it, "originalname", "") == BOUNDS_TEST and hasattr(it, "callspec")]
     jobs = max(1, min(len(wanted), len(os.sched_getaffinity(0))))
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
         yield {key: pool.submit(_audit, *key) for key in wanted}
+    finally:  # a stopped session (-x, Ctrl-C) does not wait for the audits not started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.mark.slow
