@@ -393,9 +393,10 @@ def cmd_probe(a: argparse.Namespace) -> int:
     from rlsys.model.series import load_policy, teacher_forced
     from rlsys.train.data import PromptSource, reference_ids
 
-    points = sorted((_probe_point(Path(c), a.config) for c in a.checkpoint),
-                    key=lambda pt: (pt["examples"] is None, pt["examples"] or 0,
-                                    pt["policy"].name == "final"))
+    points = _distinct_labels(sorted((_probe_point(Path(c), a.config) for c in a.checkpoint),
+                                     key=lambda pt: (pt["examples"] is None,
+                                                     pt["examples"] or 0,
+                                                     pt["policy"].name == "final")))
     bare = [pt["label"] for pt in points if pt["examples"] is None]
     if a.plot and bare:
         raise ValueError("--plot needs checkpoints that record where their run was "
@@ -435,6 +436,28 @@ def cmd_probe(a: argparse.Namespace) -> int:
         plot_curve(out, {pt["label"]: pt["examples"] for pt in points}, Path(a.plot))
         print(f"written to {a.plot}")
     return 0
+
+
+def _distinct_labels(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`points` with one label each: checkpoints that share a label (two runs' `final`
+    policies) would share one column, so each of those is named by its run too
+    ("a0/final (6,400 ex)"). The same checkpoint given twice is an error."""
+    from rlsys.train import checkpoint
+
+    labels = [pt["label"] for pt in points]
+    for pt in points:
+        if labels.count(pt["label"]) > 1:
+            where = pt["policy"].resolve()
+            if where.name == checkpoint.POLICY:  # a full checkpoint's policy directory
+                where = where.parent
+            run = (where.parent.parent if where.parent.name == checkpoint.CHECKPOINTS
+                   else where.parent)
+            pt["label"] = f"{run.name}/{pt['label']}"
+    seen = [pt["label"] for pt in points]
+    twice = sorted({x for x in seen if seen.count(x) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)}: the same checkpoint is given twice")
+    return points
 
 
 def _probe_point(ckpt: Path, config: str | None) -> dict[str, Any]:

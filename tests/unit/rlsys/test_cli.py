@@ -273,3 +273,20 @@ def test_installed_console_script_runs(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 3
     assert "wrote 3 samples" in proc.stderr
+
+
+def test_probe_names_two_runs_final_policies_apart(tmp_path) -> None:
+    """Two runs' `final` policies seen for the same budget would share one column of
+    `strl probe`'s tables: each is named by its run; one checkpoint given twice fails."""
+    from rlsys.cli import _distinct_labels
+
+    def point(run: str, name: str = "final", label: str = "final (10,240 ex)") -> dict:
+        return {"policy": tmp_path / run / "checkpoints" / name, "label": label}
+
+    pts = _distinct_labels([point("a0"), point("a0cot"),
+                            point("a0", "sft_cot-step-4/policy", "sft_cot-step-4 (32 ex)")])
+    assert [p["label"] for p in pts] == ["a0/final (10,240 ex)", "a0cot/final (10,240 ex)",
+                                         "sft_cot-step-4 (32 ex)"]
+    full = [point("r", "grpo-step-3/policy", "grpo-step-3 (60 ex)") for _ in range(2)]
+    with pytest.raises(ValueError, match="r/grpo-step-3 .*given twice"):
+        _distinct_labels(full)
