@@ -8,8 +8,9 @@ bfloat16 autocast. Each arm trains on the same ST-Align split the `sft_align` st
 from:
 
 - `node`: the series skills on one node alone only (`align_node`);
-- `curriculum`: the first half of the steps on one node alone, then the full mix (the
-  tiny preset's `trainer.align.one_node_steps`);
+- `curriculum`: the run's schedule scaled to `--steps` (`PromptSource.align_step`: the
+  preset's `trainer.align.one_node_steps` on one node alone, then the full mix with
+  `trainer.align.node_share` of each batch on one node);
 - `full`: the full mix from the first step (the preset before the curriculum).
 
 `--norm mean` measures the encoder's layout before 2026-12-06 (each series normalised by
@@ -119,8 +120,11 @@ def _arm(arm: str, steps: int, n_held: int, overrides: list[str],
         print(f"onset head fitted in {s.onset_steps} steps", flush=True)
     t0 = time.perf_counter()
     for step in range(steps):
-        one_node = arm == "node" or (arm == "curriculum" and step < steps // 2)
-        batch = source.align(step * s.batch_size, s.batch_size, one_node=one_node)
+        if arm == "curriculum":  # the run's schedule, scaled to --steps
+            batch = source.align_step(step * s.batch_size,
+                                      round(step * s.steps / steps), s)
+        else:
+            batch = source.align(step * s.batch_size, s.batch_size, one_node=arm == "node")
         part = seqs(batch)
         width = max(len(x) for x, _, _ in part)
         ids = torch.zeros(len(part), width, dtype=torch.long)

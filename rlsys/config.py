@@ -367,6 +367,11 @@ class SFTConfig(_Section):
     node alone (`align_node`: nothing to retrieve), before the full ST-Align mix: the
     seeds' curriculum, one node first, then the full prompts (ignored by the other
     stages)."""
+    node_share: float = Field(0.0, ge=0, le=1)
+    """Share of the full ST-Align mix trained on (the `sft_align` stage's batches after
+    `one_node_steps`, the later stages' rehearsal, `align_share`) drawn from the series
+    skills on one node alone, so that those readings keep being trained while the full
+    prompts are learned (read from `trainer.align`)."""
     onset_steps: int = Field(0, ge=0)
     """Optimizer steps, before the `sft_align` stage's first, that fit the encoder's onset
     head alone (`model.encoder.onset`) to the departure steps of as many batches of

@@ -15,7 +15,7 @@ from typing import Any
 from envs.prompt import with_placeholders
 from envs.stream import TaskMix, generate, redrawn
 from envs.tasks.align import LABELS, skill_label
-from rlsys.config import Config, env_config
+from rlsys.config import Config, SFTConfig, env_config
 from rlsys.dataio import read_rows
 from rlsys.model.chat import END_OF_TURN, chat_ids
 
@@ -184,6 +184,22 @@ class PromptSource:
         `one_node`: the series skills on one node alone only (`align_node`)."""
         return self._fit(self._records(self.cfg.data.seed + ALIGN_SEED_OFFSET, start, n,
                                        ALIGN_NODE if one_node else ALIGN))
+
+    def align_step(self, start: int, step: int, s: SFTConfig) -> list[Prompt]:
+        """The batch of step `step` of the `sft_align` stage (`s`: `trainer.align`) from
+        position `start`: the curriculum's one-node questions for its first
+        `one_node_steps`, then the full mix (`align_mix`)."""
+        if step < s.one_node_steps:
+            return self.align(start, s.batch_size, one_node=True)
+        return self.align_mix(start, s.batch_size)
+
+    def align_mix(self, start: int, n: int) -> list[Prompt]:
+        """`n` ST-Align questions to train on after the curriculum's first step (the
+        `sft_align` stage's full mix, the later stages' rehearsal): the full mix, with
+        `trainer.align.node_share` of them from the one-node questions."""
+        alone = round(self.cfg.trainer.align.node_share * n)
+        return (self.align(start, n - alone)
+                + (self.align(start, alone, one_node=True) if alone else []))
 
     def align_held_out(self, n: int | None = None) -> list[Prompt]:
         """Held-out ST-Align questions (never trained on): `n`, else

@@ -369,9 +369,9 @@ def _progress(total: int, desc: str, initial: int = 0) -> tqdm:
 
 def _sft(r: Run, stage: str) -> None:
     """One supervised stage: `sft_align` (ST-Align questions, `trainer.align`; its first
-    `one_node_steps` on one node alone), `sft_answer` (the tasks' answers only) or
-    `sft_cot` (rationales too; both `trainer.sft`, with `trainer.sft.align_share` of each
-    batch from ST-Align)."""
+    `one_node_steps` on one node alone, then `node_share` of each batch), `sft_answer`
+    (the tasks' answers only) or `sft_cot` (rationales too; both `trainer.sft`, with
+    `trainer.sft.align_share` of each batch from ST-Align)."""
     cfg, p = r.cfg, r.progress
     s = cfg.trainer.supervised(stage)
     bar = _progress(s.steps, stage, initial=p.step)
@@ -381,12 +381,11 @@ def _sft(r: Run, stage: str) -> None:
         _fit_onset(r, s)
     while p.step < s.steps:
         if stage == "sft_align":  # the curriculum: one node alone, then the full mix
-            prompts = r.source.align(p.sft_position, s.batch_size,
-                                     one_node=p.step < s.one_node_steps)
+            prompts = r.source.align_step(p.sft_position, p.step, s)
         else:
             prompts = r.source.sft(p.sft_position, s.batch_size - rehearse)
         if rehearse:  # ST-Align questions rehearsed in the later supervised stages
-            prompts += r.source.align(p.sft_position, rehearse)
+            prompts += r.source.align_mix(p.sft_position, rehearse)
         m = r.trainer.sft_step(prompts, answer_only=stage == "sft_answer", lr=s.lr_at(p.step),
                                drills=s.copy_drill)
         if rehearse:

@@ -98,6 +98,22 @@ def test_the_align_curriculum_draws_one_node_questions_first() -> None:
     assert not all(json.loads(p.target["meta"])["alone"] for p in full)
 
 
+def test_the_align_stage_follows_its_curriculum_then_keeps_a_one_node_share() -> None:
+    """`align_step`: one-node questions for the first `one_node_steps`, then the full mix
+    with `node_share` of each batch on one node alone; the later stages' rehearsal
+    (`align_mix`) keeps the same share."""
+    cfg = load_config(None, ["data.env.nodes=[3]", "data.env.lengths=[36]",
+                             "trainer.align.batch_size=8", "trainer.align.one_node_steps=2",
+                             "trainer.align.node_share=0.25"])
+    source, s = PromptSource(cfg, _tokenizer()), cfg.trainer.align
+    tasks = [[p.task for p in source.align_step(8 * k, k, s)] for k in range(3)]
+    assert tasks[0] == tasks[1] == ["align_node"] * 8
+    assert sorted(tasks[2]) == ["align"] * 6 + ["align_node"] * 2
+    assert [p.task for p in source.align_mix(0, 4)].count("align_node") == 1
+    cfg.trainer.align.node_share = 0.0  # the full mix alone, as before the share
+    assert {p.task for p in source.align_step(16, 2, s)} == {"align"}
+
+
 def test_the_align_held_out_split_is_stratified_by_skill_label() -> None:
     """Every skill label measured on as many questions (n / 15, the first n % 15 labels
     one more), the same questions every time."""
