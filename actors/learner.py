@@ -247,6 +247,10 @@ class LearnerWorker:
             self.engine.backward(loss + zero, scale_wrt_gas=False)
             self.engine.step()
             losses.append(float(loss.detach()))
+        # The zero gradients advanced the language model's AdamW step count with empty
+        # moments, which skews its bias correction: the supervised steps that follow would
+        # move it up to about 3x their rate. It starts afresh, as if it had not been stepped.
+        self._fresh_moments(0)
         return {"onset_loss_first": losses[0] if losses else float("nan"),
                 "onset_loss_last": sum(losses[-10:]) / max(1, len(losses[-10:]))}
 
@@ -457,6 +461,15 @@ class LearnerWorker:
         inner.state.clear()
         for g in inner.param_groups:
             g.pop("step", None)
+
+    def _fresh_moments(self, group: int) -> None:
+        """Fresh AdamW moments and step count for optimizer group `group` alone (0: the
+        language model's, 1: the encoder's), as `reset_optimizer` clears every group."""
+        inner = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
+        g = inner.param_groups[group]
+        for p in g["params"]:
+            inner.state.pop(p, None)
+        g.pop("step", None)
 
     def optimizer_steps(self) -> int:
         """Steps the optimizer's moments have seen (0 after `reset_optimizer`)."""

@@ -34,8 +34,9 @@ def test_reset_optimizer_clears_the_moments_and_training_goes_on(tmp_path) -> No
 def test_the_onset_fit_trains_the_encoder_head_alone_then_sft_keeps_it_in_the_loss(
         tmp_path) -> None:
     """`fit_onset` (before ST-Align) steps DeepSpeed's optimizer on the onset loss alone:
-    the head's loss falls and the language model does not move; a supervised step then
-    reports the onset loss beside its own."""
+    the head's loss falls, the language model does not move and its AdamW state is left
+    fresh (no step count without moments); a supervised step then reports the onset loss
+    beside its own."""
     import numpy as np
     import torch
     from transformers import AutoTokenizer
@@ -66,6 +67,10 @@ def test_the_onset_fit_trains_the_encoder_head_alone_then_sft_keeps_it_in_the_lo
     m = w.fit_onset([series(8) for _ in range(60)], 1e-2)
     assert m["onset_loss_last"] < 0.5 * m["onset_loss_first"]
     assert all(torch.equal(v, lm[k]) for k, v in w.engine.module.lm.state_dict().items())
+    inner = w.engine.optimizer.optimizer  # the LM's AdamW starts afresh, the head's goes on
+    lm_group, head_group = inner.param_groups
+    assert not any(p in inner.state for p in lm_group["params"]) and "step" not in lm_group
+    assert w.optimizer_steps() == 60 and all(p in inner.state for p in head_group["params"])
     s = series(1)[0]
     tok = AutoTokenizer.from_pretrained(model)
     ids = series_ids(tok, f"Node 0: {PLACEHOLDER}. When?", [s], cfg.model.encoder.patch)
