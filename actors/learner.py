@@ -458,13 +458,12 @@ class LearnerWorker:
         The moments live in the wrapped optimizer's `state`; DeepSpeed's FusedAdam keeps
         its step count in each param group, torch's AdamW in the state."""
         inner = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
-        inner.state.clear()
-        for g in inner.param_groups:
-            g.pop("step", None)
+        for k in range(len(inner.param_groups)):
+            self._fresh_moments(k)
 
     def _fresh_moments(self, group: int) -> None:
         """Fresh AdamW moments and step count for optimizer group `group` alone (0: the
-        language model's, 1: the encoder's), as `reset_optimizer` clears every group."""
+        language model's, 1: the encoder's); `reset_optimizer` clears every group."""
         inner = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
         g = inner.param_groups[group]
         for p in g["params"]:
