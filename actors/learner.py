@@ -457,22 +457,26 @@ class LearnerWorker:
         stage: GRPO's updates are not scaled by the supervised stages' second moments).
         The moments live in the wrapped optimizer's `state`; DeepSpeed's FusedAdam keeps
         its step count in each param group, torch's AdamW in the state."""
-        inner = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
-        for k in range(len(inner.param_groups)):
+        for k in range(len(self._adamw.param_groups)):
             self._fresh_moments(k)
 
     def _fresh_moments(self, group: int) -> None:
         """Fresh AdamW moments and step count for optimizer group `group` alone (0: the
         language model's, 1: the encoder's); `reset_optimizer` clears every group."""
-        inner = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
+        inner = self._adamw
         g = inner.param_groups[group]
         for p in g["params"]:
             inner.state.pop(p, None)
         g.pop("step", None)
 
+    @property
+    def _adamw(self):
+        """The AdamW that DeepSpeed wraps (ZeRO, bf16), or its optimizer itself."""
+        return getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
+
     def optimizer_steps(self) -> int:
         """Steps the optimizer's moments have seen (0 after `reset_optimizer`)."""
-        inner = getattr(self.engine.optimizer, "optimizer", self.engine.optimizer)
+        inner = self._adamw
         steps = [int(g["step"]) for g in inner.param_groups if "step" in g]
         steps += [int(v["step"]) for v in inner.state.values() if "step" in v]
         return max(steps, default=0)

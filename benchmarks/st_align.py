@@ -121,8 +121,7 @@ def _arm(arm: str, steps: int, n_held: int, overrides: list[str],
     t0 = time.perf_counter()
     for step in range(steps):
         if arm == "curriculum":  # the run's schedule, scaled to --steps
-            batch = source.align_step(step * s.batch_size,
-                                      round(step * s.steps / steps), s)
+            batch = source.align_step(step * s.batch_size, round(step * s.steps / steps))
         else:
             batch = source.align(step * s.batch_size, s.batch_size, one_node=arm == "node")
         part = seqs(batch)

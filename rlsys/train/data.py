@@ -15,7 +15,7 @@ from typing import Any
 from envs.prompt import with_placeholders
 from envs.stream import TaskMix, generate, redrawn
 from envs.tasks.align import LABELS, skill_label
-from rlsys.config import Config, SFTConfig, env_config
+from rlsys.config import Config, env_config
 from rlsys.dataio import read_rows
 from rlsys.model.chat import END_OF_TURN, chat_ids
 
@@ -185,10 +185,11 @@ class PromptSource:
         return self._fit(self._records(self.cfg.data.seed + ALIGN_SEED_OFFSET, start, n,
                                        ALIGN_NODE if one_node else ALIGN))
 
-    def align_step(self, start: int, step: int, s: SFTConfig) -> list[Prompt]:
-        """The batch of step `step` of the `sft_align` stage (`s`: `trainer.align`) from
+    def align_step(self, start: int, step: int) -> list[Prompt]:
+        """The batch of step `step` of the `sft_align` stage (`trainer.align`) from
         position `start`: the curriculum's one-node questions for its first
         `one_node_steps`, then the full mix (`align_mix`)."""
+        s = self.cfg.trainer.align
         if step < s.one_node_steps:
             return self.align(start, s.batch_size, one_node=True)
         return self.align_mix(start, s.batch_size)

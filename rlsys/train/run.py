@@ -381,7 +381,7 @@ def _sft(r: Run, stage: str) -> None:
         _fit_onset(r, s)
     while p.step < s.steps:
         if stage == "sft_align":  # the curriculum: one node alone, then the full mix
-            prompts = r.source.align_step(p.sft_position, p.step, s)
+            prompts = r.source.align_step(p.sft_position, p.step)
         else:
             prompts = r.source.sft(p.sft_position, s.batch_size - rehearse)
         if rehearse:  # ST-Align questions rehearsed in the later supervised stages

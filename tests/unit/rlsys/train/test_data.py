@@ -105,13 +105,13 @@ def test_the_align_stage_follows_its_curriculum_then_keeps_a_one_node_share() ->
     cfg = load_config(None, ["data.env.nodes=[3]", "data.env.lengths=[36]",
                              "trainer.align.batch_size=8", "trainer.align.one_node_steps=2",
                              "trainer.align.node_share=0.25"])
-    source, s = PromptSource(cfg, _tokenizer()), cfg.trainer.align
-    tasks = [[p.task for p in source.align_step(8 * k, k, s)] for k in range(3)]
+    source = PromptSource(cfg, _tokenizer())
+    tasks = [[p.task for p in source.align_step(8 * k, k)] for k in range(3)]
     assert tasks[0] == tasks[1] == ["align_node"] * 8
     assert sorted(tasks[2]) == ["align"] * 6 + ["align_node"] * 2
     assert [p.task for p in source.align_mix(0, 4)].count("align_node") == 1
     cfg.trainer.align.node_share = 0.0  # the full mix alone, as before the share
-    assert {p.task for p in source.align_step(16, 2, s)} == {"align"}
+    assert {p.task for p in source.align_step(16, 2)} == {"align"}
 
 
 def test_the_align_held_out_split_is_stratified_by_skill_label() -> None:
