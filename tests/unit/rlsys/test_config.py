@@ -39,8 +39,9 @@ def test_make_learn_is_make_run_with_a_longer_budget() -> None:
     assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == budget
     assert learn["trainer"]["sft"]["steps"] > run["trainer"]["sft"]["steps"]
     assert learn["trainer"]["align"]["save_every"] > 0 and learn["trainer"]["name"] == "learn"
-    for cfg in (run, learn):  # the same curriculum: the first half on one node alone
-        assert 2 * cfg["trainer"]["align"]["one_node_steps"] == cfg["trainer"]["align"]["steps"]
+    for cfg in (run, learn):  # the same curriculum: at least the first half on one node
+        align = cfg["trainer"]["align"]
+        assert align["steps"] / 2 <= align["one_node_steps"] < align["steps"]
 
 
 def test_dotted_overrides_are_typed_and_nested() -> None:
@@ -132,11 +133,12 @@ def test_the_sft_learning_rate_schedule() -> None:
 
 def test_examples_seen_counts_each_stage_in_its_own_batches() -> None:
     """`strl probe --plot`'s x axis: supervised batches, then GRPO's prompts x n."""
-    cfg = load_config(PRESETS[0].with_name("tiny_cpu.yaml"))  # align 200x16, CoT 400x8, 4x4
+    cfg = load_config(PRESETS[0].with_name("tiny_cpu.yaml"))  # align 600x16, CoT 400x8, 4x4
     assert cfg.trainer.stages == ["sft_align", "sft_cot", "grpo"]
+    assert (cfg.trainer.align.steps, cfg.trainer.sft.steps) == (600, 400)
     assert cfg.examples_seen(0, 0) == 0
     assert cfg.examples_seen(0, 50) == 50 * 16
-    assert cfg.examples_seen(1, 10) == 400 * 16 + 10 * 8
-    assert cfg.examples_seen(2, 3) == 400 * 16 + 400 * 8 + 3 * 4 * 4
+    assert cfg.examples_seen(1, 10) == 600 * 16 + 10 * 8
+    assert cfg.examples_seen(2, 3) == 600 * 16 + 400 * 8 + 3 * 4 * 4
     assert cfg.trainer.supervised("sft_align") is cfg.trainer.align
     assert cfg.trainer.supervised("sft_cot") is cfg.trainer.sft
