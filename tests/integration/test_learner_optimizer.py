@@ -25,7 +25,7 @@ def test_reset_optimizer_clears_the_moments_and_training_goes_on(tmp_path) -> No
     assert w.optimizer_steps() == 2
     w.reset_optimizer()
     assert w.optimizer_steps() == 0
-    inner = w.engine.optimizer.optimizer
+    inner = w._adamw
     assert not inner.state
     m = w.train_step([MicroBatch(seqs)], 20)
     assert m["skipped"] == 0.0 and m["grad_norm"] > 0 and w.optimizer_steps() == 1
@@ -67,7 +67,7 @@ def test_the_onset_fit_trains_the_encoder_head_alone_then_sft_keeps_it_in_the_lo
     m = w.fit_onset([series(8) for _ in range(60)], 1e-2)
     assert m["onset_loss_last"] < 0.5 * m["onset_loss_first"]
     assert all(torch.equal(v, lm[k]) for k, v in w.engine.module.lm.state_dict().items())
-    inner = w.engine.optimizer.optimizer  # the LM's AdamW starts afresh, the head's goes on
+    inner = w._adamw  # the LM's AdamW starts afresh, the head's goes on
     lm_group, head_group = inner.param_groups
     assert not any(p in inner.state for p in lm_group["params"]) and "step" not in lm_group
     assert w.optimizer_steps() == 60 and all(p in inner.state for p in head_group["params"])
