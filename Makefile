@@ -29,7 +29,7 @@ run: $(STAMP)
 	$(BIN)/strl train --config configs/tiny_cpu.yaml
 
 # The full skill: the same pipeline with a longer budget, sized from make run's step times
-# to about 80 min on a bf16 CPU; measured: about 100 min alone (docs/results.md)
+# to about 80 min on a bf16 CPU; measured: 89 min from a fresh clone (docs/results.md)
 # (configs/tiny_learn.yaml). Interrupted (Ctrl-C, a crash), `make learn` again continues
 # runs/learn from its newest checkpoint; once it has finished, it starts runs/learn-2.
 LEARN_DIR ?= runs/learn
