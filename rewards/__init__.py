@@ -2,7 +2,7 @@
 
 Importing this package registers the built-in rewards (``format``, ``exact_match``,
 ``exp_mae``, ``horizon_bonus``, ``streasoner_forecast``, ``accuracy``, ``judge``,
-``rationale``). It needs
+``rationale``, ``conclusion``). It needs
 only the standard library and numpy: no torch, no ray. See ``rewards.registry`` for how a
 user's own reward is written and selected from a config.
 """
@@ -33,7 +33,7 @@ from rewards.extract import (
 from rewards.facts import Facts
 from rewards.judge import JudgeClient, JudgeConfig, JudgeResult, JudgeReward, parse_judge_reply
 from rewards.metrics import TaskMetrics, evaluate
-from rewards.rationale import Claim, check, rationale, reasoning
+from rewards.rationale import Claim, check, concluded, conclusion, rationale, reasoning
 from rewards.registry import (
     BoundReward,
     RewardConfigError,
@@ -78,6 +78,8 @@ __all__ = [
     "answer_text",
     "build_reward",
     "check",
+    "concluded",
+    "conclusion",
     "evaluate",
     "is_well_formed",
     "exact_match",

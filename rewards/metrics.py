@@ -15,6 +15,12 @@ For each task, and for all targets together (the row ``"all"``):
 * ``consistency``: over the valid choice answers whose ``<think>`` concludes with an option
   (its last "option X"), the share whose answer is that option: does the answer follow the
   reasoning? (None when no think block concludes.)
+* ``conclusion_accuracy``: over the choice targets whose reference rationale concludes
+  with the gold by name (``rewards.rationale.reasoned_gold``: root_cause, propagation,
+  entity), the share of completions whose ``<think>`` concludes with the gold by name too
+  ("started at Node 2: option C." names Node 2), whichever letter it then wrote. Chance is
+  1/options, as for accuracy; above accuracy when the reasoning reaches the gold and the
+  lookup of its letter fails. (None without such targets.)
 * ``modal_answer``: over the valid choice answers, the share that are the letter answered
   most often. About 1/options when the letters follow the questions; 1.0 when the same
   letter is answered whatever the question, which then scores the share of golds that are
@@ -46,7 +52,7 @@ from rewards.extract import (
     parse_sequence,
     value_matches,
 )
-from rewards.rationale import check, reasoning
+from rewards.rationale import check, concluded, reasoned_gold, reasoning
 from rewards.types import CHOICE, SEQUENCE, VALUE, Target
 
 ALL = "all"
@@ -68,6 +74,7 @@ class TaskMetrics:
     claim_accuracy: float | None = None
     consistency: float | None = None
     modal_answer: float | None = None
+    conclusion_accuracy: float | None = None
 
 
 _CONCLUDES = re.compile(r"\boption ([A-Z])\b")
@@ -86,12 +93,14 @@ def concluded_option(completion: str) -> str | None:
 
 class _Tally:
     __slots__ = ("n", "n_valid", "n_choice", "n_correct", "n_seq", "abs_err", "exp_sum",
-                 "n_strict", "claims", "verified", "n_concluded", "n_consistent", "letters")
+                 "n_strict", "claims", "verified", "n_concluded", "n_consistent", "letters",
+                 "n_reasoned", "n_reasoned_gold")
 
     def __init__(self) -> None:
         self.n = self.n_valid = self.n_choice = self.n_correct = self.n_seq = 0
         self.n_strict = self.claims = self.verified = 0
         self.n_concluded = self.n_consistent = 0
+        self.n_reasoned = self.n_reasoned_gold = 0
         self.abs_err = self.exp_sum = 0.0
         self.letters: Counter[str] = Counter()
 
@@ -110,6 +119,8 @@ class _Tally:
             consistency=self.n_consistent / self.n_concluded if self.n_concluded else None,
             modal_answer=(self.letters.most_common(1)[0][1] / self.letters.total()
                           if self.letters else None),
+            conclusion_accuracy=(self.n_reasoned_gold / self.n_reasoned
+                                 if self.n_reasoned else None),
         )
 
 
@@ -141,16 +152,22 @@ def evaluate(
             tl.claims += len(claims)
             tl.verified += sum(cl.ok for cl in claims)
         if t.kind == CHOICE:
+            gold = reasoned_gold(t)
+            if gold is not None:
+                reached = concluded(reasoning(c), t.options) == gold
+                for tl in (tally, pooled):
+                    tl.n_reasoned += 1
+                    tl.n_reasoned_gold += reached
             ex = parse_choice(c, t.n_options)
             if ex.reason is None:
                 hit = ex.value == t.gold_letter
-                concluded = concluded_option(c)
+                said = concluded_option(c)
                 for tl in (tally, pooled):
                     tl.n_valid += 1
                     tl.n_choice += 1
                     tl.n_correct += hit
-                    tl.n_concluded += concluded is not None
-                    tl.n_consistent += concluded == ex.value
+                    tl.n_concluded += said is not None
+                    tl.n_consistent += said == ex.value
                     tl.letters[ex.value] += 1
         elif t.kind == SEQUENCE:
             ex = parse_sequence(c, t.horizon)

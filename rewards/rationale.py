@@ -22,6 +22,15 @@ checks that they all verify), so a policy trained on them writes checkable reaso
 `check` lists the claims of one text; the `rationale` reward is the share of a
 completion's distinct claims that are true, and 0 when it makes none or makes no claim
 about the series (copying the graph clause alone earns nothing).
+
+`concluded` reads which option a rationale's conclusion names apart from its letter: the
+option whose name (its text up to the first comma) comes last in its last sentence that
+names a letter ("So the disturbance at step 23 started at Node 2: option C." names "Node
+2"). Where the reference's conclusion names the gold that way (root_cause, propagation,
+entity), a completion whose conclusion names it too reasoned its way to the gold, whatever
+letter it then wrote: the `conclusion` reward and the `conclusion_accuracy` metric
+(`rewards.metrics`) tell the reasoning from the lookup of the letter, which the prompt
+writes before the option's text.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from dataclasses import dataclass
 
 from rewards.facts import Facts
 from rewards.registry import reward
-from rewards.types import Target
+from rewards.types import CHOICE, Target
 
 DEPARTURE, NEVER, DELAY, LINK, LAG, SUM = "departure", "never", "delay", "link", "lag", "sum"
 SERIES_CLAIMS = (DEPARTURE, NEVER, DELAY)
@@ -59,6 +68,8 @@ _SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
 _ARRIVE = re.compile(r"step (\d+); with the lag of (\d+), its disturbance would arrive at "
                      r"step (\d+)")
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
+_OPTION = re.compile(r"\boption [A-Z]\b")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,53 @@ def verified_share(claims: Sequence[Claim]) -> float:
     if not any(c.kind in SERIES_CLAIMS for c in claims):
         return 0.0
     return sum(c.ok for c in claims) / len(claims)
+
+
+def concluded(text: str, options: Sequence[str]) -> int | None:
+    """The option that `text` (a rationale) concludes with, read from its words rather
+    than its letter: in its last sentence that names a letter ("option X"), the option
+    whose name (its text up to the first comma, whole words) comes last; None when no
+    sentence names a letter or that sentence names no option.
+
+    >>> opts = ["Node 3", "Node 1", "Node 2"]
+    >>> concluded("Node 1 is too late. So it started at Node 2: option A.", opts)
+    2
+    >>> concluded("Via Node 0: 26 + 4 = 30: matches. So option B.", opts) is None
+    True
+    """
+    named = [s for s in _SENTENCE.split(text.strip()) if _OPTION.search(s)]
+    if not named or not options:
+        return None
+    last: dict[int, int] = {}
+    for i, o in enumerate(options):
+        name = o.split(",")[0].strip()
+        hits = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(name)}(?!\w)", named[-1])]
+        if name and hits:
+            last[i] = hits[-1]
+    return max(last, key=last.get) if last else None
+
+
+def reasoned_gold(target: Target) -> int | None:
+    """The gold's index when the target's reference rationale concludes with it by name
+    (`concluded`), else None: only then can a completion's conclusion be read against it."""
+    if target.kind != CHOICE or not target.options:
+        return None
+    gold = ord(target.gold_letter) - ord("A")
+    return gold if concluded(target.reference, target.options) == gold else None
+
+
+@reward("conclusion", kinds=(CHOICE,))
+def conclusion(completions: Sequence[str], targets: Sequence[Target]) -> list[float]:
+    """1.0 where the `<think>` concludes with the gold option by name (`concluded`: "...
+    started at Node 2: option C." names Node 2), whatever its letter; 0 otherwise, and
+    for targets whose reference does not conclude by name (correlation and etiological
+    end on the letter alone). The answer's letter is not read: this pays the reasoning
+    that reaches the gold, apart from the lookup of its letter."""
+    out = []
+    for c, t in zip(completions, targets, strict=True):
+        gold = reasoned_gold(t)
+        out.append(float(gold is not None and concluded(reasoning(c), t.options) == gold))
+    return out
 
 
 @reward("rationale")

@@ -77,6 +77,9 @@ class Target:
     """The question's data that a rationale's claims are checked against (departures,
     links and lags; ``rewards.facts``, checked by ``rewards.rationale``): built from a
     record's ``series`` and ``edges``; None where the record has none."""
+    options: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """A choice question's option texts in order (A first), where the record gives them:
+    what ``rewards.rationale.concluded`` reads a rationale's conclusion against."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -159,6 +162,7 @@ class Target:
                 question=str(rec.get("question") or ""),
                 reference=str(rec.get("reference") or answer),
                 facts=_facts(rec),
+                options=tuple(str(o) for o in options),
             )
         except ValueError as e:
             raise ValueError(f"record {_rid(rec)}: {e}") from e

@@ -42,6 +42,10 @@ def _ints(text: str) -> tuple[int, ...]:
             f"expected comma-separated integers, got '{text}'") from None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def _tasks(text: str) -> list[str]:
     known = [*TASKS, *PERCEPTION]
     names = (list(TASKS) if text.strip() == "all"
@@ -66,6 +70,9 @@ def _env_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--noise", type=float, default=1.0, help="noise multiplier (default 1.0)")
     g.add_argument("--hardness", type=float, default=0.5, help="hard-distractor probability")
     g.add_argument("--precision", type=int, default=2, help="decimals of inline numbers")
+    g.add_argument("--domains", type=_names, default=None,
+                   help="comma-separated domains to draw worlds from (default: all), e.g. "
+                        "transportation,pollution (the tiny presets' data.env.domains)")
     g.add_argument("--placeholders", action="store_true",
                    help="write <ts><ts/> placeholders instead of inline numbers")
 
@@ -73,9 +80,10 @@ def _env_args(p: argparse.ArgumentParser) -> None:
 def _env_config(a: argparse.Namespace):
     from envs.tasks import EnvConfig
 
+    extra = {"domains": a.domains} if a.domains else {}
     return EnvConfig(nodes=a.nodes, lengths=a.lengths, noise=a.noise, n_options=a.n_options,
                      hardness=a.hardness, horizons=a.horizons, precision=a.precision,
-                     inline=not a.placeholders)
+                     inline=not a.placeholders, **extra)
 
 
 def cmd_generate(a: argparse.Namespace) -> int:

@@ -382,7 +382,8 @@ def summarize(group: list[Answered]) -> dict[str, Any]:
     g, f = _mean([a.score for a in both]), _mean([a.free_score for a in both])
     readings = [r for a in group for r in (a.reading, a.free_reading) if r is not None]
     return {"n": m.n, "n_valid": m.n_valid, "success_rate": m.success_rate,
-            "accuracy": m.accuracy, "modal_answer": m.modal_answer, "mae": m.mae,
+            "accuracy": m.accuracy, "conclusion_accuracy": m.conclusion_accuracy,
+            "modal_answer": m.modal_answer, "mae": m.mae,
             "score": score,
             "score_no_graph": _mean([a.free_score for a in group if a.free_asked]),
             "graph_reliance": None if g is None or f is None else g - f,

@@ -13,10 +13,10 @@ from rlsys.files import save_png, write_atomic
 from rlsys.markdown import delta, fmt, md_table
 from rlsys.view import STATIC
 
-COLUMNS = ("n", "success_rate", "accuracy", "modal_answer", "mae", "score", "score_no_graph",
-           "graph_reliance", "over_context")
+COLUMNS = ("n", "success_rate", "accuracy", "conclusion_accuracy", "modal_answer", "mae",
+           "score", "score_no_graph", "graph_reliance", "over_context")
 HEADERS = {"n": "n", "success_rate": "success", "accuracy": "accuracy",
-           "modal_answer": "modal answer", "mae": "MAE",
+           "conclusion_accuracy": "conclusion", "modal_answer": "modal answer", "mae": "MAE",
            "score": "score", "score_no_graph": "score w/o graph",
            "graph_reliance": "graph reliance", "over_context": "over context"}
 COMPARED = ("success_rate", "accuracy", "mae", "score", "graph_reliance")

@@ -29,7 +29,7 @@ class ScoreReport:
 
     def table(self) -> str:
         cols = ["n", "success_rate", "accuracy", "mae", "score", "strict_format",
-                "claim_accuracy", "consistency", "modal_answer"] + [
+                "claim_accuracy", "consistency", "modal_answer", "conclusion_accuracy"] + [
             r for r in REPORT_REWARDS if r != "accuracy"]
         lines = [" | ".join(["task"] + cols), " | ".join(["---"] * (len(cols) + 1))]
         for task, row in self.tasks.items():

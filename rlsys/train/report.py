@@ -214,7 +214,7 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         return []
     tasks = list(dict.fromkeys(t for ev in stages.values() for t in ev if t != "all"))
     header = ["stage", "n", "success", "strict format", "verified claims", "accuracy",
-              "consistency", "modal answer", *[f"{t} acc" for t in tasks]]
+              "consistency", "modal answer", "conclusion", *[f"{t} acc" for t in tasks]]
     rows = []
     for name, ev in stages.items():
         a = ev.get("all") or _pooled(ev)
@@ -223,6 +223,7 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
         rows.append([name, fmt(a.get("n")), fmt(a.get("success_rate")),
                      fmt(a.get("strict_format")), checked, fmt(a.get("accuracy")),
                      fmt(a.get("consistency")), fmt(a.get("modal_answer")),
+                     fmt(a.get("conclusion_accuracy")),
                      *[fmt(ev.get(t, {}).get("accuracy")) for t in tasks]])
     return ["## Held-out questions after each stage", "", *md_table(header, rows), "",
             "Accuracy is over valid answers (TimeOmni-1's convention); strict format is the "
@@ -232,7 +233,10 @@ def _stage_section(stages: dict[str, dict[str, Any]]) -> list[str]:
             "consistency: the share of valid answers that are the option their `<think>` "
             "concludes with (`rewards.metrics.concluded_option`); modal answer: the share of "
             "valid choice answers that are the letter answered most often (1.000: the same "
-            "letter whatever the question).", ""]
+            "letter whatever the question); conclusion: the share of the questions whose "
+            "reference concludes with the gold by name (root_cause, propagation, entity) "
+            "whose `<think>` concludes with it by name too, whatever its letter "
+            "(`rewards.rationale.concluded`; chance 1/options).", ""]
 
 
 def _skill_section(skills: dict[str, dict[str, Any]]) -> list[str]:

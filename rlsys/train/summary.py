@@ -2,7 +2,8 @@
 
     {"run": name, "wall_s": ..., "chance": 1 / options,
      "stages": {"before": {"accuracy": ..., "ci95": [lo, hi], "strict_format": ...,
-                           "claim_accuracy": ..., "consistency": ..., "modal_answer": ..., "n": ...,
+                           "claim_accuracy": ..., "consistency": ..., "modal_answer": ...,
+                           "conclusion_accuracy": ..., "n": ...,
                            "tasks": {task: {"accuracy": ..., "ci95": [...], "n": ...}}},
                 "after sft_align": {...}, ...},
      "align": {point: {skill: {"accuracy": ..., "n": ...}}},
@@ -26,7 +27,7 @@ from rlsys.stats import paired_change, wilson
 
 SUMMARY_FILE = "summary.json"
 STAGE_METRICS = ("accuracy", "success_rate", "strict_format", "claim_accuracy", "consistency",
-                 "modal_answer")
+                 "modal_answer", "conclusion_accuracy")
 
 
 def _accuracy(row: dict[str, Any]) -> dict[str, Any]:

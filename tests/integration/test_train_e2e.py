@@ -63,7 +63,8 @@ def test_strl_train_runs_sft_and_grpo_and_writes_every_output(default_run) -> No
     after = summary["stages"]["after grpo"]
     assert after["n"] == 4 and set(after) >= {"accuracy", "ci95", "strict_format",
                                               "claim_accuracy", "consistency",
-                                              "modal_answer", "tasks"}
+                                              "modal_answer", "conclusion_accuracy",
+                                              "tasks"}
     assert set(summary["probe"]) == set(summary["stages"])
     assert {k.removesuffix(ONE_NODE) for k in summary["probe"]["after grpo"]["align"]} <= set(
         ALIGN_SKILLS)

@@ -68,6 +68,19 @@ def test_consistency_is_the_share_of_answers_that_follow_the_reasoning() -> None
     assert evaluate([ans("B")], [ENTITY])["entity"].consistency is None
 
 
+def test_conclusion_accuracy_reads_the_reasoning_apart_from_the_letter() -> None:
+    ref = "So the disturbance at step 20 started at Node 1: option B."
+    root = Target("root_cause", "choice", "B", n_options=3, reference=ref,
+                  options=("Node 3", "Node 1", "Node 2"))
+    said = ["<think>So it started at Node 1: option A.</think><answer>A</answer>",  # reached
+            "<think>So it started at Node 3: option B.</think><answer>B</answer>",  # lucky letter
+            "<think>So it started at Node 1: option B.</think><answer>Z</answer>",  # invalid too
+            "<answer>B</answer>"]  # no reasoning: not reached, though its letter is right
+    m = evaluate(said, [root] * 4)["root_cause"]
+    assert m.conclusion_accuracy == pytest.approx(2 / 4) and m.accuracy == pytest.approx(2 / 3)
+    assert evaluate(said[:1], [ENTITY])["entity"].conclusion_accuracy is None  # no reference
+
+
 def test_alpha_and_non_finite_forecasts() -> None:
     m = evaluate([ans("[1, 2, 5]"), ans("[1, nan, 3]")], [FORECAST, FORECAST], alpha=1.0)
     # only the finite forecast counts: MAE 2/3

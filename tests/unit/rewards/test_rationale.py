@@ -9,7 +9,19 @@ import pytest
 from envs.stream import generate
 from envs.tasks.common import EnvConfig
 from rewards import RewardSet, Target, check
-from rewards.rationale import DELAY, DEPARTURE, LAG, LINK, NEVER, SUM, Facts, verified_share
+from rewards.rationale import (
+    DELAY,
+    DEPARTURE,
+    LAG,
+    LINK,
+    NEVER,
+    SUM,
+    Facts,
+    concluded,
+    conclusion,
+    reasoned_gold,
+    verified_share,
+)
 
 
 def _world() -> tuple[list[list[float]], list[list[int]]]:
@@ -116,3 +128,48 @@ def test_the_simulators_own_rationales_verify(task: str) -> None:
         claims += found
         assert verified_share(found) == 1.0, s.rationale
     assert len(claims) >= 200 and all(c.ok for c in claims)
+
+
+ROOT_OPTIONS = ("Node 3", "Node 1", "Node 12")
+
+
+@pytest.mark.parametrize("text,named", [
+    ("Node 1 is too late. So the disturbance started at Node 12: option A.", 2),  # not its letter
+    ("Node 1 is too late. So it started at Node 1, option C.", 1),
+    ("Node 3 matches. So it started at Node 2: option A.", None),  # Node 2 is no option
+    ("So option B.", None),  # the letter alone
+    ("Node 3 matches, and Node 1 does not. Done.", None),  # no sentence names a letter
+    ("So Node 3 matches, not Node 1: option B. Then option C, by Node 12.", 2),  # the last one
+])
+def test_a_conclusion_is_read_by_the_name_it_gives(text: str, named: int | None) -> None:
+    assert concluded(text, ROOT_OPTIONS) == named
+
+
+def test_the_conclusion_reward_pays_the_gold_by_name_whatever_the_letter() -> None:
+    ref = "Node 3 departs at step 9. So the disturbance at step 20 started at Node 1: option B."
+    target = Target("root_cause", "choice", "B", n_options=3, reference=ref,
+                    options=ROOT_OPTIONS)
+    done = ["<think>So the disturbance at step 20 started at Node 1: option A.</think>"
+            "<answer>A</answer>",  # the right node under the wrong letter: paid
+            "<think>So the disturbance at step 20 started at Node 3: option B.</think>"
+            "<answer>B</answer>",  # the right letter for the wrong node: not paid
+            "<answer>B</answer>"]
+    assert conclusion(done, [target] * 3) == [1.0, 0.0, 0.0]
+    by_letter = Target("correlation", "choice", "B", n_options=3, options=ROOT_OPTIONS,
+                       reference="Via Node 1: 26 + 4 = 30: matches. So option B.")
+    assert reasoned_gold(target) == 1 and reasoned_gold(by_letter) is None
+    assert conclusion(done[:1], [by_letter]) == [0.0]  # nothing to compare against
+
+
+@pytest.mark.parametrize("task,by_name", [("root_cause", True), ("propagation", True),
+                                          ("entity", True), ("correlation", False),
+                                          ("etiological", False)])
+def test_the_references_that_conclude_by_name_name_their_gold(task: str, by_name: bool) -> None:
+    """Where a task's reference concludes by name, it names its gold (so the metric reads
+    every question of the task); where it does not, no question is read."""
+    from rlsys.train.data import TaskMix
+
+    for s in generate(5, range(30), TaskMix.of([task]), EnvConfig(n_options=3)):
+        t = Target.from_record(s.to_record())
+        assert (reasoned_gold(t) == ord(t.gold_letter) - 65) if by_name else (
+            reasoned_gold(t) is None), s.rationale

@@ -39,6 +39,15 @@ def test_generate_jsonl_and_parquet_hold_the_same_samples(tmp_path, capsys) -> N
     assert not list(tmp_path.glob(".*tmp*")), "no temp files left behind"
 
 
+def test_generate_draws_its_worlds_from_the_domains_named(tmp_path, capsys) -> None:
+    out = tmp_path / "d.jsonl"
+    assert run(capsys, "generate", "--n", "12", "--domains", "climate, pollution",
+               "--out", str(out), "--quiet")[0] == 0
+    domains = {json.loads(json.loads(x)["meta"])["domain"]  # meta: a JSON string per row
+               for x in out.read_text().splitlines()}
+    assert domains == {"climate", "pollution"}
+
+
 def test_generate_streasoner_format_matches_st_test_rows(tmp_path, capsys) -> None:
     out = tmp_path / "st.jsonl"
     rc, _, _ = run(capsys, "generate", "--tasks", "correlation,forecasting", "--n", "6",
@@ -126,6 +135,8 @@ def test_quality_command_reports_the_table(capsys, tmp_path) -> None:
     (["score", "--data", "data.csv"], "unsupported extension"),
     (["generate", "--n", "0", "--out", "x.jsonl"], "--n must be >= 1"),
     (["generate", "--n", "2", "--n-options", "9", "--out", "x.jsonl"], "n_options"),
+    (["generate", "--n", "2", "--domains", "weather", "--out", "x.jsonl"],
+     "unknown domains ['weather']; known: ['transportation'"),
     (["plan", "data.tasks={no_such_task: 1}"], "unknown task 'no_such_task'"),
     (["eval", "--per-cell", "1"], "give --checkpoint DIR or --endpoint URL"),
     (["eval", "--checkpoint", "nowhere"], "checkpoint nowhere is not a directory"),

@@ -12,7 +12,8 @@ from rlsys.train.summary import summary, write_summary
 def _ev(acc: float, n: int = 100) -> dict:
     return {"root_cause": {"accuracy": acc, "success_rate": 1.0, "n": n},
             "all": {"accuracy": acc, "success_rate": 0.5, "strict_format": 0.97,
-                    "claim_accuracy": 0.4, "consistency": 0.95, "modal_answer": 0.6, "n": n}}
+                    "claim_accuracy": 0.4, "consistency": 0.95, "modal_answer": 0.6,
+                    "conclusion_accuracy": 0.45, "n": n}}
 
 
 def test_summary_has_every_stage_with_intervals_and_the_paired_objective(tmp_path) -> None:
@@ -33,7 +34,7 @@ def test_summary_has_every_stage_with_intervals_and_the_paired_objective(tmp_pat
     assert after["accuracy"] == 0.4 and after["valid"] == 50  # accuracy over valid answers
     assert after["ci95"][0] < 0.4 < after["ci95"][1]
     assert after["tasks"]["root_cause"]["valid"] == 100 and after["consistency"] == 0.95
-    assert after["modal_answer"] == 0.6
+    assert after["modal_answer"] == 0.6 and after["conclusion_accuracy"] == 0.45
     assert data["align"]["after sft_align"] == {"lag": {"accuracy": 0.5, "n": 10}}
     assert "per_prompt" not in data["objective"]["after grpo"]
     assert data["objective"]["change"]["change"] == pytest.approx(0.1)

@@ -80,6 +80,9 @@ def test_scores_with_and_without_the_graph_and_the_reliance(result: dict) -> Non
     assert t["path_description"]["success_rate"] == 1.0
     # the references' letters follow their questions: no letter is every answer
     assert 0.2 < t["all"]["modal_answer"] < 1.0 and f["modal_answer"] is None
+    # the references conclude with their gold by name where their task does
+    assert t["entity"]["conclusion_accuracy"] == t["propagation"]["conclusion_accuracy"] == 1.0
+    assert t["correlation"]["conclusion_accuracy"] is None and f["conclusion_accuracy"] is None
     assert t["path_description"]["score"] is None  # needs a judge
     assert t["all"]["n"] == len(evalsuite.cells())
     assert result["splits"]["ood"]["all"]["n"] == len(evalsuite.cells()) // 2

@@ -82,7 +82,7 @@ def test_report_numbers_are_the_hand_checked_ones(tmp_path: Path) -> None:
     sft = {"entity": {"accuracy": 0.4, "success_rate": 0.95, "n": 40},
            "all": {"accuracy": 0.4, "success_rate": 0.9, "n": 50, "strict_format": 0.88,
                    "claims": 120, "claim_accuracy": 0.75, "consistency": 0.95,
-                   "modal_answer": 0.6}}
+                   "modal_answer": 0.6, "conclusion_accuracy": 0.45}}
     out = write_report(tmp_path, run_metrics(30), BEFORE, AFTER, CONFIG,
                        extra={"wall_s": 3725, "node": "cpu-0", "seeds": {"n": 50}},
                        stages={"before": BEFORE, "after sft_cot": sft, "after grpo": AFTER})
@@ -124,10 +124,10 @@ def test_report_numbers_are_the_hand_checked_ones(tmp_path: Path) -> None:
     assert "## seeds" in md and '"n": 50' in md
     # the stages side by side, per task and pooled
     assert ("| stage | n | success | strict format | verified claims | accuracy | consistency "
-            "| modal answer | entity acc |") in md
+            "| modal answer | conclusion | entity acc |") in md
     assert ("| after sft_cot | 50 | 0.900 | 0.880 | 0.750 of 120 | 0.400 | 0.950 | 0.600 "
-            "| 0.400 |") in md
-    assert "| before | 50 | 0.820 | - | - | 0.250 | - | - | 0.250 |" in md
+            "| 0.450 | 0.400 |") in md
+    assert "| before | 50 | 0.820 | - | - | 0.250 | - | - | - | 0.250 |" in md
 
 
 def test_report_uses_a_given_all_row_and_handles_one_step(tmp_path: Path) -> None:
