@@ -39,7 +39,6 @@ magnitudes and is only a rough summary.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from rewards.extract import (
     parse_sequence,
     value_matches,
 )
-from rewards.rationale import check, concluded, reasoned_gold, reasoning
+from rewards.rationale import OPTION_LETTER, check, concluded, reasoned_gold, reasoning
 from rewards.types import CHOICE, SEQUENCE, VALUE, Target
 
 ALL = "all"
@@ -77,9 +76,6 @@ class TaskMetrics:
     conclusion_accuracy: float | None = None
 
 
-_CONCLUDES = re.compile(r"\boption ([A-Z])\b")
-
-
 def concluded_option(completion: str) -> str | None:
     """The option a completion's reasoning concludes with: the last "option X" of its
     ``<think>`` blocks (None when they name none).
@@ -87,7 +83,7 @@ def concluded_option(completion: str) -> str | None:
     >>> concluded_option("<think>C is too late. So option B.</think><answer>A</answer>")
     'B'
     """
-    found = _CONCLUDES.findall(reasoning(completion))
+    found = OPTION_LETTER.findall(reasoning(completion))
     return found[-1] if found else None
 
 
@@ -145,7 +141,8 @@ def evaluate(
         if tally is None:
             tally = tallies[t.task] = _Tally()
         strict = is_strictly_formed(c)
-        claims = check(reasoning(c), t.facts) if t.facts is not None else []
+        think = reasoning(c)
+        claims = check(think, t.facts) if t.facts is not None else []
         for tl in (tally, pooled):
             tl.n += 1
             tl.n_strict += strict
@@ -154,7 +151,7 @@ def evaluate(
         if t.kind == CHOICE:
             gold = reasoned_gold(t)
             if gold is not None:
-                reached = concluded(reasoning(c), t.options) == gold
+                reached = concluded(think, t.options) == gold
                 for tl in (tally, pooled):
                     tl.n_reasoned += 1
                     tl.n_reasoned_gold += reached

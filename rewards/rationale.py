@@ -68,7 +68,8 @@ _SUM = re.compile(r"(\d+) \+ (\d+) = (\d+)")
 _ARRIVE = re.compile(r"step (\d+); with the lag of (\d+), its disturbance would arrive at "
                      r"step (\d+)")
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
-_OPTION = re.compile(r"\boption [A-Z]\b")
+OPTION_LETTER = re.compile(r"\boption ([A-Z])\b")
+"""An option named by its letter ("option C"): how a rationale concludes."""
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -166,7 +167,7 @@ def concluded(text: str, options: Sequence[str]) -> int | None:
     >>> concluded("Via Node 0: 26 + 4 = 30: matches. So option B.", opts) is None
     True
     """
-    named = [s for s in _SENTENCE.split(text.strip()) if _OPTION.search(s)]
+    named = [s for s in _SENTENCE.split(text.strip()) if OPTION_LETTER.search(s)]
     if not named or not options:
         return None
     last: dict[int, int] = {}
